@@ -1,0 +1,85 @@
+"""The cart of a profile and its abandonment episode (CONTRACT.md "Sessions, counters and triggers").
+
+The cart belongs to the profile across all its devices, so a cart filled on the phone and bought on
+the laptop of the same customer closes one episode. An episode opens with an add, every add or remove
+moves the deadline, a purchase or an empty cart closes it; when profiles merge, carts add up, the
+later deadline holds and the episode is open if either was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Line:
+    quantity: int
+    price: float | None
+
+
+@dataclass(slots=True)
+class Cart:
+    lines: dict[str, Line] = field(default_factory=dict)
+    episode_open: bool = False
+    deadline: int | None = None
+    device_id: str | None = None  # the device of the last add or remove
+
+    def add(self, product_id: str, quantity: int, price: float | None) -> None:
+        line = self.lines.get(product_id)
+        if line is None:
+            line = self.lines[product_id] = Line(0, price)
+        line.quantity += quantity
+        if price is not None:
+            line.price = price
+        if line.quantity <= 0:
+            del self.lines[product_id]
+
+    def remove(self, product_id: str, quantity: int) -> None:
+        line = self.lines.get(product_id)
+        if line is None:
+            return
+        line.quantity -= quantity
+        if line.quantity <= 0:
+            del self.lines[product_id]
+
+    def touch(self, ts: int, device_id: str, abandon_after: int, opens: bool) -> None:
+        """An add (`opens`) or a remove moves the deadline; an empty cart closes the episode."""
+        if opens:
+            self.episode_open = True
+        self.deadline = ts + abandon_after
+        self.device_id = device_id
+        if not self.lines:
+            self.episode_open = False
+
+    def purchase(self) -> None:
+        self.lines.clear()
+        self.episode_open = False
+
+    def absorb(self, other: Cart) -> None:
+        """Merge another profile's cart into this one."""
+        for product_id, line in other.lines.items():
+            mine = self.lines.get(product_id)
+            if mine is None:
+                self.lines[product_id] = Line(line.quantity, line.price)
+            else:
+                mine.quantity += line.quantity
+                if mine.price is None:
+                    mine.price = line.price
+        if other.deadline is not None and (self.deadline is None or other.deadline > self.deadline):
+            self.deadline = other.deadline
+            self.device_id = other.device_id
+        self.episode_open = self.episode_open or other.episode_open
+        if not self.lines:
+            self.episode_open = False
+
+    def due(self) -> bool:
+        """At its deadline, does the episode fire? It closes either way."""
+        fires = self.episode_open and bool(self.lines)
+        self.episode_open = False
+        return fires
+
+    def snapshot(self) -> list[dict]:
+        return [
+            {"product_id": p, "quantity": line.quantity, "price": line.price}
+            for p, line in sorted(self.lines.items())
+        ]

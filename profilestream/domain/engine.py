@@ -1,0 +1,282 @@
+"""The engine: every rule of the core applied to one stream of events in event time.
+
+One `Engine` holds the whole state of a run: the timeline that orders events by the watermark,
+the identity graph with its profiles, per-device visits, order numbers waiting for their match,
+pending cart deadlines and the ids seen for de-duplication. The stream shell feeds it batches of
+`(source, event)` and writes out what it returns; it knows nothing of Kafka or Bytewax.
+
+Profiles and the CRM feed are coalesced: a call marks the profiles it changes and emits each one
+once at its end, so a burst of events on one profile gives one record, and the latest record per
+key is always the truth. Merges, tombstones and triggers are emitted as they happen.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from . import outputs, triggers
+from .dedup import Dedup
+from .events import Click, CrmChange, Event
+from .identity import Change, IdentityGraph, Merged, Moved, OrderBook, Rekeyed
+from .outputs import Output
+from .profile import Profile
+from .rules import Rules
+from .timeline import END_OF_TIME, Timeline
+from .visits import DeviceVisit
+
+
+@dataclass
+class Engine:
+    rules: Rules
+    always_on: bool = False
+    stats: Counter = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        r = self.rules
+        self.timeline = Timeline(r.allowed_lateness, r.idle_after, self.always_on)
+        self.graph = IdentityGraph(r.session_gap)
+        self.orders = OrderBook(r.order_match_window)
+        self.dedup = Dedup(r.dedup_window)
+        self.devices: dict[str, DeviceVisit] = {}
+        self.deadlines: list[tuple[int, str]] = []
+        self._dirty: set[str] = set()
+        self._out: list[Output] = []
+        self._now = 0
+
+    # --- the shell's interface ------------------------------------------------------------------
+
+    def expect(self, sources: Iterable[str], now: int) -> None:
+        """Name every input partition up front (see `Timeline.expect`)."""
+        self.timeline.expect(sources, now)
+
+    def feed(self, batch: Iterable[tuple[str, Event]], now: int) -> list[Output]:
+        """Take a batch read from the inputs; apply what the watermark lets through."""
+        self._now = now
+        timeline = self.timeline
+        for source, event in batch:
+            if timeline.arrive(source, event, now):
+                self.stats["late"] += 1
+                self._apply(event, late=True)
+        return self.tick(now)
+
+    def end_source(self, source: str) -> None:
+        """A bounded run has read a partition to its end: it no longer holds the watermark."""
+        self.timeline.end_source(source)
+
+    def tick(self, now: int) -> list[Output]:
+        """Move the watermark (input read, partitions idle or ended) and apply what is due."""
+        self._now = now
+        watermark = self.timeline.advance(now)
+        for event in self.timeline.due():
+            self._apply(event, late=False)
+        self._fire_due(watermark)
+        self.dedup.expire(watermark)
+        self.orders.expire(watermark)
+        return self._flush()
+
+    def finish(self, now: int) -> list[Output]:
+        """End of input is the end of time: every buffered event and pending deadline is due."""
+        self.timeline.end()
+        return self.tick(now)
+
+    @property
+    def watermark(self) -> int:
+        return self.timeline.watermark
+
+    def profiles(self) -> dict[str, Profile]:
+        return self.graph.profiles
+
+    # --- applying one event ---------------------------------------------------------------------
+
+    def _apply(self, event: Event, late: bool) -> None:
+        if self.dedup.repeat(("k|" if isinstance(event, Click) else "c|") + event.event_key, event.ts):
+            self.stats["duplicates"] += 1
+            return
+        if not late:
+            self._fire_due(event.ts)  # a deadline at T has passed once an event later than T applies
+        if isinstance(event, Click):
+            self.stats["clicks." + event.type] += 1
+            self._click(event, late)
+        else:
+            self.stats["crm." + event.op] += 1
+            self._crm(event)
+
+    def _click(self, click: Click, late: bool) -> None:
+        rules = self.rules
+        device_id = rules.usable(click.device_id)
+        if device_id is None:  # the codec dead-letters these; never link through one
+            self.stats["blocked_device"] += 1
+            return
+        ts = click.ts
+        visit = self.devices.get(device_id)
+        if visit is None:
+            visit = self.devices[device_id] = DeviceVisit()
+        visit.click(ts, rules.session_gap)
+
+        reason = "login" if click.type == "login" else "customer_key"
+        profile, changes = self.graph.click(device_id, rules.usable(click.customer_key), reason, click.event_id)
+        self._changed(changes, ts, late)
+        order_id = rules.usable(click.order_id) if click.type == "purchase" else None
+        if order_id is not None:
+            customer_id = self.orders.web_purchase(order_id, device_id, ts)
+            target = self.graph.of_customer(customer_id) if customer_id is not None else None
+            if target is not None:
+                self._changed(self._bring(device_id, target), ts, late)
+                profile = target
+
+        if visit.count_in(profile.profile_id):
+            profile.visits += 1
+        if not late:
+            self._check_return(device_id, visit, profile, ts)
+        profile.record_activity(ts, rules.session_gap)
+        profile.count_click(click)
+        self._cart(profile, click, device_id, late)
+        self._dirty.add(profile.profile_id)
+
+    def _cart(self, profile: Profile, click: Click, device_id: str, late: bool) -> None:
+        """Cart contents follow every event; the abandonment episode only in-time events, so that
+        a late event never re-fires or un-fires a trigger."""
+        cart = profile.cart
+        kind = click.type
+        if kind == "add_to_cart" and click.product_id is not None:
+            cart.add(click.product_id, 1 if click.quantity is None else click.quantity, click.price)
+        elif kind == "remove_from_cart" and click.product_id is not None:
+            cart.remove(click.product_id, 1 if click.quantity is None else click.quantity)
+        elif kind == "purchase":
+            if late:
+                cart.lines.clear()
+            else:
+                cart.purchase()
+            return
+        else:
+            return
+        if not late:
+            cart.touch(click.ts, device_id, self.rules.cart_abandon_after, opens=kind == "add_to_cart")
+            self._schedule(profile)
+
+    def _crm(self, change: CrmChange) -> None:
+        rules = self.rules
+        if change.op == "erase":
+            self._erase(change.customer_id)
+            return
+        profile, changes = self.graph.upsert_customer(
+            change.customer_id, rules.usable(change.customer_key), change.change_id
+        )
+        self._changed(changes, change.ts, False)
+        order_id = rules.usable(change.order_id)
+        if order_id is not None:
+            device_id = self.orders.crm_order(order_id, change.customer_id, change.ts)
+            if device_id is not None:
+                self._changed(self._bring(device_id, profile), change.ts, False)
+        profile.apply_crm(change)
+        self._dirty.add(profile.profile_id)
+
+    def _erase(self, customer_id: str) -> None:
+        self.orders.forget_customer(customer_id)
+        profile = self.graph.erase(customer_id)
+        if profile is None:
+            return
+        self._dirty.discard(profile.profile_id)
+        self._out.append(Output(outputs.PROFILES, profile.profile_id, None))
+        self._out.append(Output(outputs.CRM_FEED, customer_id, None))
+
+    def _bring(self, device_id: str, target: Profile) -> list[Change]:
+        change = self.graph.bring_device(device_id, target, "order_match")
+        return [] if change is None else [change]
+
+    # --- consequences of identity changes -------------------------------------------------------
+
+    def _changed(self, changes: list[Change], ts: int, late: bool) -> None:
+        """Emit merges and tombstones, keep visits and deadlines in step with the graph, and give
+        a visit that now belongs to another profile its chance of being a return visit."""
+        gap = self.rules.session_gap
+        for change in changes:
+            if isinstance(change, Rekeyed):
+                self._dirty.add(change.source.profile_id)
+                continue
+            into = change.into
+            self._dirty.add(into.profile_id)
+            if isinstance(change, Merged):
+                source_id = change.source.profile_id
+                self.stats["merges." + change.reason] += 1
+                self._dirty.discard(source_id)
+                self._out.append(Output(outputs.PROFILES, source_id, None))
+                self._out.append(Output(outputs.MERGES, into.profile_id, {
+                    "from_profile_id": source_id,
+                    "into_profile_id": into.profile_id,
+                    "reason": change.reason,
+                    "ts": ts,
+                }))
+                devices = change.source.device_ids
+                for device_id in devices:
+                    visit = self.devices.get(device_id)
+                    if visit is not None:
+                        visit.renamed(source_id, into.profile_id)
+                self._schedule(into)
+            else:
+                assert isinstance(change, Moved)
+                self._dirty.add(change.source.profile_id)
+                devices = {change.device_id}
+                visit = self.devices.get(change.device_id)
+                if visit is not None and visit.in_progress(ts, gap) and visit.count_in(into.profile_id):
+                    into.visits += 1
+            if not late:
+                for device_id in sorted(devices):
+                    visit = self.devices.get(device_id)
+                    if visit is not None and visit.in_progress(ts, gap):
+                        self._check_return(device_id, visit, into, ts)
+
+    # --- triggers -------------------------------------------------------------------------------
+
+    def _check_return(self, device_id: str, visit: DeviceVisit, profile: Profile, ts: int) -> None:
+        if visit.return_done:
+            return
+        away = triggers.return_gap(profile, visit.start, self.rules.return_visit_after)
+        if away is None:
+            return
+        visit.return_done = True
+        self._emit_trigger(profile, triggers.return_visit(profile, device_id, visit.start, away, ts, self._now))
+
+    def _schedule(self, profile: Profile) -> None:
+        cart = profile.cart
+        if cart.episode_open and cart.deadline is not None:
+            heapq.heappush(self.deadlines, (cart.deadline, profile.profile_id))
+
+    def _fire_due(self, limit: int) -> None:
+        """Fire every cart deadline strictly before `limit` (an event at exactly T comes first)."""
+        deadlines = self.deadlines
+        while deadlines and deadlines[0][0] < limit:
+            deadline, profile_id = heapq.heappop(deadlines)
+            profile = self.graph.profiles.get(profile_id)
+            if profile is None or profile.cart.deadline != deadline:
+                continue  # merged away, erased, or the deadline moved since
+            if profile.cart.due():
+                self._emit_trigger(profile, triggers.cart_abandoned(profile, deadline, self._now))
+
+    def _emit_trigger(self, profile: Profile, record: dict) -> None:
+        if not triggers.allowed(profile):
+            self.stats["triggers_suppressed." + record["type"]] += 1
+            return
+        self.stats["triggers." + record["type"]] += 1
+        self._out.append(Output(outputs.TRIGGERS, profile.profile_id, record))
+
+    # --- output ---------------------------------------------------------------------------------
+
+    def _flush(self) -> list[Output]:
+        out, self._out = self._out, []
+        profiles = self.graph.profiles
+        for profile_id in sorted(self._dirty):
+            profile = profiles.get(profile_id)
+            if profile is None:
+                continue
+            out.append(Output(outputs.PROFILES, profile_id, profile.record()))
+            if profile.customer_id is not None:
+                out.append(Output(outputs.CRM_FEED, profile.customer_id, profile.crm_feed_record()))
+        self._dirty.clear()
+        return out
+
+
+__all__ = ["Engine", "END_OF_TIME"]

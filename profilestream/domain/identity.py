@@ -1,0 +1,227 @@
+"""Identity resolution: which profile a device, a customer key or a CRM customer id belongs to.
+
+The rules are CONTRACT.md's "Identity rules". The graph is kept as three indexes from identifier
+to profile id, so every lookup is one dict access and a profile is always found by any of its
+identifiers. Linking merges only anonymous profiles (and, when the CRM links a key, a profile
+known only by that key); anything else that would join two customers moves the device instead, so
+two customers are never merged.
+
+The functions here only change the graph and say what happened (`Merged`, `Moved`); the engine
+turns that into outputs and keeps visits in step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from dataclasses import dataclass, field
+
+from .profile import Profile
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """`source` was merged into `into` and no longer exists."""
+
+    source: Profile
+    into: Profile
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """A device left `source` (which keeps its history) for `into`."""
+
+    device_id: str
+    source: Profile
+    into: Profile
+
+
+@dataclass(frozen=True, slots=True)
+class Rekeyed:
+    """`source` lost its customer key to another CRM customer (no merge)."""
+
+    source: Profile
+
+
+Change = Merged | Moved | Rekeyed
+
+
+def profile_id(kind: str, value: str, event_key: str) -> str:
+    """A deterministic id: the identifier that created the profile and the event that did, so the
+    same input gives the same ids on any number of workers, and a device that starts afresh
+    after an erase gets a new one."""
+    digest = hashlib.blake2b(f"{kind}\x1f{value}\x1f{event_key}".encode(), digest_size=10).hexdigest()
+    return f"p-{digest}"
+
+
+@dataclass
+class IdentityGraph:
+    gap: int  # the session gap, used when merged profiles' activity is joined
+    profiles: dict[str, Profile] = field(default_factory=dict)
+    by_device: dict[str, str] = field(default_factory=dict)
+    by_key: dict[str, str] = field(default_factory=dict)
+    by_customer: dict[str, str] = field(default_factory=dict)
+
+    # --- lookups ------------------------------------------------------------------------------
+
+    def of_device(self, device_id: str) -> Profile | None:
+        pid = self.by_device.get(device_id)
+        return None if pid is None else self.profiles[pid]
+
+    def of_key(self, key: str) -> Profile | None:
+        pid = self.by_key.get(key)
+        return None if pid is None else self.profiles[pid]
+
+    def of_customer(self, customer_id: str) -> Profile | None:
+        pid = self.by_customer.get(customer_id)
+        return None if pid is None else self.profiles[pid]
+
+    # --- building blocks ----------------------------------------------------------------------
+
+    def create(self, kind: str, value: str, event_key: str) -> Profile:
+        profile = Profile(profile_id(kind, value, event_key))
+        self.profiles[profile.profile_id] = profile
+        return profile
+
+    def attach_device(self, profile: Profile, device_id: str) -> None:
+        profile.device_ids.add(device_id)
+        self.by_device[device_id] = profile.profile_id
+
+    def set_key(self, profile: Profile, key: str) -> None:
+        """A profile holds one key: a new one replaces (and unlinks) the old."""
+        if profile.customer_key is not None and self.by_key.get(profile.customer_key) == profile.profile_id:
+            del self.by_key[profile.customer_key]
+        profile.customer_key = key
+        self.by_key[key] = profile.profile_id
+
+    def merge(self, source: Profile, into: Profile, reason: str) -> Merged:
+        for device_id in source.device_ids:
+            self.by_device[device_id] = into.profile_id
+        if source.customer_key is not None:
+            del self.by_key[source.customer_key]
+            key, source.customer_key = source.customer_key, None
+            self.set_key(into, key)
+        into.absorb(source, self.gap)
+        del self.profiles[source.profile_id]
+        return Merged(source, into, reason)
+
+    def move_device(self, device_id: str, source: Profile, into: Profile) -> Moved:
+        source.device_ids.discard(device_id)
+        self.attach_device(into, device_id)
+        return Moved(device_id, source, into)
+
+    def bring_device(self, device_id: str, target: Profile, reason: str) -> Change | None:
+        """Link a device to a target profile: an anonymous profile of the device is merged into the
+        target; a device of another person (a shared device) moves to the target alone."""
+        current = self.of_device(device_id)
+        if current is None:
+            self.attach_device(target, device_id)
+            return None
+        if current is target:
+            return None
+        if current.anonymous:
+            return self.merge(current, target, reason)
+        return self.move_device(device_id, current, target)
+
+    # --- the rules ----------------------------------------------------------------------------
+
+    def click(self, device_id: str, key: str | None, reason: str, event_key: str) -> tuple[Profile, list[Change]]:
+        """Link a click's device (and its customer key, if any); return the profile it counts in."""
+        changes: list[Change] = []
+        current = self.of_device(device_id)
+        if key is None:
+            if current is None:
+                current = self.create("device", device_id, event_key)
+                self.attach_device(current, device_id)
+            return current, changes
+        keyed = self.of_key(key)
+        if keyed is None:
+            if current is not None and current.anonymous:
+                self.set_key(current, key)
+                return current, changes
+            keyed = self.create("key", key, event_key)
+            self.set_key(keyed, key)
+        change = self.bring_device(device_id, keyed, reason)
+        if change is not None:
+            changes.append(change)
+        return keyed, changes
+
+    def upsert_customer(self, customer_id: str, key: str | None, event_key: str) -> tuple[Profile, list[Change]]:
+        """A CRM upsert: creates the customer's profile if needed and ties the key to it."""
+        changes: list[Change] = []
+        customer = self.of_customer(customer_id)
+        if customer is None:
+            customer = self.create("customer", customer_id, event_key)
+            customer.customer_id = customer_id
+            self.by_customer[customer_id] = customer.profile_id
+        if key is None or customer.customer_key == key:
+            return customer, changes
+        holder = self.of_key(key)
+        if holder is None:
+            self.set_key(customer, key)
+        elif holder.customer_id is None:
+            changes.append(self.merge(holder, customer, "crm_link"))
+        else:  # the key moves from another CRM customer to this one; the two are not merged
+            del self.by_key[key]
+            holder.customer_key = None
+            self.set_key(customer, key)
+            changes.append(Rekeyed(holder))
+        return customer, changes
+
+    def erase(self, customer_id: str) -> Profile | None:
+        """Forget a customer: the profile and every link to it."""
+        profile = self.of_customer(customer_id)
+        if profile is None:
+            return None
+        del self.by_customer[customer_id]
+        if profile.customer_key is not None:
+            self.by_key.pop(profile.customer_key, None)
+        for device_id in profile.device_ids:
+            if self.by_device.get(device_id) == profile.profile_id:
+                del self.by_device[device_id]
+        del self.profiles[profile.profile_id]
+        return profile
+
+
+@dataclass
+class OrderBook:
+    """Order numbers seen on each side, kept for `order_match_window` of event time, so that a
+    web purchase and a CRM change with the same `order_id` meet whichever comes first."""
+
+    window: int
+    web: dict[str, tuple[str, int]] = field(default_factory=dict)  # order -> (device, ts)
+    crm: dict[str, tuple[str, int]] = field(default_factory=dict)  # order -> (customer, ts)
+    _expiry: deque = field(default_factory=deque)
+
+    def web_purchase(self, order_id: str, device_id: str, ts: int) -> str | None:
+        """Record a web order; the matching CRM customer, if any."""
+        self.web[order_id] = (device_id, ts)
+        self._expiry.append((ts, "web", order_id))
+        return self._match(self.crm.get(order_id), ts)
+
+    def crm_order(self, order_id: str, customer_id: str, ts: int) -> str | None:
+        """Record a CRM order; the matching web device, if any."""
+        self.crm[order_id] = (customer_id, ts)
+        self._expiry.append((ts, "crm", order_id))
+        return self._match(self.web.get(order_id), ts)
+
+    def _match(self, other: tuple[str, int] | None, ts: int) -> str | None:
+        if other is None or abs(ts - other[1]) > self.window:
+            return None
+        return other[0]
+
+    def forget_customer(self, customer_id: str) -> None:
+        for order_id in [o for o, (c, _) in self.crm.items() if c == customer_id]:
+            del self.crm[order_id]
+
+    def expire(self, watermark: int) -> None:
+        """Drop orders no future event within the window can match: memory follows the window."""
+        horizon = watermark - self.window
+        expiry = self._expiry
+        while expiry and expiry[0][0] < horizon:
+            ts, side, order_id = expiry.popleft()
+            book = self.web if side == "web" else self.crm
+            entry = book.get(order_id)
+            if entry is not None and entry[1] == ts:
+                del book[order_id]

@@ -1,0 +1,26 @@
+"""What the core emits: records for the output topics, as plain dicts in CONTRACT.md's fields.
+
+Times in these dicts are epoch milliseconds (the Avro codec writes them as `timestamp-millis`).
+`topic` names the role of the output topic (a key of the `[topics]` configuration table), not its
+configured name, so the core stays free of configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+PROFILES = "profiles"
+MERGES = "merges"
+TRIGGERS = "triggers"
+CRM_FEED = "crm_feed"
+DEAD_LETTERS = "dead_letters"
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One record for an output topic; `value` None is a tombstone."""
+
+    topic: str
+    key: str
+    value: dict[str, Any] | None

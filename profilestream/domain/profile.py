@@ -1,0 +1,232 @@
+"""The unified profile: the single customer view of one person, and how events change it.
+
+A profile holds at most one `customer_id` and one `customer_key` (merge protection lives in
+`identity`); this module only knows how a click or a CRM change updates the record and how two
+records add up when one is merged into another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .cart import Cart
+from .events import Campaign, Click, CrmChange
+
+RECENT_PRODUCTS = 20
+ACTIVITY_SPANS = 8
+
+
+@dataclass(slots=True)
+class CampaignTouch:
+    first_ts: int
+    last_ts: int
+
+
+@dataclass(slots=True)
+class Profile:
+    profile_id: str
+    customer_id: str | None = None
+    customer_key: str | None = None
+    device_ids: set[str] = field(default_factory=set)
+    first_seen: int | None = None
+    last_seen: int | None = None
+    visits: int = 0
+    page_views: int = 0
+    product_views: int = 0
+    orders: int = 0
+    revenue: float = 0.0
+    last_order_ts: int | None = None
+    viewed: dict[str, int] = field(default_factory=dict)  # product_id -> last view ts
+    cart: Cart = field(default_factory=Cart)
+    campaigns: dict[tuple, CampaignTouch] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    lead_status: str | None = None
+    marketing_consent: bool | None = None
+    updated_at: int = 0
+    # Runs of activity (clicks no further apart than the session gap) across all devices, newest
+    # last: enough to answer "the last activity before a visit's start" for return visits.
+    spans: list[list[int]] = field(default_factory=list)
+
+    @property
+    def anonymous(self) -> bool:
+        """Only an anonymous profile may be merged into another (merge protection)."""
+        return self.customer_id is None and self.customer_key is None
+
+    # --- clicks -------------------------------------------------------------------------------
+
+    def record_activity(self, ts: int, gap: int) -> None:
+        self.first_seen = ts if self.first_seen is None else min(self.first_seen, ts)
+        self.last_seen = ts if self.last_seen is None else max(self.last_seen, ts)
+        _add_to_spans(self.spans, ts, gap)
+
+    def last_activity_before(self, start: int) -> int | None:
+        """The latest click strictly before `start`, or None. Inside a span that began before
+        `start` the exact click is not kept; it lies within one session gap, so `start - 1` is
+        returned, which is never far enough back to make a return visit."""
+        for span_start, span_end in reversed(self.spans):
+            if span_start >= start:
+                continue
+            return span_end if span_end < start else start - 1
+        return None
+
+    def count_click(self, click: Click) -> None:
+        """The counters a click moves (not the cart: that carries trigger state, see engine)."""
+        kind = click.type
+        if kind == "page_view":
+            self.page_views += 1
+        elif kind == "product_view":
+            self.product_views += 1
+            if click.product_id is not None:
+                self.view(click.product_id, click.ts)
+        elif kind == "purchase":
+            self.orders += 1
+            self.revenue += click.revenue or 0.0
+            if self.last_order_ts is None or click.ts > self.last_order_ts:
+                self.last_order_ts = click.ts
+        if click.campaign is not None:
+            self.touch_campaign(click.campaign, click.ts)
+        self.updated_at = max(self.updated_at, click.ts)
+
+    def view(self, product_id: str, ts: int) -> None:
+        previous = self.viewed.get(product_id)
+        if previous is None or ts >= previous:
+            self.viewed[product_id] = ts
+        if len(self.viewed) > RECENT_PRODUCTS:
+            oldest = min(self.viewed, key=lambda p: (self.viewed[p], p))
+            del self.viewed[oldest]
+
+    def touch_campaign(self, campaign: Campaign, ts: int) -> None:
+        key = (campaign.source, campaign.medium, campaign.name)
+        touch = self.campaigns.get(key)
+        if touch is None:
+            self.campaigns[key] = CampaignTouch(ts, ts)
+        else:
+            touch.first_ts = min(touch.first_ts, ts)
+            touch.last_ts = max(touch.last_ts, ts)
+
+    # --- CRM ----------------------------------------------------------------------------------
+
+    def apply_crm(self, change: CrmChange) -> None:
+        """An upsert sets the attributes it names, lead status and consent where given."""
+        if change.attributes:
+            self.attributes.update(change.attributes)
+        if change.lead_status is not None:
+            self.lead_status = change.lead_status
+        if change.marketing_consent is not None:
+            self.marketing_consent = change.marketing_consent
+        self.updated_at = max(self.updated_at, change.ts)
+
+    # --- merging ------------------------------------------------------------------------------
+
+    def absorb(self, other: Profile, gap: int) -> None:
+        """Everything `other` has belongs to this profile from now on (identifiers are moved by
+        `identity`, which owns the indexes)."""
+        self.device_ids |= other.device_ids
+        if other.first_seen is not None:
+            self.first_seen = other.first_seen if self.first_seen is None else min(self.first_seen, other.first_seen)
+        if other.last_seen is not None:
+            self.last_seen = other.last_seen if self.last_seen is None else max(self.last_seen, other.last_seen)
+        self.visits += other.visits
+        self.page_views += other.page_views
+        self.product_views += other.product_views
+        self.orders += other.orders
+        self.revenue += other.revenue
+        if other.last_order_ts is not None and (self.last_order_ts is None or other.last_order_ts > self.last_order_ts):
+            self.last_order_ts = other.last_order_ts
+        for product_id, ts in other.viewed.items():
+            self.view(product_id, ts)
+        for key, touch in other.campaigns.items():
+            mine = self.campaigns.get(key)
+            if mine is None:
+                self.campaigns[key] = CampaignTouch(touch.first_ts, touch.last_ts)
+            else:
+                mine.first_ts = min(mine.first_ts, touch.first_ts)
+                mine.last_ts = max(mine.last_ts, touch.last_ts)
+        for name, value in other.attributes.items():
+            self.attributes.setdefault(name, value)
+        if self.lead_status is None:
+            self.lead_status = other.lead_status
+        if self.marketing_consent is None:
+            self.marketing_consent = other.marketing_consent
+        self.cart.absorb(other.cart)
+        for span_start, span_end in other.spans:
+            _add_to_spans(self.spans, span_start, gap, span_end)
+        self.updated_at = max(self.updated_at, other.updated_at)
+
+    # --- output -------------------------------------------------------------------------------
+
+    def viewed_products(self) -> list[str]:
+        return [p for p, _ in sorted(self.viewed.items(), key=lambda item: (-item[1], item[0]))]
+
+    def campaign_list(self) -> list[dict]:
+        return [
+            {"source": k[0], "medium": k[1], "name": k[2], "first_ts": t.first_ts, "last_ts": t.last_ts}
+            for k, t in sorted(self.campaigns.items(), key=lambda item: (item[1].first_ts, _sortable(item[0])))
+        ]
+
+    def record(self) -> dict[str, Any]:
+        """The `profiles` topic value (CONTRACT.md "Outputs")."""
+        return {
+            "profile_id": self.profile_id,
+            "customer_id": self.customer_id,
+            "customer_key": self.customer_key,
+            "device_ids": sorted(self.device_ids),
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "visits": self.visits,
+            "page_views": self.page_views,
+            "product_views": self.product_views,
+            "orders": self.orders,
+            "revenue": self.revenue,
+            "last_order_ts": self.last_order_ts,
+            "viewed_products": self.viewed_products(),
+            "cart": self.cart.snapshot(),
+            "campaigns": self.campaign_list(),
+            "attributes": dict(sorted(self.attributes.items())),
+            "lead_status": self.lead_status,
+            "marketing_consent": self.marketing_consent,
+            "updated_at": self.updated_at,
+        }
+
+    def crm_feed_record(self) -> dict[str, Any]:
+        """The `crm-feed` value: what the person did on the site, for the CRM. `last_visit` is the
+        time of the person's last click."""
+        return {
+            "customer_id": self.customer_id,
+            "customer_key": self.customer_key,
+            "viewed_products": self.viewed_products(),
+            "campaigns": self.campaign_list(),
+            "last_visit": self.last_seen,
+            "visits": self.visits,
+            "page_views": self.page_views,
+            "orders": self.orders,
+            "revenue": self.revenue,
+            "updated_at": self.updated_at,
+        }
+
+
+def _sortable(key: tuple) -> tuple:
+    return tuple("" if part is None else part for part in key)
+
+
+def _add_to_spans(spans: list[list[int]], start: int, gap: int, end: int | None = None) -> None:
+    """Insert the activity [start, end] and join runs closer than `gap`; keep the newest few."""
+    end = start if end is None else end
+    if spans and start >= spans[-1][0]:  # the common case: activity in time order
+        last = spans[-1]
+        if start - last[1] <= gap:
+            last[1] = max(last[1], end)
+        else:
+            spans.append([start, end])
+            del spans[:-ACTIVITY_SPANS]
+        return
+    spans.append([start, end])
+    spans.sort()
+    merged: list[list[int]] = []
+    for span in spans:
+        if merged and span[0] - merged[-1][1] <= gap:
+            merged[-1][1] = max(merged[-1][1], span[1])
+        else:
+            merged.append(span)
+    spans[:] = merged[-ACTIVITY_SPANS:]

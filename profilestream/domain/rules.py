@@ -1,0 +1,34 @@
+"""The tunable rules of the domain, in milliseconds, free of any configuration file format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MINUTE = 60_000
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+DEFAULT_BLOCKED = ("", "0", "-", "null", "none", "undefined", "anonymous", "unknown", "test")
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What CONTRACT.md's [sessions], [triggers], [identity] and [time] tables mean to the core."""
+
+    session_gap: int = 30 * MINUTE
+    cart_abandon_after: int = 60 * MINUTE
+    return_visit_after: int = 7 * DAY
+    order_match_window: int = 30 * DAY
+    allowed_lateness: int = 30_000
+    idle_after: int = 10_000
+    dedup_window: int = DAY
+    blocked_values: frozenset[str] = field(default_factory=lambda: frozenset(DEFAULT_BLOCKED))
+
+    def usable(self, value: str | None) -> str | None:
+        """The identifier itself, or None where it is absent or blocked (compared trimmed and
+        lower-cased, so "  NULL " links nothing)."""
+        if value is None:
+            return None
+        if value.strip().lower() in self.blocked_values:
+            return None
+        return value
