@@ -1,0 +1,1 @@
+"""The Bytewax dataflows of profilestream: wiring only; the rules live in profilestream.domain."""

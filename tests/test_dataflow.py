@@ -1,0 +1,91 @@
+"""Dataflow scenarios: the whole profile flow on Bytewax's testing machinery (no broker)."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from flowkit import run_flow
+from profilestream.domain.rules import Rules
+from profilestream.io import avro
+from profilestream.io.source import Raw
+from scenario import DAY, MINUTE, click, crm, erase, run
+
+
+def shop():
+    """A small shop exercising links, merges, carts and both triggers."""
+    return [
+        crm(0, "C1", customer_key="k1", lead_status="lead", marketing_consent=True),
+        click(1, "d1", "page_view"),
+        click(2, "d1", "product_view", product_id="p1", price=5.0),
+        click(3, "d1", "add_to_cart", product_id="p1", price=5.0),
+        click(4, "d1", "login", customer_key="k1"),
+        click(5, "d2", "page_view", customer_key="k2"),
+        click(6, "d2", "add_to_cart", product_id="p2"),
+        click(7, "d2", "purchase", order_id="o-1", revenue=20.0),
+        crm(30, "C2", order_id="o-1"),
+        click(8 * 24 * 60, "d1", "page_view"),
+        erase(9 * 24 * 60, "C2"),
+        click(9 * 24 * 60 + 1, "d2", "page_view"),
+    ]
+
+
+def test_newsletter_click_links_device_through_the_dataflow():
+    result = run_flow([click(0, "d1", "page_view", customer_key="k1"), crm(1, "C1", customer_key="k1")])
+    profile = result.of("d1")
+    assert profile["customer_id"] == "C1" and profile["customer_key"] == "k1"
+    assert [m["reason"] for m in result.merges] == ["crm_link"]
+
+
+def test_dataflow_gives_what_the_engine_gives():
+    """The dataflow adds ordering across partitions and batches, never different results."""
+    events = shop()
+    direct = run(events)
+    flowed = run_flow(events, batch=2)
+    assert flowed.profiles == direct.profiles
+    strip = lambda ts: [{k: v for k, v in t.items() if k != "emitted_at"} for t in ts]
+    assert strip(flowed.triggers) == strip(direct.triggers)
+    assert flowed.merges == direct.merges
+    assert flowed.tombstones == direct.tombstones
+
+
+def test_two_workers_give_the_same_profiles_as_one():
+    events = shop()
+    one = run_flow(events, workers=1)
+    two = run_flow(events, workers=2, batch=1)
+    assert two.profiles == one.profiles
+    assert sorted(t["trigger_id"] for t in two.triggers) == sorted(t["trigger_id"] for t in one.triggers)
+
+
+def test_crm_topic_read_long_before_the_clickstream_gives_the_same_profiles():
+    events = shop()
+    # One huge batch per partition: the CRM partitions are read to their end before any click.
+    ahead = run_flow(events, batch=10_000)
+    in_order = run_flow(events, batch=1)
+    assert ahead.profiles == in_order.profiles
+
+
+def test_bad_records_go_to_dead_letters_and_the_flow_goes_on():
+    bad = [
+        Raw("clickstream", "clickstream", 0, 100, b"k", b"\xff\x00garbage", 1),
+        Raw("crm_changes", "crm-changes", 1, 7, None, None, 2),
+        Raw("clickstream", "clickstream", 2, 5, b"d", avro.encode("clickstream", {
+            "event_id": "x", "ts": 0, "device_id": "d9", "type": "page_view"}), 3),
+    ]
+    result = run_flow([click(0, "d1"), click(1, "d1")], extra=bad)
+    letters = [o.value for o in result.outputs if o.topic == "dead_letters"]
+    assert len(letters) == 3
+    assert {(d["topic"], d["partition"], d["offset"]) for d in letters} == {
+        ("clickstream", 0, 100), ("crm-changes", 1, 7), ("clickstream", 2, 5)}
+    assert all(d["error"] for d in letters)
+    garbage = next(d for d in letters if d["offset"] == 100)
+    assert base64.b64decode(garbage["value"]) == b"\xff\x00garbage"
+    assert result.of("d1")["page_views"] == 2
+
+
+def test_end_of_input_fires_every_pending_deadline():
+    result = run_flow([click(0, "d1", "add_to_cart", product_id="p1")])
+    [trigger] = result.triggers
+    assert trigger["type"] == "cart_abandoned"
+    assert trigger["ts"] == click(0, "d1").ts + 60 * MINUTE
