@@ -40,7 +40,7 @@ def input_partitions(config, timeout: float = 30.0) -> dict[str, int]:
     except Exception as exc:  # KafkaException: transport failure / timeout
         raise BrokerUnreachable(
             f"no Kafka broker answered at {config.kafka.brokers} within {timeout:.0f}s "
-            f"(kafka.brokers; start one with `profilestream broker`): {exc}"
+            f"(kafka.brokers, run.connect_timeout; start one with `profilestream broker`): {exc}"
         ) from exc
     names = {role: config.topics.name(role) for role in INPUT_ROLES}
     if any(name not in metadata.topics for name in names.values()):
@@ -60,9 +60,9 @@ def _recovery(recovery_dir: str | None, snapshot_every: timedelta) -> RecoveryCo
 
 
 def run(config, workers: int = 1, processes: int = 1, until_idle: bool = False,
-        recovery_dir: str | None = None, connect_timeout: float = 30.0,
-        snapshot_every: timedelta = timedelta(seconds=10)) -> int:
-    partitions = input_partitions(config, connect_timeout)
+        recovery_dir: str | None = None) -> int:
+    partitions = input_partitions(config, config.run.connect_timeout / 1000)
+    snapshot_every = timedelta(milliseconds=config.run.snapshot_interval)
     if processes > 1:
         return _run_cluster(config, workers, processes, until_idle, recovery_dir, partitions, snapshot_every)
     flow = build_flow(config, bounded=until_idle, partitions=partitions)

@@ -1,0 +1,386 @@
+"""Configuration: a TOML file, then `PROFILESTREAM_<SECTION>_<KEY>` environment overrides.
+
+Everything here is parsed and checked once, at start-up, into frozen dataclasses, so the rest of
+the program sees typed values (durations as int milliseconds) and a mistake in the configuration
+stops the program with a message naming the key, instead of surfacing hours later as odd results.
+
+The sections are table-driven: each one is a frozen dataclass whose fields carry their parser in
+`metadata`, and `Config` lists the sections as fields. Adding a section (say `[scores]`) is a new
+dataclass plus one field of `Config`; loading, environment overrides and error messages follow.
+
+Environment variables (the section is matched first, the rest is the key):
+
+- `PROFILESTREAM_TIME_ALLOWED_LATENESS=5s` sets `[time] allowed_lateness`;
+- `PROFILESTREAM_TOPICS_PARTITIONS=6` sets `[topics] partitions` (parsed as an integer);
+- `PROFILESTREAM_IDENTITY_BLOCKED_VALUES` is a JSON array (`["", "n/a"]`) or a comma-separated
+  list (`n/a, none`; items are trimmed; an empty variable means no blocked values);
+- `PROFILESTREAM_KAFKA_BROKERS` sets `[kafka] brokers`; any other `PROFILESTREAM_KAFKA_<NAME>` is a
+  librdkafka property whose underscores become dots: `PROFILESTREAM_KAFKA_SASL_MECHANISM=PLAIN`
+  sets `sasl.mechanism`, `PROFILESTREAM_KAFKA_SECURITY_PROTOCOL` sets `security.protocol`.
+
+An unknown key in a known section is an error (file or environment), so a typo cannot pass
+silently. Variables whose section is not a configuration section (e.g. `PROFILESTREAM_CONFIG`)
+are left alone: they may belong to the command line or the tooling around it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Mapping, NamedTuple
+
+from profilestream.domain.rules import DEFAULT_BLOCKED, Rules
+
+ENV_PREFIX = "PROFILESTREAM_"
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; `str()` names the key (`time.allowed_lateness: ...`)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(key, message)
+        self.key = key
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}"
+
+
+# --- value kinds: a TOML parser and a parser for environment text -------------------------
+
+_UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_DURATION = re.compile(r"(-?)([0-9]+)(ms|s|m|h|d)")
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def parse_duration(text: str) -> int:
+    """`"90s"`, `"30m"`, `"1h"`, `"7d"`, `"500ms"`, `"0s"` -> int milliseconds."""
+    if not isinstance(text, str):
+        got = f"{type(text).__name__} {text!r}"
+        raise ValueError(f"expected a duration string (e.g. 90s, 30m, 1h, 7d), got {got}")
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f'"{text}" is not a duration (use e.g. 90s, 30m, 1h, 7d)')
+    if match.group(1):
+        raise ValueError(f'"{text}" is negative; a duration must be 0s or more')
+    return int(match.group(2)) * _UNITS_MS[match.group(3)]
+
+
+def _check_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_topic(value: Any) -> str:
+    name = _check_str(value)
+    if not _TOPIC_NAME.fullmatch(name) or name in (".", ".."):
+        raise ValueError(f'"{name}" is not a valid Kafka topic name (letters, digits, ".", "_", "-")')
+    return name
+
+
+def _check_brokers(value: Any) -> str:
+    brokers = _check_str(value).strip()
+    if not brokers:
+        raise ValueError("must name at least one broker (host:port)")
+    return brokers
+
+
+def _check_positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _check_str_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"expected a list of strings, got {type(value).__name__} {value!r}")
+    for item in value:
+        if not isinstance(item, str):
+            raise ValueError(f"expected a list of strings, found {type(item).__name__} {item!r}")
+    return tuple(value)
+
+
+def _int_text(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError(f'"{text}" is not an integer') from None
+
+
+def _list_text(text: str) -> list[Any]:
+    if text.strip().startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a valid JSON array: {exc}") from None
+    return [item.strip() for item in text.split(",")] if text.strip() else []
+
+
+class Kind(NamedTuple):
+    """How to check a value from TOML, and how to turn environment text into such a value."""
+
+    check: Callable[[Any], Any]
+    from_env: Callable[[str], Any] = lambda text: text
+
+
+STR = Kind(_check_str)
+TOPIC = Kind(_check_topic)
+BROKERS = Kind(_check_brokers)
+POSITIVE_INT = Kind(_check_positive_int, _int_text)
+DURATION = Kind(parse_duration)
+STR_LIST = Kind(_check_str_list, _list_text)
+
+
+def _setting(kind: Kind, default: Any) -> Any:
+    """A dataclass field carrying its kind; defaults go through the same check as user values."""
+    value = kind.check(default)
+    return field(default=value, metadata={"kind": kind})
+
+
+# --- the sections --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaConfig:
+    """`[kafka]`: `brokers`, and every other key passed to librdkafka as is (`extra`)."""
+
+    OPEN = True  # unknown keys are librdkafka properties, not typos
+
+    brokers: str = _setting(BROKERS, "127.0.0.1:9092")
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def client_config(self) -> dict[str, str]:
+        """The librdkafka configuration: `bootstrap.servers` plus the extra properties."""
+        return {"bootstrap.servers": self.brokers, **self.extra}
+
+
+TOPIC_ROLES = ("clickstream", "crm_changes", "profiles", "merges", "triggers", "crm_feed", "dead_letters")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicsConfig:
+    """`[topics]`: the topic name of each role, and the partition count for `topics create`."""
+
+    clickstream: str = _setting(TOPIC, "clickstream")
+    crm_changes: str = _setting(TOPIC, "crm-changes")
+    profiles: str = _setting(TOPIC, "profiles")
+    merges: str = _setting(TOPIC, "profile-merges")
+    triggers: str = _setting(TOPIC, "triggers")
+    crm_feed: str = _setting(TOPIC, "crm-feed")
+    dead_letters: str = _setting(TOPIC, "dead-letters")
+    partitions: int = _setting(POSITIVE_INT, 3)
+
+    def name(self, role: str) -> str:
+        """The configured topic name of a role (`"merges"` -> `"profile-merges"` by default)."""
+        if role not in TOPIC_ROLES:
+            raise KeyError(f"unknown topic role {role!r} (known: {', '.join(TOPIC_ROLES)})")
+        return getattr(self, role)
+
+    def names(self) -> dict[str, str]:
+        """Every role with its topic name."""
+        return {role: getattr(self, role) for role in TOPIC_ROLES}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionsConfig:
+    """`[sessions]` (ms)."""
+
+    gap: int = _setting(DURATION, "30m")
+
+
+@dataclass(frozen=True, slots=True)
+class TriggersConfig:
+    """`[triggers]` (ms)."""
+
+    cart_abandon_after: int = _setting(DURATION, "60m")
+    return_visit_after: int = _setting(DURATION, "7d")
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityConfig:
+    """`[identity]`: blocked values as written (normalised by `Config.rules()`), window in ms."""
+
+    blocked_values: tuple[str, ...] = _setting(STR_LIST, list(DEFAULT_BLOCKED))
+    order_match_window: int = _setting(DURATION, "30d")
+
+
+@dataclass(frozen=True, slots=True)
+class TimeConfig:
+    """`[time]` (ms)."""
+
+    allowed_lateness: int = _setting(DURATION, "30s")
+    idle_after: int = _setting(DURATION, "10s")
+    dedup_window: int = _setting(DURATION, "1d")
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """`[run]` (not in CONTRACT.md; additions): how `run` meets the brokers and snapshots state."""
+
+    connect_timeout: int = _setting(DURATION, "30s")  # no broker answering by then: exit non-zero
+    snapshot_interval: int = _setting(DURATION, "10s")  # Bytewax epoch / recovery snapshot interval
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """`[store]` (not in CONTRACT.md; an addition): where `profile get` keeps its local store."""
+
+    path: str = _setting(STR, ".profilestream/store")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration; each field is one TOML section of the same name."""
+
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
+    sessions: SessionsConfig = field(default_factory=SessionsConfig)
+    triggers: TriggersConfig = field(default_factory=TriggersConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
+    time: TimeConfig = field(default_factory=TimeConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+    def rules(self) -> Rules:
+        """The domain's view: durations in ms, blocked values trimmed and lower-cased."""
+        return Rules(
+            session_gap=self.sessions.gap,
+            cart_abandon_after=self.triggers.cart_abandon_after,
+            return_visit_after=self.triggers.return_visit_after,
+            order_match_window=self.identity.order_match_window,
+            allowed_lateness=self.time.allowed_lateness,
+            idle_after=self.time.idle_after,
+            dedup_window=self.time.dedup_window,
+            blocked_values=frozenset(v.strip().lower() for v in self.identity.blocked_values),
+        )
+
+
+SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(Config)}  # type: ignore[misc]
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def _settings(cls: type) -> dict[str, Kind]:
+    return {f.name: f.metadata["kind"] for f in fields(cls) if "kind" in f.metadata}
+
+
+def _scalar_text(key: str, value: Any) -> str:
+    """A librdkafka property value as the string librdkafka wants (`true`, `5000`, ...)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise ConfigError(key, f"expected a string, number or boolean, got {type(value).__name__}")
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`security.protocol = "SSL"` unquoted is a nested table in TOML; librdkafka wants the dots."""
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(path, "no such configuration file") from None
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read the configuration file: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, f"not valid TOML: {exc}") from None
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, tuple[Any, str]]]:
+    """{section: {key: (value, variable name)}} from the `PROFILESTREAM_*` variables."""
+    by_length = sorted(SECTIONS, key=len, reverse=True)  # longest first: sections may hold "_"
+    found: dict[str, dict[str, tuple[Any, str]]] = {}
+    for var, text in env.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        rest = var[len(ENV_PREFIX):]
+        section = next((s for s in by_length if rest.lower().startswith(s + "_")), None)
+        if section is None:
+            continue
+        key = rest[len(section) + 1:].lower()
+        cls = SECTIONS[section]
+        kinds = _settings(cls)
+        if key in kinds:
+            try:
+                value = kinds[key].from_env(text)
+            except ValueError as exc:
+                raise ConfigError(f"{section}.{key}", f"{exc} (from {var})") from None
+        elif getattr(cls, "OPEN", False) and key:
+            key, value = key.replace("_", "."), text
+        else:
+            raise ConfigError(f"{section}.{key}", f"unknown key (from {var}); known: {', '.join(kinds)}")
+        found.setdefault(section, {})[key] = (value, var)
+    return found
+
+
+def _build_section(name: str, table: dict[str, tuple[Any, str | None]]) -> Any:
+    cls = SECTIONS[name]
+    kinds = _settings(cls)
+    values: dict[str, Any] = {}
+    extra: dict[str, str] = {}
+    for key, (raw, source) in table.items():
+        where = f" (from {source})" if source else ""
+        if key in kinds:
+            try:
+                values[key] = kinds[key].check(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name}.{key}", f"{exc}{where}") from None
+        elif getattr(cls, "OPEN", False):
+            extra[key] = _scalar_text(f"{name}.{key}", raw)
+        else:
+            raise ConfigError(f"{name}.{key}", f"unknown key{where}; known: {', '.join(kinds)}")
+    if getattr(cls, "OPEN", False):
+        if "bootstrap.servers" in extra:
+            raise ConfigError(f"{name}.bootstrap.servers", f"set {name}.brokers instead")
+        values["extra"] = extra
+    return cls(**values)
+
+
+def _check_topic_names(topics: TopicsConfig) -> None:
+    seen: dict[str, str] = {}
+    for role, name in topics.names().items():
+        if name in seen:
+            raise ConfigError(f"topics.{role}", f'"{name}" is already the topic of topics.{seen[name]}')
+        seen[name] = role
+
+
+def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Defaults, then the TOML file at `path` (if given), then the environment (`os.environ` if
+    `env` is None). Raises `ConfigError` naming the key (or the file) on anything wrong."""
+    document = _read_toml(path) if path is not None else {}
+    tables: dict[str, dict[str, tuple[Any, str | None]]] = {name: {} for name in SECTIONS}
+    for section, table in document.items():
+        if section not in SECTIONS:
+            raise ConfigError(section, f"unknown section in {path}; known: {', '.join(SECTIONS)}")
+        if not isinstance(table, dict):
+            raise ConfigError(section, f"expected a [{section}] table in {path}")
+        flat = _flatten(table) if getattr(SECTIONS[section], "OPEN", False) else table
+        tables[section].update((k, (v, None)) for k, v in flat.items())
+    for section, table in _env_overrides(os.environ if env is None else env).items():
+        tables[section].update(table)
+    config = Config(**{name: _build_section(name, table) for name, table in tables.items()})
+    _check_topic_names(config.topics)
+    return config
+
+
+__all__ = [
+    "Config", "ConfigError", "IdentityConfig", "KafkaConfig", "RunConfig", "SessionsConfig", "StoreConfig", "TimeConfig",
+    "TopicsConfig", "TriggersConfig", "TOPIC_ROLES", "load_config", "parse_duration",
+]

@@ -1,0 +1,230 @@
+"""Is an input record usable? The contract checks between decoded Avro and the domain.
+
+The dataflow dead-letters what these functions reject, so every rejection is a `Rejected`
+naming the field and the reason in words a producer's developer can act on. This runs once per
+input event (the hot path): plain attribute checks, no schema walking, no copying.
+
+Privacy: a clear e-mail address is hashed (`hash_email`) and dropped as soon as a record is read;
+nothing downstream of this module ever sees one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+from profilestream.domain.events import CLICK_TYPES, CRM_OPS, Campaign, Click, CrmChange
+from profilestream.domain.rules import Rules
+
+CLICKSTREAM = "clickstream"
+CRM_CHANGES = "crm_changes"
+INPUT_ROLES = (CLICKSTREAM, CRM_CHANGES)
+
+MIN_TS = 631_152_000_000  # 1990-01-01T00:00:00Z: anything earlier is a broken clock or a unit mix-up
+END_TS = 4_102_444_800_000  # 2100-01-01T00:00:00Z (exclusive): likewise (e.g. microseconds sent)
+
+_CLICK_TYPES = frozenset(CLICK_TYPES)
+_CRM_OPS = frozenset(CRM_OPS)
+_NEEDS_PRODUCT = frozenset({"product_view", "add_to_cart", "remove_from_cart"})
+
+
+class Rejected(ValueError):
+    """An input that breaks the contract: `.field` (dotted path) and `.reason`.
+
+    `str()` reads `field 'ts': not an ISO-8601 time with a zone`. The arguments are kept in
+    `args` so the exception pickles (Bytewax may move it between processes)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(field, reason)
+        self.field = field
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"field {self.field!r}: {self.reason}"
+
+
+def hash_email(addr: str) -> str:
+    """SHA-256 hex of the trimmed, lower-cased address (CONTRACT.md, `email`)."""
+    return hashlib.sha256(addr.strip().lower().encode("utf-8")).hexdigest()
+
+
+def absorb_email(record: dict[str, Any]) -> dict[str, Any]:
+    """Remove `email` from `record` (in place), hashing it into `customer_key` when that is
+    absent. A present `customer_key` wins; a blank address is treated as absent (its hash would
+    tie every visitor without an address into one customer). Returns `record`."""
+    email = record.pop("email", None)
+    if email is None or record.get("customer_key") is not None:
+        return record
+    if not isinstance(email, str):
+        raise Rejected("email", f"expected a string, got {type(email).__name__}")
+    if email.strip():
+        try:
+            record["customer_key"] = hash_email(email)
+        except UnicodeEncodeError:
+            raise Rejected("email", "not valid UTF-8 (invalid bytes or a lone surrogate)") from None
+    return record
+
+
+def _utf8(value: str, path: str) -> str:
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Rejected(path, "not valid UTF-8 (invalid bytes or a lone surrogate)") from None
+    return value
+
+
+def _text(record: dict[str, Any], name: str, path: str | None = None, required: bool = False) -> str | None:
+    value = record.get(name)
+    if value is None:
+        if required:
+            raise Rejected(path or name, "required field is missing")
+        return None
+    if not isinstance(value, str):
+        raise Rejected(path or name, f"expected a string, got {type(value).__name__}")
+    return _utf8(value, path or name)
+
+
+def _number(record: dict[str, Any], name: str, path: str | None = None) -> float | None:
+    value = record.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Rejected(path or name, f"expected a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise Rejected(path or name, f"not a finite number: {value!r}")
+    return float(value)
+
+
+def _ts(record: dict[str, Any]) -> int:
+    ts = record.get("ts")
+    if ts is None:
+        raise Rejected("ts", "required field is missing")
+    if isinstance(ts, bool) or not isinstance(ts, int):
+        raise Rejected("ts", f"expected epoch milliseconds, got {type(ts).__name__}")
+    if not MIN_TS <= ts < END_TS:
+        raise Rejected("ts", f"{ts} ms is outside 1990-01-01 .. 2100-01-01 (seconds or microseconds sent?)")
+    return ts
+
+
+def _id(record: dict[str, Any], name: str) -> str:
+    value = _text(record, name, required=True)
+    if not value.strip():  # type: ignore[union-attr]
+        raise Rejected(name, "required field is empty")
+    return value  # type: ignore[return-value]
+
+
+def _customer_key(record: dict[str, Any]) -> str | None:
+    key = _text(record, "customer_key")
+    if key is None and record.get("email") is not None:  # a record that skipped decode()
+        key = absorb_email({"email": record["email"]}).get("customer_key")
+    return key
+
+
+def _campaign(record: dict[str, Any]) -> Campaign | None:
+    c = record.get("campaign")
+    if c is None:
+        return None
+    if not isinstance(c, dict):
+        raise Rejected("campaign", f"expected a record, got {type(c).__name__}")
+    return Campaign(
+        _text(c, "source", "campaign.source"),
+        _text(c, "medium", "campaign.medium"),
+        _text(c, "name", "campaign.name"),
+    )
+
+
+def _attributes(record: dict[str, Any]) -> dict[str, str | float] | None:
+    attrs = record.get("attributes")
+    if attrs is None:
+        return None
+    if not isinstance(attrs, dict):
+        raise Rejected("attributes", f"expected a map, got {type(attrs).__name__}")
+    for key, value in attrs.items():
+        if not isinstance(key, str):
+            raise Rejected("attributes", f"keys must be strings, got {type(key).__name__}")
+        path = f"attributes.{_utf8(key, 'attributes')}"
+        if isinstance(value, str):
+            _utf8(value, path)
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Rejected(path, f"expected a string or a number, got {type(value).__name__}")
+        elif not math.isfinite(value):
+            raise Rejected(path, f"not a finite number: {value!r}")
+        elif isinstance(value, int):
+            attrs[key] = float(value)
+    return attrs
+
+
+def _click(record: dict[str, Any], rules: Rules) -> Click:
+    event_id = _id(record, "event_id")
+    ts = _ts(record)
+    device_id = _text(record, "device_id", required=True)
+    if rules.usable(device_id) is None:
+        raise Rejected("device_id", "device_id is blocked")
+    type_ = record.get("type")
+    if type_ not in _CLICK_TYPES:
+        raise Rejected("type", f"{type_!r} is not one of {', '.join(CLICK_TYPES)}")
+    product_id = _text(record, "product_id")
+    if type_ in _NEEDS_PRODUCT and not (product_id and product_id.strip()):
+        raise Rejected("product_id", f"required for {type_}")
+    order_id = _text(record, "order_id")
+    if type_ == "purchase" and not (order_id and order_id.strip()):
+        raise Rejected("order_id", "required for purchase")
+    quantity = record.get("quantity")
+    if quantity is not None and (isinstance(quantity, bool) or not isinstance(quantity, int)):
+        raise Rejected("quantity", f"expected an integer, got {type(quantity).__name__}")
+    return Click(
+        event_id=event_id,
+        ts=ts,
+        device_id=device_id,  # type: ignore[arg-type]
+        type=type_,
+        customer_key=_customer_key(record),
+        url=_text(record, "url"),
+        referrer=_text(record, "referrer"),
+        page_category=_text(record, "page_category"),
+        product_id=product_id,
+        price=_number(record, "price"),
+        quantity=quantity,
+        order_id=order_id,
+        revenue=_number(record, "revenue"),
+        campaign=_campaign(record),
+    )
+
+
+def _crm_change(record: dict[str, Any]) -> CrmChange:
+    change_id = _id(record, "change_id")
+    ts = _ts(record)
+    customer_id = _text(record, "customer_id", required=True)
+    op = record.get("op")
+    if op not in _CRM_OPS:
+        raise Rejected("op", f"{op!r} is not one of {', '.join(CRM_OPS)}")
+    consent = record.get("marketing_consent")
+    if consent is not None and not isinstance(consent, bool):
+        raise Rejected("marketing_consent", f"expected a boolean, got {type(consent).__name__}")
+    return CrmChange(
+        change_id=change_id,
+        ts=ts,
+        customer_id=customer_id,  # type: ignore[arg-type]
+        op=op,
+        customer_key=_customer_key(record),
+        attributes=_attributes(record),
+        lead_status=_text(record, "lead_status"),
+        marketing_consent=consent,
+        order_id=_text(record, "order_id"),
+    )
+
+
+def to_event(role: str, record: dict[str, Any], rules: Rules) -> Click | CrmChange:
+    """The domain event for a decoded input record, or `Rejected` saying which field is wrong.
+
+    Rejects: missing required fields (empty `event_id` / `change_id` too), `product_id` missing on
+    product_view / add_to_cart / remove_from_cart, `order_id` missing on purchase, `ts` outside
+    [1990-01-01, 2100-01-01), a click whose `device_id` is blocked, strings that are not valid
+    UTF-8 (lone surrogates, e.g. invalid bytes read with surrogateescape), non-finite numbers.
+    Whole-number CRM attribute values are made floats in place (the record is not copied)."""
+    if role == CLICKSTREAM:
+        return _click(record, rules)
+    if role == CRM_CHANGES:
+        return _crm_change(record)
+    raise ValueError(f"{role!r} is not an input topic role ({', '.join(INPUT_ROLES)})")
