@@ -120,10 +120,13 @@ def to_message(topic_names: dict[str, str], output: Output) -> KafkaSinkMessage:
     return KafkaSinkMessage(key, value, topic=topic_names[output.topic])
 
 
-def build_flow(config, bounded: bool, partitions: dict[str, int]) -> Dataflow:
-    """The whole dataflow on Kafka. `partitions` maps each input role to its partition count."""
+def build_flow(config, partitions: dict[str, int],
+               spans: dict[str, dict[int, tuple[int, int]]] | None = None) -> Dataflow:
+    """The whole dataflow on Kafka. `partitions` maps each input role to its partition count;
+    `spans` (the offsets each input partition starts and ends at) makes the run bounded."""
+    bounded = spans is not None
     topics = {role: (config.topics.name(role), partitions[role]) for role in INPUT_ROLES}
-    source = InputSource(config.kafka.client_config(), topics, bounded=bounded)
+    source = InputSource(config.kafka.client_config(), topics, spans)
     flow = Dataflow("profilestream")
     raw = op.input("read", flow, source)
     outputs = profile_stream(raw, config.rules(), source.sources(), bounded)

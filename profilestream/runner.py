@@ -7,7 +7,6 @@ starts that many copies of itself as a Bytewax cluster on loopback and waits for
 
 from __future__ import annotations
 
-import logging
 import pickle
 import signal
 import socket
@@ -22,18 +21,17 @@ from bytewax.run import cli_main
 from confluent_kafka.admin import AdminClient
 
 from flows.profiles import INPUT_ROLES, build_flow
+from profilestream.io.kafka import BrokerError, create_topics, end_offsets
 
-log = logging.getLogger("profilestream.run")
 
-
-class BrokerUnreachable(RuntimeError):
+class BrokerUnreachable(BrokerError):
     pass
 
 
-def input_partitions(config, timeout: float = 30.0) -> dict[str, int]:
-    """Partition counts of the input topics, creating missing topics first."""
-    from profilestream.io.kafka import create_topics
-
+def input_layout(config, bounded: bool) -> tuple[dict[str, int], dict | None]:
+    """Partition counts of the input topics (creating missing topics first) and, for a bounded
+    run, the exact offsets each input partition starts and ends at."""
+    timeout = config.run.connect_timeout / 1000
     admin = AdminClient(config.kafka.client_config())
     try:
         metadata = admin.list_topics(timeout=timeout)
@@ -43,13 +41,15 @@ def input_partitions(config, timeout: float = 30.0) -> dict[str, int]:
             f"(kafka.brokers, run.connect_timeout; start one with `profilestream broker`): {exc}"
         ) from exc
     names = {role: config.topics.name(role) for role in INPUT_ROLES}
-    if any(name not in metadata.topics for name in names.values()):
+    if any(name not in metadata.topics for name in config.topics.names().values()):
         create_topics(config)
         metadata = admin.list_topics(timeout=timeout)
-    return {role: len(metadata.topics[name].partitions) for role, name in names.items()}
+    partitions = {role: len(metadata.topics[name].partitions) for role, name in names.items()}
+    spans = {role: end_offsets(config, name) for role, name in names.items()} if bounded else None
+    return partitions, spans
 
 
-def _recovery(recovery_dir: str | None, snapshot_every: timedelta) -> RecoveryConfig | None:
+def _recovery(recovery_dir: str | None) -> RecoveryConfig | None:
     if recovery_dir is None:
         return None
     path = Path(recovery_dir)
@@ -61,14 +61,21 @@ def _recovery(recovery_dir: str | None, snapshot_every: timedelta) -> RecoveryCo
 
 def run(config, workers: int = 1, processes: int = 1, until_idle: bool = False,
         recovery_dir: str | None = None) -> int:
-    partitions = input_partitions(config, config.run.connect_timeout / 1000)
+    """Run the dataflow; `until_idle` makes it bounded (end of input = end of time)."""
+    partitions, spans = input_layout(config, until_idle)
     snapshot_every = timedelta(milliseconds=config.run.snapshot_interval)
+    job = {"config": config, "workers": workers, "recovery_dir": recovery_dir,
+           "partitions": partitions, "spans": spans, "snapshot_every": snapshot_every}
     if processes > 1:
-        return _run_cluster(config, workers, processes, until_idle, recovery_dir, partitions, snapshot_every)
-    flow = build_flow(config, bounded=until_idle, partitions=partitions)
-    cli_main(flow, workers_per_process=workers, epoch_interval=snapshot_every,
-             recovery_config=_recovery(recovery_dir, snapshot_every))
+        return _run_cluster(job, processes)
+    _execute(job, None, None)
     return 0
+
+
+def _execute(job: dict, process_id: int | None, addresses: list[str] | None) -> None:
+    flow = build_flow(job["config"], job["partitions"], job["spans"])
+    cli_main(flow, workers_per_process=job["workers"], process_id=process_id, addresses=addresses,
+             epoch_interval=job["snapshot_every"], recovery_config=_recovery(job["recovery_dir"]))
 
 
 def _free_ports(n: int) -> list[int]:
@@ -82,19 +89,15 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
-def _run_cluster(config, workers, processes, until_idle, recovery_dir, partitions, snapshot_every) -> int:
+def _run_cluster(job: dict, processes: int) -> int:
     """Start `processes` copies of this module as one Bytewax cluster on loopback. The parent has
-    already resolved the configuration (file and environment); the children get it pickled, so
-    every process runs with exactly the same settings."""
-    addresses = ";".join(f"127.0.0.1:{port}" for port in _free_ports(processes))
+    resolved the configuration (file and environment) and measured the input; the children get
+    that job pickled, so every process runs with exactly the same settings and input bounds."""
+    addresses = [f"127.0.0.1:{port}" for port in _free_ports(processes)]
     with tempfile.TemporaryDirectory(prefix="profilestream-") as tmp:
-        job = Path(tmp) / "job.pickle"
-        job.write_bytes(pickle.dumps({
-            "config": config, "addresses": addresses.split(";"), "workers": workers,
-            "bounded": until_idle, "recovery_dir": recovery_dir, "partitions": partitions,
-            "snapshot_every": snapshot_every,
-        }))
-        children = [subprocess.Popen([sys.executable, "-m", "profilestream.runner", str(job), str(i)])
+        path = Path(tmp) / "job.pickle"
+        path.write_bytes(pickle.dumps({**job, "addresses": addresses}))
+        children = [subprocess.Popen([sys.executable, "-m", "profilestream.runner", str(path), str(i)])
                     for i in range(processes)]
         try:
             codes = [child.wait() for child in children]
@@ -105,18 +108,15 @@ def _run_cluster(config, workers, processes, until_idle, recovery_dir, partition
     return max(codes, key=abs)
 
 
-def _child(job_path: str, proc_id: str) -> None:
+def _child(job_path: str, process_id: str) -> None:
     job = pickle.loads(Path(job_path).read_bytes())
-    flow = build_flow(job["config"], bounded=job["bounded"], partitions=job["partitions"])
-    cli_main(flow, workers_per_process=job["workers"], process_id=int(proc_id),
-             addresses=job["addresses"], epoch_interval=job["snapshot_every"],
-             recovery_config=_recovery(job["recovery_dir"], job["snapshot_every"]))
+    _execute(job, int(process_id), job["addresses"])
 
 
 def describe(config) -> str:
     """The dataflow's steps and topics, Kafka Streams style, read off the built flow itself."""
     partitions = {role: config.topics.partitions for role in INPUT_ROLES}
-    flow = build_flow(config, bounded=True, partitions=partitions)
+    flow = build_flow(config, partitions)
     lines = ["Topology: profilestream", ""]
     lines.append("  Sources (Avro): " + ", ".join(
         f"{config.topics.name(r)} ({partitions[r]} partitions)" for r in INPUT_ROLES))

@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from rocksdict import AccessType, Rdict, WriteBatch
 
 from profilestream.io import avro
+from profilestream.io.kafka import end_offsets
 
 INDEXES = (("device", "device_ids"), ("key", "customer_key"), ("customer", "customer_id"))
 
@@ -100,17 +101,12 @@ def _records(config, store: ProfileStore, follow: bool, poll: float = 0.2) -> It
     consumer = Consumer({**config.kafka.client_config(), "group.id": "profilestream-store",
                          "enable.auto.commit": False})
     try:
-        metadata = consumer.list_topics(topic, timeout=30)
-        if metadata.topics[topic].error is not None:
-            raise KafkaException(metadata.topics[topic].error)
-        partitions = sorted(metadata.topics[topic].partitions)
         ends = {}
         assignment = []
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+        for p, (low, end) in sorted(end_offsets(config, topic).items()):
             start = store.offset(p)
             start = low if start is None or start < low else start
-            ends[p] = high
+            ends[p] = end
             assignment.append(TopicPartition(topic, p, start))
         pending = {tp.partition for tp in assignment if tp.offset < ends[tp.partition]}
         consumer.assign(assignment)

@@ -114,7 +114,7 @@ class Engine:
         visit = self.devices.get(device_id)
         if visit is None:
             visit = self.devices[device_id] = DeviceVisit()
-        visit.click(ts, rules.session_gap)
+        starts_visit = visit.click(ts, rules.session_gap)
 
         reason = "login" if click.type == "login" else "customer_key"
         profile, changes = self.graph.click(device_id, rules.usable(click.customer_key), reason, click.event_id)
@@ -129,7 +129,10 @@ class Engine:
 
         if visit.count_in(profile.profile_id):
             profile.visits += 1
-        if not late:
+        # A visit becomes a return visit at its first click, or later when an identity change
+        # gives it to another profile (`_changed`); its other clicks change nothing about it, so
+        # checking them again could only let a late event's activity fire a trigger.
+        if starts_visit and not late:
             self._check_return(device_id, visit, profile, ts)
         profile.record_activity(ts, rules.session_gap)
         profile.count_click(click)
@@ -159,6 +162,9 @@ class Engine:
 
     def _crm(self, change: CrmChange) -> None:
         rules = self.rules
+        if rules.usable(change.customer_id) is None:  # a blocked customer id is absent: links nothing
+            self.stats["blocked_customer"] += 1
+            return
         if change.op == "erase":
             self._erase(change.customer_id)
             return
@@ -211,10 +217,12 @@ class Engine:
                     "ts": ts,
                 }))
                 devices = change.source.device_ids
-                for device_id in devices:
+                # `into` now holds the source's devices; one that moved from the source to `into`
+                # during its current visit had that visit counted in both, and summed twice
+                for device_id in into.device_ids:
                     visit = self.devices.get(device_id)
-                    if visit is not None:
-                        visit.renamed(source_id, into.profile_id)
+                    if visit is not None and visit.renamed(source_id, into.profile_id):
+                        into.visits -= 1
                 self._schedule(into)
             else:
                 assert isinstance(change, Moved)

@@ -47,8 +47,14 @@ class DeviceVisit:
         self.counted_in.add(profile_id)
         return True
 
-    def renamed(self, old: str, new: str) -> None:
-        """The profile `old` was merged into `new`: its visits are already summed into `new`."""
-        if old in self.counted_in:
-            self.counted_in.discard(old)
-            self.counted_in.add(new)
+    def renamed(self, old: str, new: str) -> bool:
+        """The profile `old` was merged into `new`: its visits are already summed into `new`.
+        True when this visit had been counted in both (the device moved from one to the other
+        during it), so the sum counted it twice and `new` must take one back."""
+        if old not in self.counted_in:
+            return False
+        self.counted_in.discard(old)
+        if new in self.counted_in:
+            return True
+        self.counted_in.add(new)
+        return False

@@ -48,16 +48,15 @@ class PartitionEnd:
 
 class _Partition(StatefulSourcePartition):
     def __init__(self, conf: dict, role: str, topic: str, partition: int, offset: int | None,
-                 bounded: bool, batch_size: int):
+                 span: tuple[int, int] | None, batch_size: int):
         self._consumer = Consumer(conf)
         self._role, self._topic, self._partition = role, topic, partition
         self._source = f"{topic}/{partition}"
         self._batch_size = batch_size
         self._next = OFFSET_BEGINNING if offset is None else offset
         self._end: int | None = None
-        if bounded:
-            low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
-            self._end = high
+        if span is not None:  # bounded: read [first, end) as measured when the run started
+            low, self._end = span
             if self._next == OFFSET_BEGINNING:
                 self._next = low
         self._consumer.assign([TopicPartition(topic, partition, self._next)])
@@ -97,9 +96,14 @@ class _Partition(StatefulSourcePartition):
 
 
 class InputSource(FixedPartitionedSource):
-    """Every partition of the input topics; `topics` maps role to topic name and partition count."""
+    """Every partition of the input topics; `topics` maps role to topic name and partition count.
 
-    def __init__(self, conf: dict, topics: dict[str, tuple[str, int]], bounded: bool, batch_size: int = 1000):
+    A bounded run passes `spans`: per role, `{partition: (first offset, end offset)}` measured once
+    before the run (`kafka.end_offsets`, exact even where a broker's high watermark is not), so
+    every worker and process agrees where the input ends."""
+
+    def __init__(self, conf: dict, topics: dict[str, tuple[str, int]],
+                 spans: dict[str, dict[int, tuple[int, int]]] | None, batch_size: int = 1000):
         self._conf = {
             **conf,
             "group.id": "profilestream",
@@ -107,7 +111,7 @@ class InputSource(FixedPartitionedSource):
             "enable.partition.eof": False,
         }
         self._topics = topics
-        self._bounded = bounded
+        self._spans = spans
         self._batch_size = batch_size
 
     def list_parts(self) -> list[str]:
@@ -116,7 +120,8 @@ class InputSource(FixedPartitionedSource):
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _Partition:
         role, partition = for_part.rsplit("/", 1)
         topic = self._topics[role][0]
-        return _Partition(self._conf, role, topic, int(partition), resume_state, self._bounded, self._batch_size)
+        span = None if self._spans is None else self._spans[role].get(int(partition), (0, 0))
+        return _Partition(self._conf, role, topic, int(partition), resume_state, span, self._batch_size)
 
     def sources(self) -> list[str]:
         """The names the engine knows partitions by (`Raw.source`)."""

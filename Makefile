@@ -1,0 +1,28 @@
+# The two entry points: `make demo` and `make test`. Each builds .venv with Python 3.11 on first
+# use and re-installs the project only when pyproject.toml changes (the stamp file), so nothing
+# needs installing by hand and repeated runs start at once.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test clean
+
+demo: $(STAMP)
+	$(VENV)/bin/profilestream demo
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+$(STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || { \
+	  test -n "$(PYTHON)" || { echo "profilestream needs Python 3.11 (python3.11 or python3 on PATH)" >&2; exit 1; }; \
+	  "$(PYTHON)" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { \
+	    echo "profilestream needs Python 3.11; $(PYTHON) is $$("$(PYTHON)" --version 2>&1) (set PYTHON=/path/to/python3.11)" >&2; exit 1; }; \
+	  echo "creating $(VENV) with $(PYTHON)"; \
+	  "$(PYTHON)" -m venv $(VENV); }
+	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+clean:
+	rm -rf $(VENV)

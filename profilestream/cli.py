@@ -1,0 +1,188 @@
+"""The `profilestream` command line: parses arguments and calls in, nothing else.
+
+Exit codes: 0 done, 1 the work failed (rejected lines, no broker, missing topic, no profile),
+2 bad usage or configuration. Commands backed by the dataflow are imported when they run, so
+the I/O commands work on their own and start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+from typing import Callable
+
+from profilestream.config import ConfigError, load_config
+
+
+def _broker(config, args) -> int:
+    from profilestream.io.broker import serve
+
+    return serve(args.port)
+
+
+def _topics_create(config, args) -> int:
+    from profilestream.io.kafka import create_topics
+
+    created = set(create_topics(config))
+    for name in config.topics.names().values():
+        print(f"{name}: {'created' if name in created else 'exists'}")
+    return 0
+
+
+def _lines(path: str):
+    """Numbered lines; invalid UTF-8 is kept as surrogates so the codec rejects just that line."""
+    if path == "-":
+        binary = getattr(sys.stdin, "buffer", None)
+        stream = sys.stdin if binary is None else io.TextIOWrapper(binary, "utf-8", "surrogateescape")
+        yield from enumerate(stream, 1)
+        return
+    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        yield from enumerate(fh, 1)
+
+
+def _produce(config, args) -> int:
+    from profilestream.io import avro
+    from profilestream.io.kafka import key_of, produce_records, role_of
+
+    role = role_of(config, args.topic)
+    rules = config.rules()
+    rejected: list[str] = []
+
+    def valid():
+        for number, line in _lines(args.file):
+            if not line.strip():
+                continue
+            try:
+                record = avro.from_json(role, json.loads(line), rules)
+            except json.JSONDecodeError as exc:
+                rejected.append(f"line {number}: not valid JSON: {exc.msg} (column {exc.colno})")
+            except avro.Rejected as exc:
+                rejected.append(f"line {number}: {exc}")
+            else:
+                yield key_of(role, record), record
+
+    sent = produce_records(config, role, valid())
+    print(f"sent {sent} record{'s' * (sent != 1)} to {config.topics.name(role)}"
+          + (f"; rejected {len(rejected)}" if rejected else ""))
+    for reason in rejected:
+        print(reason, file=sys.stderr)
+    return 1 if rejected else 0
+
+
+def _consume(config, args) -> int:
+    from profilestream.io import avro
+    from profilestream.io.kafka import read_topic, role_of
+
+    role = role_of(config, args.topic)
+    unreadable = 0
+    for m in read_topic(config, config.topics.name(role), until_idle=args.until_idle):
+        if m.value is None:
+            out = {"key": None if m.key is None else m.key.decode("utf-8", "replace"), "tombstone": True}
+        else:
+            try:
+                out = avro.to_json(role, avro.decode(role, m.value))
+            except avro.Rejected as exc:
+                unreadable += 1
+                print(f"partition {m.partition} offset {m.offset}: {exc}", file=sys.stderr)
+                continue
+        print(json.dumps(out, ensure_ascii=False), flush=not args.until_idle)
+    return 1 if unreadable else 0
+
+
+def _run(config, args) -> int:
+    from profilestream import runner
+
+    return runner.run(config, workers=args.workers, processes=args.processes,
+                      until_idle=args.until_idle, recovery_dir=args.recovery_dir)
+
+
+def _demo(config, args) -> int:
+    from profilestream import demo
+
+    return demo.main(config)
+
+
+def _profile_get(config, args) -> int:
+    from profilestream import store
+
+    profile = store.get(config, args.identifier)
+    if profile is None:
+        print(f"profilestream: no profile for {args.identifier!r} "
+              "(not a known device id, customer key, customer id or profile id)", file=sys.stderr)
+        return 1
+    print(json.dumps(profile, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _describe(config, args) -> int:
+    from profilestream import runner
+
+    print(runner.describe(config))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                        help="TOML configuration (default: $PROFILESTREAM_CONFIG, else built-in defaults)")
+    parser = argparse.ArgumentParser(prog="profilestream", parents=[common],
+                                     description="Real-time unified customer profiles on Kafka.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, call: Callable, help: str, parent=commands) -> argparse.ArgumentParser:
+        sub = parent.add_parser(name, parents=[common], help=help, description=help)
+        sub.set_defaults(call=call)
+        return sub
+
+    command("demo", _demo, "embedded broker + sample shop + dataflow, and print what came out")
+    sub = command("broker", _broker, "run the embedded Kafka-compatible broker in the foreground")
+    sub.add_argument("--port", type=int, help="port to listen on (default: a free one)")
+    topics = commands.add_parser("topics", help="manage the configured topics")
+    command("create", _topics_create, "create every configured topic (idempotent)",
+            topics.add_subparsers(dest="topics_command", required=True, metavar="COMMAND"))
+    sub = command("produce", _produce, "validate JSON lines, encode them as Avro and produce them")
+    sub.add_argument("--topic", required=True, help="configured topic name or role (e.g. clickstream)")
+    sub.add_argument("file", metavar="FILE.jsonl", help="one JSON object a line; - reads stdin")
+    sub = command("consume", _consume, "print a topic's records from the beginning as JSON lines")
+    sub.add_argument("--topic", required=True, help="configured topic name or role")
+    sub.add_argument("--until-idle", action="store_true", help="stop at the end of the topic (default: tail)")
+    sub.add_argument("--format", choices=["jsonl"], default="jsonl", help="output format")
+    sub = command("run", _run, "run the dataflow against the configured brokers")
+    sub.add_argument("--workers", type=int, default=1, help="worker threads per process")
+    sub.add_argument("--processes", type=int, default=1, help="processes (a local Bytewax cluster)")
+    sub.add_argument("--until-idle", action="store_true",
+                     help="process what is in the input topics, fire every pending timer, and exit")
+    sub.add_argument("--recovery-dir", metavar="D", help="Bytewax recovery snapshots here (resume after a crash)")
+    profile = commands.add_parser("profile", help="look up unified profiles")
+    sub = command("get", _profile_get, "print the profile a device id, customer key or customer id belongs to",
+                  profile.add_subparsers(dest="profile_command", required=True, metavar="COMMAND"))
+    sub.add_argument("identifier")
+    command("describe", _describe, "print the dataflow's steps and topics")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from profilestream.io.kafka import BrokerError
+
+    try:
+        config = load_config(getattr(args, "config", None) or os.environ.get("PROFILESTREAM_CONFIG") or None)
+        return args.call(config, args)
+    except ConfigError as exc:
+        print(f"profilestream: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (BrokerError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"profilestream: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `consume ... | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Shared fixtures: one embedded broker for the session, fresh topic names for every test.
+
+A Tansu start takes about 0.1 s, but one broker per session still keeps the suite's process count
+and ports low; tests stay independent because each gets its own topic names.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+
+from profilestream.config import TOPIC_ROLES, load_config
+from profilestream.io.broker import EmbeddedBroker
+
+_serial = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def broker():
+    with EmbeddedBroker() as running:
+        yield running
+    assert not running.running()
+
+
+@pytest.fixture
+def config_path(broker, tmp_path, monkeypatch):
+    """A TOML file pointing at the session broker, with topic names no other test uses. The
+    caller's PROFILESTREAM_* variables are removed so they cannot redirect the test."""
+    for name in list(os.environ):
+        if name.startswith("PROFILESTREAM_"):
+            monkeypatch.delenv(name)
+    prefix = f"t{next(_serial)}-"
+    names = "\n".join(f'{role} = "{prefix}{role.replace("_", "-")}"' for role in TOPIC_ROLES)
+    path = tmp_path / "profilestream.toml"
+    path.write_text(
+        f'[kafka]\nbrokers = "{broker.bootstrap}"\n\n[topics]\n{names}\npartitions = 3\n\n'
+        f'[store]\npath = "{tmp_path / "store"}"\n', encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def config(config_path):
+    return load_config(str(config_path), env={})

@@ -1,0 +1,108 @@
+"""The embedded broker: it comes up answering Kafka, and it never outlives whoever started it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from profilestream.io.broker import BrokerStartError, EmbeddedBroker
+
+pytestmark = pytest.mark.broker
+
+
+def alive(pid: int) -> bool:
+    """Running and not a zombie (a reaped or zombie process no longer holds anything)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                pass
+    return found
+
+
+def gone_within(pids: list[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(alive(p) for p in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_broker_starts_answers_metadata_and_stops():
+    started = time.monotonic()
+    with EmbeddedBroker() as broker:
+        took = time.monotonic() - started
+        pid = broker.pid
+        assert alive(pid) and broker.bootstrap.startswith("127.0.0.1:")
+        metadata = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=10)
+        assert [b.port for b in metadata.brokers.values()] == [broker.port]
+    assert not alive(pid)
+    assert took < 10, f"the embedded broker took {took:.1f}s to answer"
+    broker.stop()  # idempotent
+
+
+def test_a_busy_port_is_a_clear_error():
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(BrokerStartError, match=f"127.0.0.1:{port}"):
+            EmbeddedBroker(port).start()
+
+
+def test_the_broker_dies_with_the_python_process_that_started_it():
+    """Even a SIGKILL of the parent (no atexit, no finally) must not leave the broker running."""
+    script = ("from profilestream.io.broker import EmbeddedBroker; import time; "
+              "b = EmbeddedBroker().start(); print(b.pid, flush=True); time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        assert alive(child)
+        parent.kill()
+        parent.wait()
+        assert gone_within([child], 10), "the broker outlived its parent"
+    finally:
+        parent.kill()
+        parent.stdout.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_profilestream_broker_stops_on_ctrl_c_and_leaves_nothing(sig):
+    command = [sys.executable, "-c", "import sys; from profilestream.cli import main; sys.exit(main())",
+               "broker"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={k: v for k, v in os.environ.items() if not k.startswith("PROFILESTREAM_")})
+    try:
+        first = proc.stdout.readline()
+        assert "listening on 127.0.0.1:" in first, first + proc.stderr.read()
+        port = int(first.split("127.0.0.1:")[1].split()[0])
+        tansu = children(proc.pid)
+        assert tansu and all(alive(p) for p in tansu)
+        AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"}).list_topics(timeout=10)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=15) == 0
+        assert "broker stopped" in proc.stdout.read()
+        assert gone_within(tansu, 5)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()

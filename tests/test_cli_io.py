@@ -1,0 +1,238 @@
+"""The I/O commands on the real embedded broker: topics, produce, consume, keys, errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from profilestream import cli
+from profilestream.io import avro
+from profilestream.io.kafka import KEY_FIELDS, create_topics, end_offsets, produce_records, read_topic
+
+pytestmark = pytest.mark.broker
+
+T = "2026-11-20T10:15:00.123Z"
+T2 = "2026-11-21T08:00:00.000Z"
+CART = [{"product_id": "sku-1", "quantity": 2, "price": 19.9}]
+CAMPAIGNS = [{"source": "newsletter", "medium": "email", "name": "winter", "first_ts": T, "last_ts": T2}]
+
+
+def sample(role: str, i: int) -> dict:
+    """A record of `role` with every field set (so a lost field cannot hide behind a default)."""
+    n = f"{i:03d}"
+    return {
+        "clickstream": {
+            "event_id": f"e-{n}", "ts": T, "device_id": f"dev-{n}", "type": "purchase",
+            "customer_key": f"key-{n}", "url": "https://shop.example/checkout/done",
+            "referrer": "https://shop.example/cart", "page_category": "checkout", "product_id": "sku-1",
+            "price": 19.9, "quantity": 2, "order_id": f"o-{n}", "revenue": 39.8,
+            "campaign": {"source": "newsletter", "medium": "email", "name": "winter"},
+        },
+        "crm_changes": {
+            "change_id": f"c-{n}", "ts": T, "customer_id": f"C{n}", "op": "upsert", "customer_key": f"key-{n}",
+            "attributes": {"tier": "gold", "lifetime_value": 1234.5}, "lead_status": "offer_created",
+            "marketing_consent": True, "order_id": f"o-{n}",
+        },
+        "profiles": {
+            "profile_id": f"p-{n}", "customer_id": f"C{n}", "customer_key": f"key-{n}",
+            "device_ids": [f"dev-{n}", "dev-x"], "first_seen": T, "last_seen": T2, "visits": 3,
+            "page_views": 10, "product_views": 4, "orders": 1, "revenue": 39.8, "last_order_ts": T2,
+            "viewed_products": ["sku-1", "sku-2"], "cart": CART, "campaigns": CAMPAIGNS,
+            "attributes": {"tier": "gold", "lifetime_value": 1234.5}, "lead_status": "sale",
+            "marketing_consent": False, "updated_at": T2,
+        },
+        "merges": {"from_profile_id": f"p-anon-{n}", "into_profile_id": f"p-{n}", "reason": "login", "ts": T},
+        "triggers": {
+            "trigger_id": f"tr-{n}", "type": "cart_abandoned", "profile_id": f"p-{n}", "customer_id": f"C{n}",
+            "customer_key": f"key-{n}", "device_id": f"dev-{n}", "ts": T, "emitted_at": T2, "cart": CART,
+            "days_away": 8.25,
+        },
+        "crm_feed": {
+            "customer_id": f"C{n}", "customer_key": f"key-{n}", "viewed_products": ["sku-1"],
+            "campaigns": CAMPAIGNS, "last_visit": T2, "visits": 3, "page_views": 10, "orders": 1,
+            "revenue": 39.8, "updated_at": T2,
+        },
+        "dead_letters": {
+            "topic": "clickstream", "partition": 2, "offset": 41, "key": f"dev-{n}", "value": "/wBnYXJiYWdl",
+            "error": "field 'value': not a clickstream Avro record", "ts": T,
+        },
+    }[role]
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write_lines(path, lines) -> str:
+    """A JSONL file: dicts and lists as JSON, strings as they are (for broken lines)."""
+    text = "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines)
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def consumed(capsys, config_path, topic) -> list[dict]:
+    code, out, err = run_cli(capsys, "consume", "--config", str(config_path), "--topic", topic, "--until-idle")
+    assert code == 0, err
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_topics_create_is_idempotent(capsys, config, config_path):
+    code, out, _ = run_cli(capsys, "topics", "create", "--config", str(config_path))
+    assert code == 0 and out.count(": created") == 7
+    code, out, _ = run_cli(capsys, "--config", str(config_path), "topics", "create")
+    assert code == 0 and out.count(": exists") == 7
+    admin = AdminClient({"bootstrap.servers": config.kafka.brokers})
+    topics = admin.list_topics(timeout=10).topics
+    for name in config.topics.names().values():
+        assert len(topics[name].partitions) == 3
+    resource = ConfigResource("topic", config.topics.name("profiles"))
+    described = admin.describe_configs([resource])[resource].result()
+    assert described["cleanup.policy"].value == "compact"
+
+
+@pytest.mark.parametrize("role", list(KEY_FIELDS))
+def test_every_topic_round_trips_json_avro_kafka_json(role, capsys, config, config_path, tmp_path):
+    create_topics(config)
+    records = [sample(role, i) for i in range(12)]
+    topic = config.topics.name(role)
+    code, out, err = run_cli(capsys, "produce", "--config", str(config_path), "--topic", topic,
+                             write_lines(tmp_path / "in.jsonl", records))
+    assert (code, err) == (0, "") and out.startswith(f"sent 12 records to {topic}")
+
+    key = lambda r: json.dumps(r, sort_keys=True)
+    assert sorted(consumed(capsys, config_path, topic), key=key) == sorted(records, key=key)
+
+    messages = list(read_topic(config, topic))
+    assert len({m.partition for m in messages}) > 1 or KEY_FIELDS[role] is None
+    field = KEY_FIELDS[role]
+    expected_keys = sorted(((r[field].encode() if field else None) for r in records), key=lambda k: k or b"")
+    assert sorted((m.key for m in messages), key=lambda k: k or b"") == expected_keys
+
+
+def test_the_role_name_works_as_the_topic_too(capsys, config, config_path, tmp_path):
+    create_topics(config)
+    code, _, _ = run_cli(capsys, "produce", "--config", str(config_path), "--topic", "crm_changes",
+                         write_lines(tmp_path / "in.jsonl", [sample("crm_changes", 1)]))
+    assert code == 0
+    assert consumed(capsys, config_path, "crm-changes") == [sample("crm_changes", 1)]
+
+
+def test_a_clear_email_is_hashed_and_never_stored(capsys, config, config_path, tmp_path):
+    create_topics(config)
+    click = {"event_id": "e-1", "ts": T, "device_id": "dev-1", "type": "login", "email": "  Alice.Doe@Example.COM "}
+    change = {"change_id": "c-1", "ts": T, "customer_id": "C1", "op": "upsert", "email": "alice.doe@example.com"}
+    digest = hashlib.sha256(b"alice.doe@example.com").hexdigest()
+    for role, record in (("clickstream", click), ("crm_changes", change)):
+        topic = config.topics.name(role)
+        code, _, _ = run_cli(capsys, "produce", "--config", str(config_path), "--topic", topic,
+                             write_lines(tmp_path / f"{role}.jsonl", [record]))
+        assert code == 0
+        code, out, _ = run_cli(capsys, "consume", "--config", str(config_path), "--topic", topic, "--until-idle")
+        [back] = [json.loads(line) for line in out.splitlines()]
+        assert back["customer_key"] == digest and "email" not in back
+        assert "alice" not in out.lower()
+        assert all(b"alice" not in m.value.lower() for m in read_topic(config, topic))
+
+
+def test_malformed_lines_are_rejected_with_their_line_numbers(capsys, config, config_path, tmp_path):
+    create_topics(config)
+    good = sample("clickstream", 1)
+    lines = [
+        good,                                                   # 1
+        "{not json",                                            # 2
+        {k: v for k, v in good.items() if k != "ts"},           # 3: required field missing
+        {**good, "type": "teleport"},                           # 4: not in the enum
+        "",                                                     # 5: blank, skipped
+        {**good, "ts": "2026-11-20 10:15:00"},                  # 6: no zone
+        {**good, "colour": "blue"},                             # 7: unknown field
+        [1, 2],                                                 # 8: not an object
+        {**good, "event_id": "e-2"},                            # 9
+    ]
+    path = write_lines(tmp_path / "in.jsonl", lines)
+    with open(path, "ab") as fh:                                # 10: not UTF-8
+        fh.write(json.dumps({**good, "event_id": "e-3"}).encode().replace(b"e-3", b"e-\xff") + b"\n")
+    code, out, err = run_cli(capsys, "produce", "--config", str(config_path), "--topic", "clickstream", path)
+    assert code == 1
+    assert out.startswith(f"sent 2 records to {config.topics.name('clickstream')}; rejected 7")
+    assert [line.split(":")[0] for line in err.splitlines()] == [f"line {n}" for n in (2, 3, 4, 6, 7, 8, 10)]
+    assert "not valid JSON" in err and "'ts'" in err and "teleport" in err and "'colour'" in err
+    assert "'event_id': not valid UTF-8" in err
+    assert sorted(r["event_id"] for r in consumed(capsys, config_path, "clickstream")) == ["e-001", "e-2"]
+
+
+def test_stdin_and_tombstones(capsys, config, config_path, monkeypatch):
+    import io
+
+    create_topics(config)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(sample("profiles", 1)) + "\n"))
+    code, _, _ = run_cli(capsys, "produce", "--config", str(config_path), "--topic", "profiles", "-")
+    assert code == 0
+    produce_records(config, "profiles", [("p-001", None)])
+    assert consumed(capsys, config_path, "profiles")[-1] == {"key": "p-001", "tombstone": True}
+
+
+def test_reading_finds_the_true_end_of_every_partition(config):
+    """Tansu reports a partition's end as the start of its last batch + 1: we must not trust it."""
+    create_topics(config)
+    sent = produce_records(config, "merges", [(f"p-{i % 7}", avro.from_json("merges", sample("merges", i % 7))) for i in range(2000)])
+    ends = end_offsets(config, config.topics.name("merges"))
+    assert sent == 2000 and sum(end - low for low, end in ends.values()) == 2000
+    assert len(list(read_topic(config, config.topics.name("merges")))) == 2000
+
+
+def test_missing_topic_and_unknown_topic_are_clear_errors(capsys, config_path, tmp_path):
+    path = write_lines(tmp_path / "in.jsonl", [sample("clickstream", 1)])
+    code, _, err = run_cli(capsys, "produce", "--config", str(config_path), "--topic", "clickstream", path)
+    assert code == 1 and "does not exist" in err and "topics create" in err
+    code, _, err = run_cli(capsys, "consume", "--config", str(config_path), "--topic", "nope", "--until-idle")
+    assert code == 1 and 'unknown topic "nope"' in err
+
+
+def test_a_bad_config_value_exits_2_naming_the_key(capsys, tmp_path, monkeypatch):
+    path = tmp_path / "bad.toml"
+    path.write_text("[topics]\npartitions = 0\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, "topics", "create", "--config", str(path))
+    assert code == 2 and err.startswith("profilestream: configuration error: topics.partitions")
+    monkeypatch.setenv("PROFILESTREAM_TIME_ALLOWED_LATENESS", "soon")
+    code, _, err = run_cli(capsys, "consume", "--topic", "clickstream")
+    assert code == 2 and "time.allowed_lateness" in err and "PROFILESTREAM_TIME_ALLOWED_LATENESS" in err
+
+
+def test_consume_without_until_idle_tails_until_ctrl_c(config, config_path):
+    create_topics(config)
+    produce_records(config, "triggers", [("p-001", avro.from_json("triggers", sample("triggers", 1)))])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from profilestream.cli import main; sys.exit(main())",
+         "consume", "--config", str(config_path), "--topic", "triggers"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PROFILESTREAM_")})
+    try:
+        assert json.loads(proc.stdout.readline())["trigger_id"] == "tr-001"
+        produce_records(config, "triggers", [("p-002", avro.from_json("triggers", sample("triggers", 2)))])
+        assert json.loads(proc.stdout.readline())["trigger_id"] == "tr-002"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 130
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_no_broker_answering_is_a_clear_error(capsys, config_path, monkeypatch, tmp_path):
+    monkeypatch.setenv("PROFILESTREAM_KAFKA_BROKERS", "127.0.0.1:1")
+    monkeypatch.setenv("PROFILESTREAM_RUN_CONNECT_TIMEOUT", "1s")
+    path = write_lines(tmp_path / "in.jsonl", [sample("clickstream", 1)])
+    for argv in (["topics", "create"], ["produce", "--topic", "clickstream", path],
+                 ["consume", "--topic", "clickstream", "--until-idle"]):
+        code, _, err = run_cli(capsys, *argv, "--config", str(config_path))
+        assert code == 1 and "no Kafka broker answered within 1s" in err, argv
