@@ -1,0 +1,103 @@
+"""A generated shop at scale through the real broker: the number of workers and processes, and
+how far one topic is read ahead of the other, do not change the results (CONTRACT.md "Time")."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from e2e import latest, records
+from profilestream import runner
+from profilestream.config import TOPIC_ROLES
+from profilestream.io import avro
+from profilestream.io.kafka import create_topics, key_of, produce_records, read_topic
+from profilestream.sample import ShopSpec, generate
+
+pytestmark = pytest.mark.broker
+
+OUTPUTS = ("profiles", "merges", "triggers", "crm_feed", "dead_letters")
+
+
+def load(config, spec: ShopSpec) -> dict[str, int]:
+    create_topics(config)
+    by_role: dict[str, list] = {"clickstream": [], "crm_changes": []}
+    for role, record in generate(spec):
+        checked = avro.from_json(role, record)
+        by_role[role].append((key_of(role, checked), checked))
+    return {role: produce_records(config, role, items) for role, items in by_role.items()}
+
+
+def with_outputs(config, suffix: str):
+    """The same inputs, fresh output topics."""
+    names = {role: f"{getattr(config.topics, role)}-{suffix}" for role in OUTPUTS}
+    return dataclasses.replace(config, topics=dataclasses.replace(config.topics, **names))
+
+
+def final_state(config) -> tuple[dict, set]:
+    profiles = latest(config, "profiles")
+    trigger_ids = {t["trigger_id"] for t in records(config, "triggers")}
+    return profiles, trigger_ids
+
+
+def test_100k_shop_gives_the_same_profiles_with_1_worker_and_with_2_processes(config):
+    counts = load(config, ShopSpec(events=100_000, seed=11))
+    assert sum(counts.values()) == 100_000
+    one = with_outputs(config, "one")
+    two = with_outputs(config, "two")
+    create_topics(one), create_topics(two)
+    assert runner.run(one, until_idle=True) == 0
+    assert runner.run(two, until_idle=True, processes=2) == 0
+    profiles_one, triggers_one = final_state(one)
+    profiles_two, triggers_two = final_state(two)
+    assert len(profiles_one) > 1000 and len(triggers_one) > 100
+    assert profiles_two == profiles_one
+    assert triggers_two == triggers_one
+
+
+def test_topics_loaded_before_run_give_the_same_profiles_as_live_traffic_in_time_order(config, config_path, tmp_path):
+    """Preloaded: both topics complete before `run --until-idle` starts. Live: an always-on `run`
+    while the same events are produced in time order, in small chunks across both topics."""
+    spec = ShopSpec(events=3000, seed=5, start="2025-03-01T08:00:00Z")
+    preloaded = with_outputs(config, "pre")
+    create_topics(preloaded)
+    load(preloaded, spec)
+    assert runner.run(preloaded, until_idle=True) == 0
+    expected = latest(preloaded, "profiles")
+
+    live_toml = tmp_path / "live.toml"
+    live_toml.write_text(config_path.read_text().replace('-clickstream"', '-live-clickstream"')
+                         .replace('-crm-changes"', '-live-crm-changes"')
+                         + '\n[time]\nidle_after = "1s"\n', encoding="utf-8")
+    from profilestream.config import load_config
+    live = load_config(str(live_toml), env={})
+    create_topics(live)
+    proc = subprocess.Popen([sys.executable, "-m", "profilestream.cli", "run", "--config", str(live_toml)],
+                            env={k: v for k, v in os.environ.items() if not k.startswith("PROFILESTREAM_")})
+    try:
+        chunk: dict[str, list] = {"clickstream": [], "crm_changes": []}
+        for n, (role, record) in enumerate(generate(spec), 1):
+            checked = avro.from_json(role, record)
+            chunk[role].append((key_of(role, checked), checked))
+            if n % 200 == 0:
+                for r, items in chunk.items():
+                    produce_records(live, r, items)
+                    items.clear()
+        for r, items in chunk.items():
+            produce_records(live, r, items)
+        # Wait until the always-on run has caught up: all partitions idle, so the watermark follows
+        # the clock (2025 events are all behind it) and every profile is out.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            time.sleep(2)
+            if latest(live, "profiles") == expected:
+                break
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    assert latest(live, "profiles") == expected
