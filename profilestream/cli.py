@@ -117,6 +117,14 @@ def _profile_get(config, args) -> int:
     return 0
 
 
+def _serve_store(config, args) -> int:
+    from profilestream import store
+
+    print(f"following {config.topics.name('profiles')} into {config.store.path} (Ctrl-C stops)", flush=True)
+    store.serve(config)
+    return 0
+
+
 def _describe(config, args) -> int:
     from profilestream import runner
 
@@ -160,6 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("get", _profile_get, "print the profile a device id, customer key or customer id belongs to",
                   profile.add_subparsers(dest="profile_command", required=True, metavar="COMMAND"))
     sub.add_argument("identifier")
+    command("serve-store", _serve_store, "keep the local profile store current by following the profiles topic")
     command("describe", _describe, "print the dataflow's steps and topics")
     return parser
 
