@@ -27,12 +27,17 @@ INDEXES = (("device", "device_ids"), ("key", "customer_key"), ("customer", "cust
 
 
 def _identifiers(profile: dict) -> list[str]:
-    ids = [f"ix:profile:{profile['profile_id']}"]
+    """Index entries `ix:<kind>:<identifier>\x00<profile id>`. The profile id is part of the key
+    because the topic's partitions are applied in no particular order relative to each other: a
+    device may briefly appear in two records (its old profile's, not yet tombstoned, and its new
+    one), and neither must erase the other's entry."""
+    pid = profile["profile_id"]
+    ids = [f"ix:profile:{pid}\x00{pid}"]
     for kind, name in INDEXES:
         value = profile.get(name)
         for v in value if isinstance(value, list) else [value]:
             if v is not None:
-                ids.append(f"ix:{kind}:{v}")
+                ids.append(f"ix:{kind}:{v}\x00{pid}")
     return ids
 
 
@@ -64,10 +69,9 @@ class ProfileStore:
         old = set(_identifiers(json.loads(old_raw))) if old_raw is not None else set()
         new = set(_identifiers(profile)) if profile is not None else set()
         for entry in old - new:
-            if self._db.get(entry) == key:
-                batch.delete(entry)
+            batch.delete(entry)
         for entry in new:
-            batch.put(entry, key)
+            batch.put(entry, "")
         if profile is None:
             batch.delete(f"p:{key}")
         else:
@@ -82,13 +86,19 @@ class ProfileStore:
     # --- reading ------------------------------------------------------------------------------
 
     def find(self, identifier: str) -> dict | None:
-        """The profile a device id, customer key, customer id or profile id belongs to."""
+        """The profile a device id, customer key, customer id or profile id belongs to; should
+        two records hold it (partitions caught up unevenly), the more recently updated one."""
         for kind in ("device", "key", "customer", "profile"):
-            key = self._db.get(f"ix:{kind}:{identifier}")
-            if key is not None:
-                raw = self._db.get(f"p:{key}")
+            prefix = f"ix:{kind}:{identifier}\x00"
+            found = []
+            for entry in self._db.keys(from_key=prefix):
+                if not entry.startswith(prefix):
+                    break
+                raw = self._db.get(f"p:{entry[len(prefix):]}")
                 if raw is not None:
-                    return json.loads(raw)
+                    found.append(json.loads(raw))
+            if found:
+                return max(found, key=lambda p: (p["updated_at"] or "", p["profile_id"]))
         return None
 
     def count(self) -> int:

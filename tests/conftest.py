@@ -43,3 +43,14 @@ def config_path(broker, tmp_path, monkeypatch):
 @pytest.fixture
 def config(config_path):
     return load_config(str(config_path), env={})
+
+
+@pytest.fixture(params=["engine", "dataflow"])
+def scenario_level(request, monkeypatch):
+    """Run a scenario module twice: on the domain engine alone, and through the whole Bytewax
+    dataflow (Avro-encoded records over several partitions, decoded, ordered, applied)."""
+    import flowkit
+    import scenario
+
+    monkeypatch.setattr(scenario, "RUNNER", scenario.run_engine if request.param == "engine" else flowkit.run_scenario)
+    return request.param

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from unittest import mock
 from typing import Iterable
 
 import bytewax.operators as op
@@ -16,7 +17,9 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.testing import TestingSink, cluster_main, run_main
 
+import flows.profiles
 from flows.profiles import profile_stream
+from profilestream.domain.engine import Engine
 from profilestream.domain.events import Click, CrmChange, Event
 from profilestream.domain.rules import Rules
 from profilestream.io import avro
@@ -78,17 +81,38 @@ def raw_partitions(events: Iterable[Event], partitions: int = 3, extra: Iterable
     return parts
 
 
+_BUILT: list[Engine] = []
+
+
+class RecordedEngine(Engine):
+    """The engine the dataflow builds, remembered so a test can read its counters."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _BUILT.append(self)
+
+
 def run_flow(events: Iterable[Event], rules: Rules | None = None, partitions: int = 3, workers: int = 1,
              extra: Iterable[Raw] = (), batch: int = 7) -> Result:
-    """Run the dataflow to the end of its input and collect every output record in order."""
+    """Run the dataflow to the end of its input and collect every output record in order. The
+    engine the dataflow built is handed back too (`Result.engine`), for its counters."""
     parts = raw_partitions(events, partitions, extra)
     flow = Dataflow("test_profiles")
     raw = op.input("read", flow, ListSource(parts, batch))
     outputs = profile_stream(raw, rules or Rules(), list(parts), bounded=True)
     collected: list = []
     op.output("collect", outputs, TestingSink(collected))
-    if workers == 1:
-        run_main(flow)
-    else:
-        cluster_main(flow, [], 0, worker_count_per_proc=workers)
-    return Result(collected, engine=None)
+    built = _BUILT
+    built.clear()
+    with mock.patch.object(flows.profiles, "Engine", RecordedEngine):
+        if workers == 1:
+            run_main(flow)
+        else:
+            cluster_main(flow, [], 0, worker_count_per_proc=workers)
+    return Result(collected, engine=built[-1] if built else None)
+
+
+def run_scenario(events, rules=None, sources: int = 1, batch: int = 0) -> Result:
+    """`scenario.run`'s signature at the dataflow level: events spread by key over 3 partitions
+    per topic, read in small batches."""
+    return run_flow(events, rules, batch=batch or 7)

@@ -72,6 +72,10 @@ class Result:
         return [o.value for o in self.outputs if o.topic == "merges"]
 
     @property
+    def dead_letters(self) -> list[dict]:
+        return [o.value for o in self.outputs if o.topic == "dead_letters"]
+
+    @property
     def triggers(self) -> list[dict]:
         return [o.value for o in self.outputs if o.topic == "triggers"]
 
@@ -92,6 +96,12 @@ class Result:
 
 
 def run(events: list[Event], rules: Rules | None = None, sources: int = 1, batch: int = 0) -> Result:
+    """Run a scenario at the level the test runs at: the engine alone (default) or the whole
+    dataflow (see the `scenario_level` fixture in conftest.py)."""
+    return RUNNER(events, rules, sources, batch)
+
+
+def run_engine(events: list[Event], rules: Rules | None = None, sources: int = 1, batch: int = 0) -> Result:
     """Feed events as if read from `sources` partitions (round robin), in batches of `batch`
     (0: all at once), then end the input: a bounded run."""
     engine = Engine(rules or Rules())
@@ -104,3 +114,6 @@ def run(events: list[Event], rules: Rules | None = None, sources: int = 1, batch
         out += engine.feed(items[start:start + size], now=0)
     out += engine.finish(now=0)
     return Result(out, engine)
+
+
+RUNNER = run_engine

@@ -7,6 +7,8 @@ import pytest
 from profilestream.domain.rules import Rules
 from scenario import DAY, HOUR, MINUTE, T0, Campaign, click, crm, run
 
+pytestmark = pytest.mark.usefixtures("scenario_level")  # engine and dataflow level
+
 GAP = Rules().session_gap
 ABANDON = Rules().cart_abandon_after
 RETURN = Rules().return_visit_after
