@@ -125,6 +125,37 @@ def _serve_store(config, args) -> int:
     return 0
 
 
+def _record(config, args) -> int:
+    from profilestream.io import recording
+
+    topics = [t.strip() for t in args.topics.split(",") if t.strip()]
+    try:
+        counts = recording.record(config, topics, args.out)
+    except recording.RecordingError as exc:
+        print(f"profilestream: {exc}", file=sys.stderr)
+        return 1
+    for count in counts:
+        print(count.summary())
+    total = sum(c.records for c in counts)
+    print(f"recorded {total} record{'s' * (total != 1)} from {len(counts)} topic{'s' * (len(counts) != 1)} to {args.out}")
+    return 0
+
+
+def _replay(config, args) -> int:
+    from profilestream.io import recording
+
+    try:
+        counts = recording.replay(config, args.dir)
+    except recording.RecordingError as exc:
+        print(f"profilestream: {exc}", file=sys.stderr)
+        return 1
+    for count in counts:
+        print(count.summary() + (" (created)" if count.created else ""))
+    total = sum(c.records for c in counts)
+    print(f"replayed {total} record{'s' * (total != 1)} into {len(counts)} topic{'s' * (len(counts) != 1)}")
+    return 0
+
+
 def _describe(config, args) -> int:
     from profilestream import runner
 
@@ -169,6 +200,12 @@ def _parser() -> argparse.ArgumentParser:
                   profile.add_subparsers(dest="profile_command", required=True, metavar="COMMAND"))
     sub.add_argument("identifier")
     command("serve-store", _serve_store, "keep the local profile store current by following the profiles topic")
+    sub = command("record", _record, "record topics to Avro container files (one a partition, plus a manifest)")
+    sub.add_argument("--topics", default="clickstream,crm_changes", metavar="T1,T2",
+                     help="configured topic names or roles, comma-separated (default: the two input topics)")
+    sub.add_argument("--out", required=True, metavar="DIR", help="a new or empty directory")
+    sub = command("replay", _replay, "produce a recording back into the broker, keys and order per partition kept")
+    sub.add_argument("dir", metavar="DIR", help="a directory made by `profilestream record`")
     command("describe", _describe, "print the dataflow's steps and topics")
     return parser
 

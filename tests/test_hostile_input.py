@@ -1,0 +1,248 @@
+"""Hostile input through the real broker: over a thousand records that break the contract, of every
+kind the issue names, produced raw with confluent-kafka (no `produce` validation in the way) in
+among a generated shop's good traffic.
+
+Every bad one must land in `dead-letters` with its topic, partition, offset, original bytes and a
+reason; every good one must be processed exactly as without them (the final profiles, merges and
+triggers equal those of a run of the good traffic alone); the run goes on to the end and exits 0.
+
+Values over 1 MiB: Tansu (the embedded broker) accepts them when the producer's
+`message.max.bytes` allows, so they reach the dataflow, which rejects them (tested at the dataflow
+level below, and through the broker in a test of their own). Through the broker the run currently
+dies: the dead letter of such a value carries the original bytes in base64 (~1.4 MB), more than
+the dataflow's own producer may send (librdkafka's `message.max.bytes`, 1,000,000 by default, and
+a Kafka broker's default limit is about the same), so writing it raises MSG_SIZE_TOO_LARGE. That
+test is marked xfail(strict) until the dead-letter path handles it.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import json
+import random
+from collections import Counter
+
+import pytest
+from confluent_kafka import Producer
+from fastavro import parse_schema, schemaless_writer
+
+from e2e import latest, records
+from flowkit import run_flow
+from profilestream import cli, sample
+from profilestream.io import avro
+from profilestream.io.kafka import create_topics, key_of
+from profilestream.io.source import Raw
+from test_record_replay import other_config
+
+
+BAD = 1050
+
+
+def _raw_schema(role: str) -> dict:
+    return json.loads((avro.SCHEMA_DIR / avro.SCHEMA_FILES[role]).read_text(encoding="utf-8"))
+
+
+def _write(schema: dict, record: dict) -> bytes:
+    buf = io.BytesIO()
+    schemaless_writer(buf, parse_schema(schema), record)
+    return buf.getvalue()
+
+
+def _without(role: str, field: str) -> dict:
+    """The topic's schema less one required field: a producer that forgot it."""
+    schema = _raw_schema(role)
+    schema["fields"] = [f for f in schema["fields"] if f["name"] != field]
+    return schema
+
+
+def _extra_symbol(role: str, field: str, symbol: str) -> dict:
+    """The topic's schema with one more enum symbol: a producer ahead of the contract."""
+    schema = copy.deepcopy(_raw_schema(role))
+    for f in schema["fields"]:
+        if f["name"] == field:
+            f["type"]["symbols"].append(symbol)
+    return schema
+
+
+def _broken_utf8(role: str, record: dict, field: str) -> bytes:
+    """`record` with invalid UTF-8 in `field`: a two-byte character whose second byte is not a
+    continuation byte (same length, so the Avro framing stays intact)."""
+    record = dict(record, **{field: record[field] + "\u00e9"})
+    good = avro.encode(role, record)
+    at = good.rindex("\u00e9".encode())
+    return good[:at] + b"\xc3\x28" + good[at + 2:]
+
+
+UTF8_FIELDS = (("clickstream", "device_id"), ("clickstream", "url"), ("clickstream", "customer_key"),
+               ("clickstream", "product_id"), ("crm_changes", "customer_id"), ("crm_changes", "lead_status"))
+KINDS = ("garbage bytes", "wrong schema", "missing required field", "unknown type",
+         "time before 1990", "time after 2100", "invalid UTF-8")
+
+
+def bad_traffic(good: list[tuple[str, bytes, bytes]], rng: random.Random, rules, n: int = BAD,
+                oversized: int = 0) -> list[tuple[str, str, bytes | None, bytes]]:
+    """`(kind, role, key, value)` of `n` contract-breaking records of KINDS and `oversized` values
+    over 1 MiB. Keys are mostly those of real devices and customers (the partitions of their good
+    traffic)."""
+    keys = {"clickstream": [k for r, k, _ in good if r == "clickstream"],
+            "crm_changes": [k for r, k, _ in good if r == "crm_changes"]}
+    ts = 1_794_000_000_000  # 2026-11
+    click = lambda i, **f: {"event_id": f"e-bad-{i}", "ts": ts + i, "device_id": f"d-bad-{i % 50}",
+                            "type": "page_view", **f}
+    change = lambda i, **f: {"change_id": f"c-bad-{i}", "ts": ts + i, "customer_id": f"C-bad-{i % 50}",
+                             "op": "upsert", **f}
+    out = []
+    for i in range(n):
+        kind = KINDS[i % len(KINDS)]
+        variant = (i // len(KINDS)) % 4
+        role = "clickstream" if variant % 2 == 0 or kind == "garbage bytes" else "crm_changes"
+        if kind == "garbage bytes":
+            value = rng.randbytes(rng.randrange(0, 80))
+        elif kind == "wrong schema":  # bytes of another topic's schema
+            value = (avro.encode("crm_changes", change(i, customer_key="k", order_id="O-1")) if role == "clickstream"
+                     else avro.encode("clickstream", click(i, url="https://shop.example/")))
+            if variant == 2:
+                value = avro.encode("merges", {"from_profile_id": "p-a", "into_profile_id": "p-b",
+                                               "reason": "login", "ts": ts})
+        elif kind == "missing required field":
+            if role == "crm_changes":
+                value = _write(_without("crm_changes", "customer_id"), change(i))
+            elif variant == 0:
+                value = _write(_without("clickstream", "event_id"), click(i))
+            else:  # required by the contract for these types, absent from the record
+                value = avro.encode("clickstream", click(i, type="product_view", price=9.5))
+        elif kind == "unknown type":
+            value = (_write(_extra_symbol("clickstream", "type", "hover"), click(i, type="hover"))
+                     if role == "clickstream" else
+                     _write(_extra_symbol("crm_changes", "op", "delete"), change(i, op="delete")))
+        elif kind in ("time before 1990", "time after 2100"):
+            at = ([0, 631_151_999_999, -86_400_000, ts // 1000][variant] if kind == "time before 1990"
+                  else [4_102_444_800_000, ts * 1000, 5_000_000_000_000, 4_102_444_800_001][variant])
+            value = avro.encode(role, (click if role == "clickstream" else change)(i, ts=at))
+        else:  # invalid UTF-8
+            role, field = UTF8_FIELDS[(i // len(KINDS)) % len(UTF8_FIELDS)]
+            rec = (click(i, type="product_view", url="u", customer_key="k", product_id="sku")
+                   if role == "clickstream" else change(i, lead_status="lead"))
+            value = _broken_utf8(role, rec, field)
+        key = rng.choice(keys[role]) if rng.random() < 0.7 else None if kind == "garbage bytes" else f"bad-{i}".encode()
+        out.append((kind, role, key, value))
+    for i in range(oversized):
+        value = avro.encode("clickstream", click(n + i, url="https://shop.example/?" + "x" * (avro.MAX_VALUE_BYTES + i)))
+        out.append(("value over 1 MiB", "clickstream", rng.choice(keys["clickstream"]), value))
+    for kind, role, _, value in out:  # the premise: the codec refuses every one of them
+        with pytest.raises(avro.Rejected):
+            avro.decode_input(role, value, rules)
+    return out
+
+
+def good_traffic(events: int, seed: int) -> list[tuple[str, bytes, bytes]]:
+    """`(role, key, value)` of a generated shop, encoded as `produce` would."""
+    good = []
+    for role, rec in sample.generate(sample.ShopSpec(events=events, seed=seed)):
+        rec = avro.from_json(role, rec)
+        good.append((role, key_of(role, rec).encode(), avro.encode(role, rec)))
+    return good
+
+
+def produce_raw(config, messages: list[tuple[str, bytes | None, bytes]]) -> list[tuple[int, int]]:
+    """Produce `(role, key, value)` in order with a plain producer; returns each one's (partition, offset)."""
+    producer = Producer({"bootstrap.servers": config.kafka.brokers, "enable.idempotence": True,
+                         "message.max.bytes": 4 << 20})
+    placed: list = [None] * len(messages)
+
+    def delivered(i):
+        def report(err, msg):
+            assert err is None, err
+            placed[i] = (msg.partition(), msg.offset())
+        return report
+
+    for i, (role, key, value) in enumerate(messages):
+        while True:
+            try:
+                producer.produce(config.topics.name(role), value, key, on_delivery=delivered(i))
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    return placed
+
+
+@pytest.mark.broker
+def test_bad_records_are_dead_lettered_and_the_good_ones_processed(broker, config, config_path, tmp_path):
+    good = good_traffic(1500, seed=3)
+    rng = random.Random(5)
+    bad = bad_traffic(good, rng, config.rules())
+    assert len(bad) >= 1000 and {kind for kind, *_ in bad} == set(KINDS)
+
+    # the hostile run: bad records at random places among the good ones
+    mixed = [(False, g) for g in good]
+    for b in bad:
+        mixed.insert(rng.randrange(len(mixed) + 1), (True, b))
+    create_topics(config)
+    placed = produce_raw(config, [(m[1], m[2], m[3]) if is_bad else m for is_bad, m in mixed])
+    assert cli.main(["run", "--config", str(config_path), "--until-idle"]) == 0  # it never stops
+
+    letters = {}
+    for d in records(config, "dead_letters"):
+        letters[(d["topic"], d["partition"], d["offset"])] = d
+    assert len(letters) == len(bad)  # nothing good was dead-lettered, nothing bad twice
+    reasons = Counter()
+    for (is_bad, m), (partition, offset) in zip(mixed, placed):
+        if not is_bad:
+            continue
+        kind, role, key, value = m
+        letter = letters[(config.topics.name(role), partition, offset)]
+        assert base64.b64decode(letter["value"]) == value
+        assert letter["key"] == (None if key is None else key.decode())
+        assert letter["error"].startswith("field ")  # names the field and the reason
+        reasons[kind, letter["error"].split(":")[0]] += 1
+    words = {kind: {field for (k, field) in reasons if k == kind} for kind in KINDS}
+    assert words["time before 1990"] == words["time after 2100"] == {"field 'ts'"}
+    assert words["invalid UTF-8"] == {f"field '{name}'" for _, name in UTF8_FIELDS}
+    assert {f for (k, f) in reasons if k == "unknown type"} <= {"field 'value'", "field 'type'", "field 'op'"}
+
+    # the good traffic alone, on topics of its own: the same profiles, merges and triggers
+    path_b, config_b = other_config(tmp_path, broker.bootstrap, "good-")
+    create_topics(config_b)
+    produce_raw(config_b, good)
+    assert cli.main(["run", "--config", str(path_b), "--until-idle"]) == 0
+    assert records(config_b, "dead_letters") == []
+    assert latest(config, "profiles") == latest(config_b, "profiles")
+    same = lambda role, c: sorted(json.dumps({k: v for k, v in r.items() if k != "emitted_at"}, sort_keys=True)
+                                  for r in records(c, role))  # emitted_at: the clock when it fired
+    for role in ("merges", "triggers"):
+        assert same(role, config) == same(role, config_b)
+
+
+def test_a_value_over_1_mib_is_dead_lettered_in_the_dataflow():
+    click = {"event_id": "e-1", "ts": 1_794_000_000_000, "device_id": "d1", "type": "page_view"}
+    values = [avro.encode("clickstream", click),
+              avro.encode("clickstream", dict(click, event_id="e-2", url="x" * avro.MAX_VALUE_BYTES)),
+              avro.encode("clickstream", dict(click, event_id="e-3", ts=click["ts"] + 1000))]
+    raws = [Raw("clickstream", "clickstream", 0, i, b"d1", v, click["ts"]) for i, v in enumerate(values)]
+    result = run_flow([], extra=raws)
+    [letter] = result.dead_letters
+    assert (letter["topic"], letter["partition"], letter["offset"]) == ("clickstream", 0, 1)
+    assert base64.b64decode(letter["value"]) == values[1] and "1 MiB" in letter["error"]
+    assert result.of("d1")["page_views"] == 2  # the flow went on
+
+
+@pytest.mark.broker
+@pytest.mark.xfail(strict=True, raises=Exception, reason=(
+    "bug: the dead letter of a value over 1 MiB (the original bytes in base64, ~1.4 MB) is larger "
+    "than the dataflow's producer may send (message.max.bytes), so the run dies on it"))
+def test_a_value_over_1_mib_is_dead_lettered_through_the_broker(broker, config, config_path):
+    good = good_traffic(200, seed=4)
+    rng = random.Random(6)
+    bad = bad_traffic(good, rng, config.rules(), n=0, oversized=2)
+    mixed = good[:100] + [(role, key, value) for _, role, key, value in bad] + good[100:]
+    create_topics(config)
+    placed = produce_raw(config, mixed)  # Tansu takes them (see the module doc)
+    assert cli.main(["run", "--config", str(config_path), "--until-idle"]) == 0
+    letters = {(d["partition"], d["offset"]): d for d in records(config, "dead_letters")}
+    assert len(letters) == 2
+    for (_, _, value), at in zip(mixed[100:102], placed[100:102]):
+        assert base64.b64decode(letters[at]["value"]) == value and "1 MiB" in letters[at]["error"]
