@@ -43,6 +43,10 @@ T0_MS = 1_795_169_700_123
 # One full sample per topic, in canonical JSON form (every field, times as ms + "Z").
 CAMPAIGN_SEEN = {"source": "newsletter", "medium": "email", "name": None,
                  "first_ts": "2026-11-01T08:00:00.000Z", "last_ts": T0}
+RFM = {"days_since_last_order": 0.0, "orders": 1, "revenue": 39.98, "recency": 3, "frequency": 1, "monetary": 1,
+       "code": "311"}
+RFE = {"days_since_last_visit": 1.5, "visits": 3, "page_views": 10, "recency": 3, "frequency": 2, "engagement": 2,
+       "code": "322"}
 SAMPLES = {
     "clickstream": {
         "event_id": "e-1", "ts": T0, "device_id": "dev-1", "type": "purchase", "customer_key": "ck-1",
@@ -58,11 +62,12 @@ SAMPLES = {
     "profiles": {
         "profile_id": "pr-1", "customer_id": "cust-1", "customer_key": "ck-1", "device_ids": ["dev-1", "dev-2"],
         "first_seen": "2026-11-01T08:00:00.000Z", "last_seen": T0, "visits": 3, "page_views": 10,
-        "product_views": 4, "orders": 1, "revenue": 39.98, "last_order_ts": T0,
+        "product_views": 4, "orders": 1, "revenue": 39.98, "last_order_ts": T0, "first_order_ts": T0,
         "viewed_products": ["p-2", "p-1"],
         "cart": [{"product_id": "p-3", "quantity": 1, "price": 5.0}, {"product_id": "p-4", "quantity": 2, "price": None}],
         "campaigns": [CAMPAIGN_SEEN], "attributes": {"segment": "gold", "ltv": 1.5},
         "lead_status": "sale", "marketing_consent": False, "updated_at": T0,
+        "rfm": RFM, "rfe": RFE, "p_alive": 0.75, "expected_purchases_30d": 0.125,
     },
     "merges": {"from_profile_id": "pr-2", "into_profile_id": "pr-1", "reason": "order_match", "ts": T0},
     "triggers": {
@@ -73,6 +78,7 @@ SAMPLES = {
     "crm_feed": {
         "customer_id": "cust-1", "customer_key": "ck-1", "viewed_products": ["p-1"], "campaigns": [CAMPAIGN_SEEN],
         "last_visit": T0, "visits": 3, "page_views": 10, "orders": 1, "revenue": 39.98, "updated_at": T0,
+        "rfm": RFM, "rfe": RFE, "p_alive": None, "expected_purchases_30d": None,
     },
     "dead_letters": {
         "topic": "clickstream", "partition": 2, "offset": 12345678901, "key": "dev-1",
@@ -96,7 +102,7 @@ CONTRACT_FIELDS = {
 }
 TIME_FIELDS = {
     "clickstream": {"ts"}, "crm_changes": {"ts"}, "merges": {"ts"}, "dead_letters": {"ts"},
-    "profiles": {"first_seen", "last_seen", "last_order_ts", "updated_at"},
+    "profiles": {"first_seen", "last_seen", "last_order_ts", "first_order_ts", "updated_at"},
     "triggers": {"ts", "emitted_at"}, "crm_feed": {"last_visit", "updated_at"},
 }
 
@@ -490,3 +496,30 @@ def test_dead_letter_record():
     empty = dead_letter("crm-changes", 0, 7, None, None, "tombstone", T0_MS)
     assert empty["key"] is None and empty["value"] == ""
     assert decode("dead_letters", encode("dead_letters", empty)) == empty
+
+
+def test_dead_letter_overwrites_a_clear_email_and_keeps_the_framing():
+    from profilestream.io.avro import dead_letter, encode, schema_for
+    import base64, io
+    from fastavro import schemaless_reader, parse_schema
+
+    # encode() never writes an address, so build the wire bytes the way a third-party producer would
+    wire = io.BytesIO()
+    from fastavro import schemaless_writer
+    schemaless_writer(wire, parse_schema(schema_for("clickstream")), {
+        "event_id": "e1", "ts": 1, "device_id": "d1", "type": "page_view", "email": "Jane@Example.com"})
+    letter = dead_letter("clickstream", 0, 5, b"d1", wire.getvalue(), "field 'ts': too early", 1, role="clickstream")
+    raw = base64.b64decode(letter["value"])
+    assert b"Jane@Example.com" not in raw and len(raw) == len(wire.getvalue())
+    back = schemaless_reader(io.BytesIO(raw), parse_schema(schema_for("clickstream")), None)
+    assert back["email"] == "*" * len("Jane@Example.com") and back["event_id"] == "e1"
+
+
+def test_dead_letter_cuts_an_oversized_value_and_says_so():
+    from profilestream.io.avro import DEAD_LETTER_VALUE_BYTES, dead_letter
+    import base64
+
+    letter = dead_letter("clickstream", 0, 5, None, b"x" * (2 * 1024 * 1024), "field 'value': too large", 1,
+                         role="clickstream")
+    assert len(base64.b64decode(letter["value"])) == DEAD_LETTER_VALUE_BYTES
+    assert "cut to its first" in letter["error"] and str(2 * 1024 * 1024) in letter["error"]

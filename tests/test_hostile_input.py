@@ -8,11 +8,9 @@ triggers equal those of a run of the good traffic alone); the run goes on to the
 
 Values over 1 MiB: Tansu (the embedded broker) accepts them when the producer's
 `message.max.bytes` allows, so they reach the dataflow, which rejects them (tested at the dataflow
-level below, and through the broker in a test of their own). Through the broker the run currently
-dies: the dead letter of such a value carries the original bytes in base64 (~1.4 MB), more than
-the dataflow's own producer may send (librdkafka's `message.max.bytes`, 1,000,000 by default, and
-a Kafka broker's default limit is about the same), so writing it raises MSG_SIZE_TOO_LARGE. That
-test is marked xfail(strict) until the dead-letter path handles it.
+level below, and through the broker in a test of their own). Their dead letter keeps only the
+first 64 KiB of the value: the whole of it in base64 (~1.4 MB) would exceed what a producer may
+send (librdkafka's `message.max.bytes`, 1,000,000 by default, and a Kafka broker's default limit).
 """
 
 from __future__ import annotations
@@ -25,6 +23,8 @@ import random
 from collections import Counter
 
 import pytest
+
+from profilestream.io.avro import DEAD_LETTER_VALUE_BYTES
 from confluent_kafka import Producer
 from fastavro import parse_schema, schemaless_writer
 
@@ -226,14 +226,13 @@ def test_a_value_over_1_mib_is_dead_lettered_in_the_dataflow():
     result = run_flow([], extra=raws)
     [letter] = result.dead_letters
     assert (letter["topic"], letter["partition"], letter["offset"]) == ("clickstream", 0, 1)
-    assert base64.b64decode(letter["value"]) == values[1] and "1 MiB" in letter["error"]
+    # the dead letter keeps the first 64 KiB: a 1 MiB value's base64 would not fit a Kafka record
+    assert base64.b64decode(letter["value"]) == values[1][:DEAD_LETTER_VALUE_BYTES]
+    assert "1 MiB" in letter["error"] and "cut to its first" in letter["error"]
     assert result.of("d1")["page_views"] == 2  # the flow went on
 
 
 @pytest.mark.broker
-@pytest.mark.xfail(strict=True, raises=Exception, reason=(
-    "bug: the dead letter of a value over 1 MiB (the original bytes in base64, ~1.4 MB) is larger "
-    "than the dataflow's producer may send (message.max.bytes), so the run dies on it"))
 def test_a_value_over_1_mib_is_dead_lettered_through_the_broker(broker, config, config_path):
     good = good_traffic(200, seed=4)
     rng = random.Random(6)
@@ -245,4 +244,5 @@ def test_a_value_over_1_mib_is_dead_lettered_through_the_broker(broker, config, 
     letters = {(d["partition"], d["offset"]): d for d in records(config, "dead_letters")}
     assert len(letters) == 2
     for (_, _, value), at in zip(mixed[100:102], placed[100:102]):
-        assert base64.b64decode(letters[at]["value"]) == value and "1 MiB" in letters[at]["error"]
+        assert base64.b64decode(letters[at]["value"]) == value[:DEAD_LETTER_VALUE_BYTES]
+        assert "1 MiB" in letters[at]["error"]

@@ -122,10 +122,37 @@ def decode_input(role: str, data: bytes | None, rules: Rules) -> Click | CrmChan
     return to_event(role, _read(role, data, "surrogateescape"), rules)  # type: ignore[arg-type]
 
 
+DEAD_LETTER_VALUE_BYTES = 64 * 1024
+
+
+def _redact_email(role: str, value: bytes) -> bytes:
+    """The original bytes with a clear `email` overwritten by `*` of the same length (the Avro
+    framing stays intact): a record rejected for another reason must not leak an address."""
+    try:
+        record = schemaless_reader(io.BytesIO(value), _schema(role).wire, None, handle_unicode_errors="ignore")
+    except Exception:  # not decodable: nothing we can recognise as an address
+        return value
+    email = record.get("email") if isinstance(record, dict) else None
+    if not email:
+        return value
+    clear = email.encode("utf-8")
+    return value.replace(clear, b"*" * len(clear))
+
+
 def dead_letter(
-    topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, error: str, ts_ms: int
+    topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, error: str, ts_ms: int,
+    role: str | None = None,
 ) -> dict[str, Any]:
-    """The dead-letters record for an input that could not be used (a null value gives "")."""
+    """The dead-letters record for an input that could not be used (a null value gives "").
+
+    The value is the original bytes, with two exceptions: a clear `email` in a decodable input is
+    overwritten (privacy by design), and a value longer than 64 KiB is cut to its first 64 KiB (the
+    error says so), since its base64 would not fit in a Kafka record of the default size limit."""
+    if value is not None and role in INPUT_ROLES and len(value) <= MAX_VALUE_BYTES:
+        value = _redact_email(role, value)
+    if value is not None and len(value) > DEAD_LETTER_VALUE_BYTES:
+        error = f"{error} (value cut to its first {DEAD_LETTER_VALUE_BYTES} of {len(value)} bytes)"
+        value = value[:DEAD_LETTER_VALUE_BYTES]
     return {
         "topic": topic,
         "partition": partition,
