@@ -6,13 +6,16 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test clean
+.PHONY: demo test bench clean
 
 demo: $(STAMP)
 	$(VENV)/bin/profilestream demo
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q
+
+bench: $(STAMP)
+	$(VENV)/bin/profilestream bench --out out/bench.json
 
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || { \

@@ -163,6 +163,12 @@ def _describe(config, args) -> int:
     return 0
 
 
+def _bench(config, args) -> int:
+    from profilestream import bench
+
+    return bench.main(config, args)
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
@@ -207,6 +213,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("replay", _replay, "produce a recording back into the broker, keys and order per partition kept")
     sub.add_argument("dir", metavar="DIR", help="a directory made by `profilestream record`")
     command("describe", _describe, "print the dataflow's steps and topics")
+    from profilestream.bench import add_arguments as bench_arguments  # stdlib imports only: cheap
+
+    bench_arguments(command("bench", _bench, "the reference benchmark on the embedded broker: ceiling, throughput, latency, memory"))
     return parser
 
 
