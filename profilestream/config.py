@@ -26,6 +26,7 @@ are left alone: they may belong to the command line or the tooling around it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tomllib
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping, NamedTuple
 
 from profilestream.domain.rules import DEFAULT_BLOCKED, Rules
+from profilestream.domain.scores import MODES, Band, ScoreSettings
 
 ENV_PREFIX = "PROFILESTREAM_"
 
@@ -106,6 +108,39 @@ def _check_str_list(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _check_mode(value: Any) -> str:
+    mode = _check_str(value)
+    if mode not in MODES:
+        raise ValueError(f'"{mode}" is not a scoring mode (use {" or ".join(MODES)})')
+    return mode
+
+
+def _check_band(value: Any) -> tuple[float, float]:
+    """`[low, high]`: two numbers, 0 <= low <= high."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2 or any(
+            isinstance(v, bool) or not isinstance(v, (int, float)) for v in value):
+        raise ValueError(f"expected [low, high] (two numbers), got {value!r}")
+    low, high = float(value[0]), float(value[1])
+    if not (math.isfinite(low) and math.isfinite(high)) or low < 0 or low > high:
+        raise ValueError(f"need 0 <= low <= high, got [{value[0]}, {value[1]}]")
+    return low, high
+
+
+def _check_sketch_k(value: Any) -> int:
+    k = _check_positive_int(value)
+    if not 8 <= k <= 65535:
+        raise ValueError(f"must be from 8 to 65535 (the KLL sketch's k), got {k}")
+    return k
+
+
+def _band_text(text: str) -> list[Any]:
+    items = _list_text(text)
+    try:
+        return [float(v) if isinstance(v, str) else v for v in items]
+    except ValueError:
+        raise ValueError(f'"{text}" is not two numbers (e.g. 30,90)') from None
+
+
 def _int_text(text: str) -> int:
     try:
         return int(text.strip())
@@ -135,6 +170,9 @@ BROKERS = Kind(_check_brokers)
 POSITIVE_INT = Kind(_check_positive_int, _int_text)
 DURATION = Kind(parse_duration)
 STR_LIST = Kind(_check_str_list, _list_text)
+SCORE_MODE = Kind(_check_mode)
+BAND = Kind(_check_band, _band_text)
+SKETCH_K = Kind(_check_sketch_k, _int_text)
 
 
 def _setting(kind: Kind, default: Any) -> Any:
@@ -235,6 +273,44 @@ class StoreConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ScoresConfig:
+    """`[scores]` (not in CONTRACT.md; an addition): RFM/RFE bands and the BG/NBD model file.
+
+    Each band is `[low, high]`: a count or revenue below `low` scores 1, above `high` 3, else 2;
+    days since the last order / activity the other way round. `mode = "auto"` replaces the bands
+    by the tertiles of the live profiles (a KLL sketch of `sketch_k`). `model` is the JSON file of
+    `profilestream fit-model` (relative to the working directory); "" means no predictions.
+    """
+
+    mode: str = _setting(SCORE_MODE, "static")
+    rfm_recency_days: tuple[float, float] = _setting(BAND, [30, 90])
+    rfm_frequency: tuple[float, float] = _setting(BAND, [2, 4])
+    rfm_monetary: tuple[float, float] = _setting(BAND, [50, 250])
+    rfe_recency_days: tuple[float, float] = _setting(BAND, [7, 30])
+    rfe_frequency: tuple[float, float] = _setting(BAND, [2, 5])
+    rfe_engagement: tuple[float, float] = _setting(BAND, [5, 20])
+    sketch_k: int = _setting(SKETCH_K, 200)
+    model: str = _setting(STR, "")
+
+    def settings(self) -> ScoreSettings:
+        """The domain's view; reads the model file (ConfigError naming `scores.model` if bad)."""
+        model = None
+        if self.model:
+            from profilestream.bgnbd import BgNbd
+
+            try:
+                model = BgNbd.load(self.model)
+            except FileNotFoundError:
+                raise ConfigError("scores.model", f"no such file: {self.model} "
+                                  "(write one with `profilestream fit-model --out FILE`)") from None
+            except (OSError, ValueError) as exc:
+                raise ConfigError("scores.model", f"{self.model}: {exc}") from None
+        bands = {name: Band(*getattr(self, name)) for name in (
+            "rfm_recency_days", "rfm_frequency", "rfm_monetary", "rfe_recency_days", "rfe_frequency", "rfe_engagement")}
+        return ScoreSettings(mode=self.mode, sketch_k=self.sketch_k, model=model, **bands)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; each field is one TOML section of the same name."""
 
@@ -246,6 +322,7 @@ class Config:
     time: TimeConfig = field(default_factory=TimeConfig)
     run: RunConfig = field(default_factory=RunConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    scores: ScoresConfig = field(default_factory=ScoresConfig)
 
     def rules(self) -> Rules:
         """The domain's view: durations in ms, blocked values trimmed and lower-cased."""
@@ -258,6 +335,7 @@ class Config:
             idle_after=self.time.idle_after,
             dedup_window=self.time.dedup_window,
             blocked_values=frozenset(v.strip().lower() for v in self.identity.blocked_values),
+            scores=self.scores.settings(),
         )
 
 
@@ -381,6 +459,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
 
 
 __all__ = [
-    "Config", "ConfigError", "IdentityConfig", "KafkaConfig", "RunConfig", "SessionsConfig", "StoreConfig", "TimeConfig",
+    "Config", "ConfigError", "IdentityConfig", "KafkaConfig", "RunConfig", "ScoresConfig", "SessionsConfig",
+    "StoreConfig", "TimeConfig",
     "TopicsConfig", "TriggersConfig", "TOPIC_ROLES", "load_config", "parse_duration",
 ]

@@ -22,6 +22,10 @@ T = "2026-11-20T10:15:00.123Z"
 T2 = "2026-11-21T08:00:00.000Z"
 CART = [{"product_id": "sku-1", "quantity": 2, "price": 19.9}]
 CAMPAIGNS = [{"source": "newsletter", "medium": "email", "name": "winter", "first_ts": T, "last_ts": T2}]
+RFM = {"days_since_last_order": 0.0, "orders": 1, "revenue": 39.8, "recency": 3, "frequency": 1, "monetary": 1,
+       "code": "311"}
+RFE = {"days_since_last_visit": 0.0, "visits": 3, "page_views": 10, "recency": 3, "frequency": 2, "engagement": 2,
+       "code": "322"}
 
 
 def sample(role: str, i: int) -> dict:
@@ -44,9 +48,11 @@ def sample(role: str, i: int) -> dict:
             "profile_id": f"p-{n}", "customer_id": f"C{n}", "customer_key": f"key-{n}",
             "device_ids": [f"dev-{n}", "dev-x"], "first_seen": T, "last_seen": T2, "visits": 3,
             "page_views": 10, "product_views": 4, "orders": 1, "revenue": 39.8, "last_order_ts": T2,
+            "first_order_ts": T2,
             "viewed_products": ["sku-1", "sku-2"], "cart": CART, "campaigns": CAMPAIGNS,
             "attributes": {"tier": "gold", "lifetime_value": 1234.5}, "lead_status": "sale",
-            "marketing_consent": False, "updated_at": T2,
+            "marketing_consent": False, "updated_at": T2, "rfm": RFM, "rfe": RFE, "p_alive": 0.5,
+            "expected_purchases_30d": 0.25,
         },
         "merges": {"from_profile_id": f"p-anon-{n}", "into_profile_id": f"p-{n}", "reason": "login", "ts": T},
         "triggers": {
@@ -57,7 +63,8 @@ def sample(role: str, i: int) -> dict:
         "crm_feed": {
             "customer_id": f"C{n}", "customer_key": f"key-{n}", "viewed_products": ["sku-1"],
             "campaigns": CAMPAIGNS, "last_visit": T2, "visits": 3, "page_views": 10, "orders": 1,
-            "revenue": 39.8, "updated_at": T2,
+            "revenue": 39.8, "updated_at": T2, "rfm": RFM, "rfe": RFE, "p_alive": None,
+            "expected_purchases_30d": None,
         },
         "dead_letters": {
             "topic": "clickstream", "partition": 2, "offset": 41, "key": f"dev-{n}", "value": "/wBnYXJiYWdl",

@@ -86,7 +86,7 @@ def test_default_rules_equal_the_domain_defaults():
 
 
 def test_sections_table_lists_every_section():
-    assert list(SECTIONS) == ["kafka", "topics", "sessions", "triggers", "identity", "time", "run", "store"]
+    assert list(SECTIONS) == ["kafka", "topics", "sessions", "triggers", "identity", "time", "run", "store", "scores"]
 
 
 def test_toml_overrides(tmp_path):

@@ -24,6 +24,7 @@ from .identity import Change, IdentityGraph, Merged, Moved, OrderBook, Rekeyed
 from .outputs import Output
 from .profile import Profile
 from .rules import Rules
+from .scores import Scorer
 from .timeline import END_OF_TIME, Timeline
 from .visits import DeviceVisit
 
@@ -43,6 +44,7 @@ class Engine:
         self.devices: dict[str, DeviceVisit] = {}
         self.deadlines: list[tuple[int, str]] = []
         self._dirty: set[str] = set()
+        self.scorer = Scorer(r.scores)  # scores at emission, not per event (scores.py)
         self._out: list[Output] = []
         self._now = 0
 
@@ -276,13 +278,15 @@ class Engine:
     def _flush(self) -> list[Output]:
         out, self._out = self._out, []
         profiles = self.graph.profiles
-        for profile_id in sorted(self._dirty):
-            profile = profiles.get(profile_id)
-            if profile is None:
-                continue
-            out.append(Output(outputs.PROFILES, profile_id, profile.record()))
+        dirty = [profiles[pid] for pid in sorted(self._dirty) if pid in profiles]
+        scorer = self.scorer
+        # the score population (auto mode) follows what is emitted: tombstoned profiles leave it
+        scorer.observe(dirty, [o.key for o in out if o.topic == outputs.PROFILES and o.value is None])
+        for profile in dirty:
+            scores = scorer.score(profile)
+            out.append(Output(outputs.PROFILES, profile.profile_id, profile.record(scores)))
             if profile.customer_id is not None:
-                out.append(Output(outputs.CRM_FEED, profile.customer_id, profile.crm_feed_record()))
+                out.append(Output(outputs.CRM_FEED, profile.customer_id, profile.crm_feed_record(scores)))
         self._dirty.clear()
         return out
 

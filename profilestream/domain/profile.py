@@ -12,6 +12,7 @@ from typing import Any
 
 from .cart import Cart
 from .events import Campaign, Click, CrmChange
+from .scores import DEFAULT_SCORER
 
 RECENT_PRODUCTS = 20
 ACTIVITY_SPANS = 8
@@ -37,6 +38,7 @@ class Profile:
     orders: int = 0
     revenue: float = 0.0
     last_order_ts: int | None = None
+    first_order_ts: int | None = None  # for the BG/NBD model's recency and age (scores.py)
     viewed: dict[str, int] = field(default_factory=dict)  # product_id -> last view ts
     cart: Cart = field(default_factory=Cart)
     campaigns: dict[tuple, CampaignTouch] = field(default_factory=dict)
@@ -84,6 +86,8 @@ class Profile:
             self.revenue += click.revenue or 0.0
             if self.last_order_ts is None or click.ts > self.last_order_ts:
                 self.last_order_ts = click.ts
+            if self.first_order_ts is None or click.ts < self.first_order_ts:
+                self.first_order_ts = click.ts
         if click.campaign is not None:
             self.touch_campaign(click.campaign, click.ts)
         self.updated_at = max(self.updated_at, click.ts)
@@ -134,6 +138,8 @@ class Profile:
         self.revenue += other.revenue
         if other.last_order_ts is not None and (self.last_order_ts is None or other.last_order_ts > self.last_order_ts):
             self.last_order_ts = other.last_order_ts
+        if other.first_order_ts is not None and (self.first_order_ts is None or other.first_order_ts < self.first_order_ts):
+            self.first_order_ts = other.first_order_ts
         for product_id, ts in other.viewed.items():
             self.view(product_id, ts)
         for key, touch in other.campaigns.items():
@@ -165,8 +171,11 @@ class Profile:
             for k, t in sorted(self.campaigns.items(), key=lambda item: (item[1].first_ts, _sortable(item[0])))
         ]
 
-    def record(self) -> dict[str, Any]:
-        """The `profiles` topic value (CONTRACT.md "Outputs")."""
+    def record(self, scores: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The `profiles` topic value (CONTRACT.md "Outputs"), with the score fields of
+        `scores.Scorer.score` (computed with the default settings when not given)."""
+        if scores is None:
+            scores = DEFAULT_SCORER.score(self)
         return {
             "profile_id": self.profile_id,
             "customer_id": self.customer_id,
@@ -180,6 +189,7 @@ class Profile:
             "orders": self.orders,
             "revenue": self.revenue,
             "last_order_ts": self.last_order_ts,
+            "first_order_ts": self.first_order_ts,
             "viewed_products": self.viewed_products(),
             "cart": self.cart.snapshot(),
             "campaigns": self.campaign_list(),
@@ -187,11 +197,14 @@ class Profile:
             "lead_status": self.lead_status,
             "marketing_consent": self.marketing_consent,
             "updated_at": self.updated_at,
+            **scores,
         }
 
-    def crm_feed_record(self) -> dict[str, Any]:
+    def crm_feed_record(self, scores: dict[str, Any] | None = None) -> dict[str, Any]:
         """The `crm-feed` value: what the person did on the site, for the CRM. `last_visit` is the
-        time of the person's last click."""
+        time of the person's last click. Scores as in `record`."""
+        if scores is None:
+            scores = DEFAULT_SCORER.score(self)
         return {
             "customer_id": self.customer_id,
             "customer_key": self.customer_key,
@@ -203,6 +216,7 @@ class Profile:
             "orders": self.orders,
             "revenue": self.revenue,
             "updated_at": self.updated_at,
+            **scores,
         }
 
 

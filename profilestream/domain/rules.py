@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .scores import ScoreSettings
+
 MINUTE = 60_000
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
@@ -13,7 +15,8 @@ DEFAULT_BLOCKED = ("", "0", "-", "null", "none", "undefined", "anonymous", "unkn
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """What CONTRACT.md's [sessions], [triggers], [identity] and [time] tables mean to the core."""
+    """What CONTRACT.md's [sessions], [triggers], [identity] and [time] tables (and the
+    `[scores]` addition) mean to the core."""
 
     session_gap: int = 30 * MINUTE
     cart_abandon_after: int = 60 * MINUTE
@@ -23,6 +26,7 @@ class Rules:
     idle_after: int = 10_000
     dedup_window: int = DAY
     blocked_values: frozenset[str] = field(default_factory=lambda: frozenset(DEFAULT_BLOCKED))
+    scores: ScoreSettings = field(default_factory=ScoreSettings)
 
     def usable(self, value: str | None) -> str | None:
         """The identifier itself, or None where it is absent or blocked (compared trimmed and
