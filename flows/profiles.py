@@ -16,21 +16,26 @@ every worker in parallel; see the README's "Design" section for the limits of th
 
 from __future__ import annotations
 
+import logging
 import pickle
 import time
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
+from bytewax.connectors.kafka import KafkaSinkMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators import StatefulBatchLogic
 
+from profilestream import metrics
 from profilestream.domain.engine import Engine
+from profilestream.domain.events import Click
 from profilestream.domain.outputs import DEAD_LETTERS, Output
 from profilestream.domain.rules import Rules
 from profilestream.io import avro
-from profilestream.io.source import InputSource, PartitionEnd, Raw
+from profilestream.io.sink import OutputSink
+from profilestream.io.source import STOP, InputSource, PartitionEnd, Raw
 
 INPUT_ROLES = ("clickstream", "crm_changes")
 OUTPUT_ROLES = ("profiles", "merges", "triggers", "crm_feed", "dead_letters")
@@ -45,19 +50,28 @@ def _now_ms() -> int:
 def decode_batch(rules: Rules, batch: list[Raw | PartitionEnd]) -> list:
     """Raw records to `(source, event)`; bad ones to dead-letter `Output`s. Never raises on input."""
     out: list = []
+    records_in: Counter = Counter()
+    events_in: Counter = Counter()
+    dead: Counter = Counter()
     for raw in batch:
         if isinstance(raw, PartitionEnd):
             out.append(raw)
             continue
+        records_in[raw.role] += 1
         try:
             if raw.value is None:
                 raise avro.Rejected("value", "null value (tombstone) on an input topic")
             event = avro.decode_input(raw.role, raw.value, rules)
         except avro.Rejected as rejected:
+            dead[raw.role, metrics.dead_letter_reason(rejected.field, rejected.reason)] += 1
             out.append(Output(DEAD_LETTERS, "", avro.dead_letter(
-                raw.topic, raw.partition, raw.offset, raw.key, raw.value, str(rejected), raw.timestamp)))
+                raw.topic, raw.partition, raw.offset, raw.key, raw.value, str(rejected), raw.timestamp,
+                role=raw.role)))
         else:
+            events_in[raw.role, event.type if isinstance(event, Click) else event.op] += 1
             out.append((raw.source, event))
+    if records_in:
+        metrics.COUNTERS.decoded(records_in, events_in, dead)
     return out
 
 
@@ -66,11 +80,20 @@ class EngineLogic(StatefulBatchLogic):
 
     The clock tick is what lets an always-on run fire deadlines when traffic stops: the engine's
     watermark then moves with idle partitions and the wall clock, not with arriving events.
+
+    The snapshot (Bytewax recovery, once per epoch = `run.snapshot_interval`) is the pickled
+    Engine plus whether a bounded run has already reached its end (`finished`).
     """
 
-    def __init__(self, engine: Engine, bounded: bool):
+    def __init__(self, engine: Engine, bounded: bool, finished: bool = False):
         self.engine = engine
         self.bounded = bounded
+        self.finished = finished
+        self._publish()
+
+    def _publish(self) -> None:
+        engine = self.engine
+        metrics.COUNTERS.engine_state(engine.stats, engine.watermark, engine.timeline.pending)
 
     def on_batch(self, values: list) -> tuple[Iterable[Output], bool]:
         events = []
@@ -79,21 +102,58 @@ class EngineLogic(StatefulBatchLogic):
                 self.engine.end_source(value.source)
             else:
                 events.append(value)
-        return self.engine.feed(events, _now_ms()), StatefulBatchLogic.RETAIN
+        out = self.engine.feed(events, _now_ms())
+        self._publish()
+        return out, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[Output], bool]:
-        return self.engine.tick(_now_ms()), StatefulBatchLogic.RETAIN
+        out = self.engine.tick(_now_ms())
+        self._publish()
+        return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Output], bool]:
-        if self.bounded:  # the end of input is the end of time
-            return self.engine.finish(_now_ms()), StatefulBatchLogic.RETAIN
-        return self.engine.tick(_now_ms()), StatefulBatchLogic.RETAIN
+        if self.bounded and not STOP.is_set():  # the end of input is the end of time (not a stop)
+            out = self.engine.finish(_now_ms())
+            self.finished = True
+        else:
+            out = self.engine.tick(_now_ms())
+        self._publish()
+        return out, StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
         return None if self.bounded else datetime.now(timezone.utc) + TICK
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.engine, protocol=pickle.HIGHEST_PROTOCOL)
+        started = time.perf_counter()
+        data = pickle.dumps({"engine": self.engine, "finished": self.finished}, protocol=pickle.HIGHEST_PROTOCOL)
+        metrics.COUNTERS.snapshot(len(data), time.perf_counter() - started)
+        return data
+
+
+def resume_engine(resume: bytes, bounded: bool, now: int) -> EngineLogic:
+    """The engine step as of the snapshot Bytewax resumes from."""
+    state = pickle.loads(resume)
+    if isinstance(state, Engine):  # a snapshot of an earlier build: the bare engine
+        state = {"engine": state, "finished": False}
+    engine: Engine = state["engine"]
+    if engine.always_on:
+        # The time the run was down was our absence, not the partitions' silence: without this, a
+        # restart after more than `idle_after` would find every partition idle, let the watermark
+        # jump to the clock and make the whole backlog late.
+        for clock in engine.timeline.sources.values():
+            clock.heard_at = max(clock.heard_at, now)
+    if engine.always_on == bounded:
+        metrics.log("resume_mode_changed", logging.WARNING,
+                    snapshot="always-on" if engine.always_on else "bounded",
+                    run="bounded" if bounded else "always-on")
+    if state["finished"]:
+        metrics.log("resume_after_end", logging.WARNING,
+                    detail="this recovery directory holds a bounded run that already reached the end of its "
+                           "input (the end of time): records added since are applied as late events and fire "
+                           "no triggers; use a fresh --recovery-dir for a new bounded run")
+    metrics.log("resumed", watermark=metrics.iso_ms(engine.watermark), pending=engine.timeline.pending,
+                profiles=len(engine.graph.profiles), snapshot_bytes=len(resume))
+    return EngineLogic(engine, bounded, state["finished"])
 
 
 def profile_stream(raw: Stream, rules: Rules, sources: list[str], bounded: bool) -> Stream:
@@ -104,7 +164,7 @@ def profile_stream(raw: Stream, rules: Rules, sources: list[str], bounded: bool)
 
     def build(resume: bytes | None) -> EngineLogic:
         if resume is not None:
-            return EngineLogic(pickle.loads(resume), bounded)
+            return resume_engine(resume, bounded, _now_ms())
         engine = Engine(rules, always_on=not bounded)
         engine.expect(sources, _now_ms())
         return EngineLogic(engine, bounded)
@@ -132,5 +192,5 @@ def build_flow(config, partitions: dict[str, int],
     outputs = profile_stream(raw, config.rules(), source.sources(), bounded)
     names = {role: config.topics.name(role) for role in OUTPUT_ROLES}
     messages = op.map("encode", outputs, lambda output: to_message(names, output))
-    op.output("write", messages, KafkaSink([config.kafka.brokers], None, add_config=dict(config.kafka.extra)))
+    op.output("write", messages, OutputSink(config.kafka.client_config()))
     return flow

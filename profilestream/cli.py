@@ -96,7 +96,8 @@ def _run(config, args) -> int:
     from profilestream import runner
 
     return runner.run(config, workers=args.workers, processes=args.processes,
-                      until_idle=args.until_idle, recovery_dir=args.recovery_dir)
+                      until_idle=args.until_idle, recovery_dir=args.recovery_dir,
+                      metrics_port=args.metrics_port, logs=True)
 
 
 def _demo(config, args) -> int:
@@ -201,6 +202,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--until-idle", action="store_true",
                      help="process what is in the input topics, fire every pending timer, and exit")
     sub.add_argument("--recovery-dir", metavar="D", help="Bytewax recovery snapshots here (resume after a crash)")
+    sub.add_argument("--metrics-port", type=int, metavar="P",
+                     help="serve Prometheus metrics on http://0.0.0.0:P/metrics (process i of a cluster: P+i)")
     profile = commands.add_parser("profile", help="look up unified profiles")
     sub = command("get", _profile_get, "print the profile a device id, customer key or customer id belongs to",
                   profile.add_subparsers(dest="profile_command", required=True, metavar="COMMAND"))

@@ -8,18 +8,50 @@ snapshot is the next offset to read (Bytewax recovery resumes from it).
 
 Consumers use `assign` with explicit offsets, never group subscription: no rebalancing, and Tansu
 is slow to join groups.
+
+Broker trouble: a broker that stops answering is librdkafka's to wait out (it reconnects and
+retries by itself); the transient errors it reports meanwhile (transport failure, all brokers
+down, timed out) are logged, rate-limited, and reading goes on where it was. Any other error
+stops the run. Every consumer gets the `[kafka]` table's settings (SASL/SSL, ...) as they are.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Optional
+from typing import Any, Optional
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from profilestream import metrics
+
 IDLE_POLL = timedelta(milliseconds=5)
+TRANSIENT = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT,
+                       KafkaError._RESOLVE, KafkaError.REQUEST_TIMED_OUT, KafkaError.NOT_LEADER_FOR_PARTITION,
+                       KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NETWORK_EXCEPTION})
+WARN_EVERY = 10.0
+STOP = threading.Event()  # set on SIGINT/SIGTERM (`runner`): every partition ends its read
+
+
+def consumer_config(conf: dict[str, str]) -> dict[str, Any]:
+    """An input consumer's librdkafka configuration: the `[kafka]` settings (`conf`) plus what
+    explicit assignment needs. Offsets live in Bytewax snapshots, never in a consumer group."""
+    return {
+        **conf,
+        "group.id": "profilestream",
+        "enable.auto.commit": False,
+        "enable.partition.eof": False,
+        # a snapshot offset that retention has deleted since: read from the oldest record left
+        # (the default, "latest", would skip everything in between without a word)
+        "auto.offset.reset": "earliest",
+    }
+
+
+def transient(error: KafkaError) -> bool:
+    return not error.fatal() and (error.code() in TRANSIENT or error.retriable())
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,22 +81,49 @@ class PartitionEnd:
 class _Partition(StatefulSourcePartition):
     def __init__(self, conf: dict, role: str, topic: str, partition: int, offset: int | None,
                  span: tuple[int, int] | None, batch_size: int):
-        self._consumer = Consumer(conf)
+        self._warn = metrics.Every(WARN_EVERY)
+        self._consumer = Consumer({**conf, "error_cb": self._client_error,
+                                   "logger": logging.getLogger("profilestream.kafka.consumer")})
         self._role, self._topic, self._partition = role, topic, partition
         self._source = f"{topic}/{partition}"
         self._batch_size = batch_size
         self._next = OFFSET_BEGINNING if offset is None else offset
         self._end: int | None = None
-        if span is not None:  # bounded: read [first, end) as measured when the run started
+        if span is not None:  # bounded: read [first, end) as measured when this run started
             low, self._end = span
             if self._next == OFFSET_BEGINNING:
                 self._next = low
+            elif self._next < low:  # resumed, but retention deleted records since the snapshot
+                metrics.log("offset_gone", logging.WARNING, partition=self._source, snapshot_offset=self._next,
+                            first_offset=low, lost=low - self._next)
+                self._next = low
+        metrics.log("partition", partition=self._source,
+                    start="beginning" if self._next == OFFSET_BEGINNING else self._next,
+                    resumed=offset is not None, end=self._end)
         self._consumer.assign([TopicPartition(topic, partition, self._next)])
         self._done = False
         self._awake: Optional[datetime] = None
+        self._publish()
+
+    def _client_error(self, error: KafkaError) -> None:
+        """librdkafka's own errors (broker down, ...): it retries by itself; say so, now and then."""
+        if self._warn.ready():
+            metrics.log("kafka_trouble", logging.WARNING, client="consumer", partition=self._source,
+                        error=error.str(), fatal=error.fatal())
+
+    def _publish(self) -> None:
+        if self._end is not None:
+            high = self._end
+        else:
+            try:
+                high = self._consumer.get_watermark_offsets(
+                    TopicPartition(self._topic, self._partition), cached=True)[1]
+            except KafkaException:
+                high = None
+        metrics.COUNTERS.partition(self._source, max(self._next, 0), high)
 
     def next_batch(self):
-        if self._done:
+        if self._done or STOP.is_set():
             raise StopIteration()
         if self._end is not None and self._next >= self._end:
             self._done = True
@@ -76,13 +135,20 @@ class _Partition(StatefulSourcePartition):
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
+                if transient(error):  # librdkafka reconnects and fetches again by itself
+                    self._client_error(error)
+                    continue
                 raise KafkaException(error)
             offset = m.offset()
             if self._end is not None and offset >= self._end:
                 continue
             batch.append(Raw(self._role, self._topic, self._partition, offset, m.key(), m.value(), m.timestamp()[1]))
             self._next = offset + 1
-        self._awake = None if batch else datetime.now(timezone.utc) + IDLE_POLL
+        if batch:
+            self._awake = None
+            self._publish()
+        else:
+            self._awake = datetime.now(timezone.utc) + IDLE_POLL
         return batch
 
     def next_awake(self):
@@ -104,12 +170,7 @@ class InputSource(FixedPartitionedSource):
 
     def __init__(self, conf: dict, topics: dict[str, tuple[str, int]],
                  spans: dict[str, dict[int, tuple[int, int]]] | None, batch_size: int = 1000):
-        self._conf = {
-            **conf,
-            "group.id": "profilestream",
-            "enable.auto.commit": False,
-            "enable.partition.eof": False,
-        }
+        self._conf = consumer_config(conf)
         self._topics = topics
         self._spans = spans
         self._batch_size = batch_size

@@ -1,0 +1,338 @@
+"""Operations for `run`: structured logs (JSON lines on stderr) and Prometheus counters.
+
+This is shell, not domain: the `Engine` keeps its own `stats` Counter and knows nothing of logs or
+Prometheus. The dataflow publishes into the process-wide `COUNTERS` here:
+
+- the decode step: records read per input topic, valid events per type, dead letters by reason;
+- the engine step, after every call: a copy of `engine.stats` (applied events, late events,
+  duplicates, merges by reason, triggers by type), the watermark and the pending buffer; the
+  engine's counters live in its snapshot, so after a recovery they go on from the snapshot;
+- each input partition: its next offset and the high watermark it last heard of (consumer lag);
+- the sink: records delivered per output topic;
+- the engine snapshot: its size and how long pickling took.
+
+`Progress` logs a `progress` line every few seconds from these; `serve(port)` exposes them on a
+Prometheus endpoint. Counters of the decode step and the sink count from the start of the
+process (Prometheus treats a restart as a counter reset); those taken from the engine are the
+engine's own totals.
+
+Log lines are one JSON object each: `{"ts": ..., "level": "info", "event": "progress", ...}`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+LOGGER_NAME = "profilestream"
+LOG = logging.getLogger(LOGGER_NAME)
+PROGRESS_ENV = "PROFILESTREAM_PROGRESS_EVERY"  # seconds between progress lines (default 10)
+DEFAULT_PROGRESS_EVERY = 10.0
+
+
+# --- structured logs -------------------------------------------------------------------------
+
+
+def iso_ms(ms: int | None) -> str | None:
+    """Epoch ms as the contract's ISO-8601 form; None (and the engine's sentinels) as None."""
+    if ms is None or not -(2**61) < ms < 2**61:
+        return None
+    t = datetime.fromtimestamp(ms / 1000, timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: ts, level, event (the message), then the record's `fields`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": iso_ms(int(record.created * 1000)),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if fields:
+            out.update(fields)
+        if record.exc_info:
+            out["error"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time (tests swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """JSON lines on stderr for the `profilestream` loggers (idempotent)."""
+    if any(isinstance(h, _StderrHandler) for h in LOG.handlers):
+        return
+    handler = _StderrHandler()
+    handler.setFormatter(JsonFormatter())
+    LOG.addHandler(handler)
+    LOG.setLevel(level)
+    LOG.propagate = False
+
+
+def log(event: str, level: int = logging.INFO, **fields: Any) -> None:
+    LOG.log(level, event, extra={"fields": fields})
+
+
+class Every:
+    """Rate limit for repeated warnings: `ready()` is True at most once per `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._last = -float("inf")
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        if now - self._last >= self.seconds:
+            self._last = now
+            return True
+        return False
+
+
+# --- counters --------------------------------------------------------------------------------
+
+
+def dead_letter_reason(field: str, reason: str) -> str:
+    """A short, bounded label for a rejected record (the full reason is in the dead letter)."""
+    if field == "value":
+        text = reason.lower()
+        if "limit" in text:
+            return "too_large"
+        if "null value" in text:
+            return "null_value"
+        return "not_avro"
+    top = field.split(".", 1)[0].split("[", 1)[0]
+    return f"invalid_{top}" if top else "invalid"
+
+
+class Counters:
+    """What the dataflow publishes for logs and metrics; safe to update from several workers."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.records_in: Counter = Counter()  # input topic role -> records read
+            self.events_in: Counter = Counter()  # (role, type or op) -> valid events decoded
+            self.dead_letters: Counter = Counter()  # (role, reason) -> dead letters
+            self.records_out: Counter = Counter()  # output topic name -> records delivered
+            self.engine: dict[str, int] = {}  # the latest copy of engine.stats
+            self.watermark: int | None = None
+            self.pending = 0
+            self.partitions: dict[str, tuple[int, int | None]] = {}  # source -> (next, high)
+            self.snapshots = 0
+            self.snapshot_bytes = 0
+            self.snapshot_seconds = 0.0
+            self.snapshot_seconds_total = 0.0
+
+    def decoded(self, records_in: Counter, events_in: Counter, dead_letters: Counter) -> None:
+        with self._lock:
+            self.records_in.update(records_in)
+            self.events_in.update(events_in)
+            self.dead_letters.update(dead_letters)
+
+    def delivered(self, by_topic: Counter) -> None:
+        with self._lock:
+            self.records_out.update(by_topic)
+
+    def engine_state(self, stats: Counter, watermark: int, pending: int) -> None:
+        copy = dict(stats)  # the engine step's own thread: no concurrent change while copying
+        self.engine, self.watermark, self.pending = copy, watermark, pending
+
+    def partition(self, source: str, next_offset: int, high: int | None) -> None:
+        self.partitions[source] = (next_offset, high)
+
+    def snapshot(self, size: int, seconds: float) -> None:
+        with self._lock:
+            self.snapshots += 1
+            self.snapshot_bytes = size
+            self.snapshot_seconds = seconds
+            self.snapshot_seconds_total += seconds
+
+    # --- views -----------------------------------------------------------------------------
+
+    def engine_counts(self, prefix: str) -> dict[str, int]:
+        return {k[len(prefix):]: v for k, v in list(self.engine.items()) if k.startswith(prefix)}
+
+    def lag(self) -> dict[str, int]:
+        """Per input partition: records between the next offset to read and the partition's end
+        as last heard from the broker (never below 0)."""
+        return {source: max(0, high - nxt) for source, (nxt, high) in list(self.partitions.items())
+                if high is not None and high >= 0}
+
+    def summary(self) -> dict[str, Any]:
+        """The fields of a `progress` / `end` log line."""
+        with self._lock:
+            engine = dict(self.engine)
+            out = {
+                "records_in": sum(self.records_in.values()),
+                "events_in": sum(self.events_in.values()),
+                "dead_letters": sum(self.dead_letters.values()),
+                "records_out": sum(self.records_out.values()),
+            }
+        applied = sum(v for k, v in engine.items() if k.startswith(("clicks.", "crm.")))
+        out.update({
+            "applied": applied,
+            "duplicates": engine.get("duplicates", 0),
+            "late": engine.get("late", 0),
+            "merges": sum(v for k, v in engine.items() if k.startswith("merges.")),
+            "triggers": sum(v for k, v in engine.items() if k.startswith("triggers.")),
+            "watermark": iso_ms(self.watermark),
+            "pending": self.pending,
+            "lag": sum(self.lag().values()),
+        })
+        if self.snapshots:
+            out["snapshots"] = self.snapshots
+            out["snapshot_bytes"] = self.snapshot_bytes
+            out["snapshot_ms"] = round(self.snapshot_seconds * 1000, 1)
+        return out
+
+
+COUNTERS = Counters()
+
+
+class Progress:
+    """A daemon thread logging `progress` every `every` seconds until `stop()`."""
+
+    def __init__(self, every: float | None = None, **fields: Any) -> None:
+        if every is None:
+            every = float(os.environ.get(PROGRESS_ENV, DEFAULT_PROGRESS_EVERY))
+        self.every = max(every, 0.05)
+        self.fields = fields
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="profilestream-progress", daemon=True)
+
+    def start(self) -> "Progress":
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            log("progress", **self.fields, **COUNTERS.summary())
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(2)
+
+
+# --- Prometheus --------------------------------------------------------------------------
+
+
+class _Collector:
+    """Builds the metric families from `COUNTERS` at every scrape."""
+
+    def __init__(self, counters: Counters) -> None:
+        self.c = counters
+
+    def describe(self) -> Iterable:
+        return []  # no fixed description: families are built at collect time
+
+    def collect(self) -> Iterable:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        c = self.c
+        with c._lock:
+            records_in, events_in = dict(c.records_in), dict(c.events_in)
+            dead, out = dict(c.dead_letters), dict(c.records_out)
+            snap = (c.snapshots, c.snapshot_bytes, c.snapshot_seconds, c.snapshot_seconds_total)
+        engine = dict(c.engine)
+
+        family = CounterMetricFamily("profilestream_records_in", "Records read from an input topic", labels=["topic"])
+        for role, n in sorted(records_in.items()):
+            family.add_metric([role], n)
+        yield family
+        family = CounterMetricFamily("profilestream_events_in", "Valid input events read, per type (click type or CRM op)",
+                                     labels=["topic", "type"])
+        for (role, kind), n in sorted(events_in.items()):
+            family.add_metric([role, kind], n)
+        yield family
+        family = CounterMetricFamily("profilestream_dead_letters", "Input records sent to dead-letters, by reason",
+                                     labels=["topic", "reason"])
+        for (role, reason), n in sorted(dead.items()):
+            family.add_metric([role, reason], n)
+        yield family
+        family = CounterMetricFamily("profilestream_records_out", "Records delivered to an output topic", labels=["topic"])
+        for topic, n in sorted(out.items()):
+            family.add_metric([topic], n)
+        yield family
+
+        def from_engine(name: str, doc: str, prefix: str, label: str | None):
+            if label is None:
+                family = CounterMetricFamily(name, doc)
+                family.add_metric([], engine.get(prefix, 0))
+                return family
+            family = CounterMetricFamily(name, doc, labels=[label])
+            for key, n in sorted(engine.items()):
+                if key.startswith(prefix):
+                    family.add_metric([key[len(prefix):]], n)
+            return family
+
+        yield from_engine("profilestream_applied_clicks", "Clicks applied to profiles, per type (engine total)", "clicks.", "type")
+        yield from_engine("profilestream_applied_crm_changes", "CRM changes applied, per op (engine total)", "crm.", "op")
+        yield from_engine("profilestream_late_events", "Events older than the watermark on arrival (engine total)", "late", None)
+        yield from_engine("profilestream_duplicate_events", "Repeated event/change ids dropped (engine total)", "duplicates", None)
+        yield from_engine("profilestream_merges", "Profile merges, by reason (engine total)", "merges.", "reason")
+        yield from_engine("profilestream_triggers", "Triggers emitted, by type (engine total)", "triggers.", "type")
+        yield from_engine("profilestream_triggers_suppressed", "Triggers withheld for lack of consent, by type (engine total)",
+                          "triggers_suppressed.", "type")
+
+        gauge = GaugeMetricFamily("profilestream_consumer_lag", "Records not yet read, per input partition",
+                                  labels=["topic", "partition"])
+        for source, lag in sorted(c.lag().items()):
+            topic, _, partition = source.rpartition("/")
+            gauge.add_metric([topic, partition], lag)
+        yield gauge
+        if c.watermark is not None and -(2**61) < c.watermark < 2**61:
+            yield GaugeMetricFamily("profilestream_watermark_seconds", "The engine's event-time watermark (epoch s)",
+                                    value=c.watermark / 1000)
+        yield GaugeMetricFamily("profilestream_pending_events", "Events buffered until the watermark passes them",
+                                value=c.pending)
+        yield CounterMetricFamily("profilestream_snapshots", "Engine snapshots taken", value=snap[0])
+        yield GaugeMetricFamily("profilestream_last_snapshot_bytes", "Size of the last engine snapshot", value=snap[1])
+        yield GaugeMetricFamily("profilestream_last_snapshot_seconds", "Time to pickle the last engine snapshot",
+                                value=snap[2])
+        yield CounterMetricFamily("profilestream_snapshot_pickle_seconds", "Time spent pickling engine snapshots",
+                                  value=snap[3])
+
+
+def registry(counters: Counters = COUNTERS):
+    """A Prometheus registry with the profilestream metrics and the process collector."""
+    from prometheus_client import CollectorRegistry, ProcessCollector
+
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(_Collector(counters))
+    ProcessCollector(registry=reg)
+    return reg
+
+
+def serve(port: int, addr: str = "0.0.0.0"):
+    """Start the Prometheus endpoint (`/metrics`) on `port` in a daemon thread; returns the server."""
+    from prometheus_client import start_http_server
+
+    server, _thread = start_http_server(port, addr=addr, registry=registry())
+    return server
