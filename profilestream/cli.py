@@ -170,6 +170,51 @@ def _bench(config, args) -> int:
     return bench.main(config, args)
 
 
+def _fit_model(config, args) -> int:
+    from profilestream import bgnbd, report
+    from profilestream.io.avro import format_time, parse_time
+
+    as_of = None
+    if args.as_of is not None:
+        text = args.as_of + ("T00:00:00Z" if len(args.as_of) == 10 else "")  # a date: its midnight UTC
+        try:
+            as_of = parse_time(text)
+        except ValueError as exc:
+            print(f"profilestream: --as-of: {exc}", file=sys.stderr)
+            return 2
+    unit_days = {"weeks": 7.0, "days": 1.0}[args.unit]
+    data = bgnbd.calibration(report.stored_profiles(config), as_of, unit_days)
+    left_out = ", ".join(f"{n:,} {why.replace('_', ' ')}" for why, n in data.skipped.items() if n)
+    if not data.x:
+        print("profilestream: no profiles with orders in the store to fit the model to"
+              + (f" (left out: {left_out})" if left_out else ""), file=sys.stderr)
+        return 1
+    fit = bgnbd.fit(data.x, data.t_x, data.T, unit_days)
+    out = args.out or config.scores.model or "bgnbd.json"
+    m = fit.model
+    m.save(out, log_likelihood=fit.log_likelihood, customers=fit.customers, repeat_purchases=sum(data.x),
+           as_of=format_time(data.as_of))
+    print(f"fitted BG/NBD on {fit.customers:,} customers ({sum(data.x):,} repeat purchases) "
+          f"as of {format_time(data.as_of)}, time in {args.unit}:")
+    print(f"  r = {m.r:.4f}  alpha = {m.alpha:.4f}  a = {m.a:.4f}  b = {m.b:.4f}  "
+          f"(log-likelihood {fit.log_likelihood:,.2f})")
+    if left_out:
+        print(f"left out: {left_out}")
+    print(f'wrote {out}; profiles are scored with it when [scores] model = "{out}"')
+    return 0
+
+
+def _report_campaigns(config, args) -> int:
+    from profilestream import report
+
+    rows = report.campaign_report(report.stored_profiles(config))
+    if args.format == "csv":
+        sys.stdout.write(report.to_csv(rows))
+    else:
+        print(report.to_table(rows))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
@@ -215,6 +260,16 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", required=True, metavar="DIR", help="a new or empty directory")
     sub = command("replay", _replay, "produce a recording back into the broker, keys and order per partition kept")
     sub.add_argument("dir", metavar="DIR", help="a directory made by `profilestream record`")
+    sub = command("fit-model", _fit_model, "fit the BG/NBD purchase model to the profile store and write it to a file")
+    sub.add_argument("--out", metavar="FILE", help="model file to write (default: [scores] model, else bgnbd.json)")
+    sub.add_argument("--as-of", metavar="TIME",
+                     help="end of the observation period, ISO-8601 or a date (default: the latest profile update)")
+    sub.add_argument("--unit", choices=["weeks", "days"], default="weeks", help="the model's time unit (default: weeks)")
+    report = commands.add_parser("report", help="reports from the profile store")
+    sub = command("campaigns", _report_campaigns,
+                  "per campaign: profiles reached, leads, offers, sales and revenue, first and last touch",
+                  report.add_subparsers(dest="report_command", required=True, metavar="COMMAND"))
+    sub.add_argument("--format", choices=["table", "csv"], default="table", help="output format (default: table)")
     command("describe", _describe, "print the dataflow's steps and topics")
     from profilestream.bench import add_arguments as bench_arguments  # stdlib imports only: cheap
 

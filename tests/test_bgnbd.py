@@ -217,3 +217,39 @@ def test_dataflow_scores_with_the_fitted_model():
     direct = run_engine(events, Rules(scores=ScoreSettings(model=CDNOW_MODEL)))
     assert flowed.profiles == direct.profiles
     assert all(p["p_alive"] is not None and p["expected_purchases_30d"] > 0 for p in flowed.profiles.values())
+
+
+# --- `profilestream fit-model`, from the profile store ----------------------------------------
+
+
+@pytest.mark.broker
+def test_fit_model_command_fits_cdnow_from_the_profile_store(config_path, tmp_path, capsys):
+    from e2e import produce, run
+    from profilestream import cli
+
+    clicks = [avro.to_json("clickstream", flowkit.record(c)) for c in cdnow.purchase_clicks()]
+    produce(config_path, "clickstream", clicks, tmp_path)
+    run(config_path)
+    out = tmp_path / "model.json"
+    capsys.readouterr()
+    assert cli.main(["fit-model", "--config", str(config_path), "--out", str(out), "--as-of", "1997-09-30"]) == 0
+    printed = capsys.readouterr().out
+    assert "fitted BG/NBD on 2,357 customers (2,457 repeat purchases) as of 1997-09-30T00:00:00.000Z" in printed
+    doc = json.loads(out.read_text())
+    for name, paper in PAPER_CDNOW.items():
+        assert doc[name] == pytest.approx(paper, rel=0.01)
+    assert doc["customers"] == 2357 and doc["as_of"] == "1997-09-30T00:00:00.000Z"
+    # the fitted file is what the running dataflow scores with
+    config_path.write_text(config_path.read_text() + f'\n[scores]\nmodel = "{out}"\n')
+    assert cli.main(["profile", "get", "cdnow-0001", "--config", str(config_path)]) == 0  # config loads the model
+    assert json.loads(capsys.readouterr().out)["orders"] == 3
+
+
+@pytest.mark.broker
+def test_fit_model_command_without_customers_says_so(config_path, capsys):
+    from profilestream import cli
+
+    assert cli.main(["topics", "create", "--config", str(config_path)]) == 0
+    assert cli.main(["fit-model", "--config", str(config_path)]) == 1
+    assert "no profiles with orders" in capsys.readouterr().err
+    assert cli.main(["fit-model", "--config", str(config_path), "--as-of", "soon"]) == 2

@@ -193,6 +193,19 @@ def test_population_rebuilds_when_retractions_pile_up():
     assert population.bands()["rfm_frequency"] == Band(19 + 33, 19 + 66)
 
 
+def test_tertiles_are_recomputed_once_the_population_moved_half_a_percent():
+    population = Population(lambda: KllSketch(2000))  # exact at this size
+    for i in range(1000):
+        population.observe(f"p{i}", None, (0.0, 1.0, float(i)))
+    first = population.bands()
+    assert first["rfe_engagement"] == Band(333, 666)
+    for i in range(4):  # 4 changes of 1,000: the tertiles stand
+        population.observe(f"p{i}", None, (0.0, 1.0, 5000.0))
+    assert population.bands() is first
+    population.observe("p4", None, (0.0, 1.0, 5000.0))  # the 5th: recomputed
+    assert population.bands() is not first and population.bands()["rfe_engagement"] == Band(338, 671)
+
+
 def test_auto_mode_scores_by_the_tertiles_of_the_live_profiles():
     """Nine shoppers with 1..9 orders, flushed together: tertiles 3 and 6."""
     scorer = Scorer(ScoreSettings(mode="auto"))

@@ -27,8 +27,10 @@ those of the live profiles, not of every record ever emitted. The estimated coun
 is `n_in * F_in(v) - n_out * F_out(v)`; its rank error is the sketch's (about 1.3% at k = 200,
 99% confidence) times `(n_in + n_out) / n`, and the sketches are rebuilt from the live values
 whenever the retracted weight passes half the live count, which bounds that factor by 2 at an
-amortised cost of a few sketch updates per emission. The sketches' compaction is randomised, so
-in auto mode scores near a tertile can differ between runs.
+amortised cost of a few sketch updates per emission. The tertiles themselves are recomputed once
+the population has changed by 0.5% of its size since they were last computed (a pass over the
+sketches' retained items), so they trail it by at most that much in rank. The sketches'
+compaction is randomised, so in auto mode scores near a tertile can differ between runs.
 
 Nothing here knows Kafka or Bytewax; the sketch is injected (`sketch_factory`) and the default
 wraps `datasketches.kll_doubles_sketch`, imported only in auto mode.
@@ -213,13 +215,21 @@ class Distribution:
 
 
 class Population:
-    """The live profiles' RFM/RFE values, as distributions per dimension (auto mode)."""
+    """The live profiles' RFM/RFE values, as distributions per dimension (auto mode).
+
+    Tertiles are recomputed (a pass over the sketches' retained items) once the group's values
+    have changed `REFRESH` times the group's size since they were last computed, so they trail
+    the population by at most that much in rank, on top of the sketch's error."""
+
+    REFRESH = 0.005
+    GROUPS = (RFM_DIMENSIONS, RFE_DIMENSIONS)
 
     def __init__(self, sketch_factory: Callable[[], QuantileSketch]):
         dims = [name for name, _ in RFM_DIMENSIONS + RFE_DIMENSIONS]
         self.dists = {name: Distribution(sketch_factory) for name in dims}
         self.values: dict[str, tuple[tuple | None, tuple | None]] = {}
-        self._bands: dict[str, Band] | None = None
+        self._bands: dict[str, Band] = {}
+        self._changes = [0, 0]  # per group, since its tertiles were last computed
 
     def observe(self, profile_id: str, rfm: tuple | None, rfe: tuple | None) -> None:
         old = self.values.get(profile_id, (None, None))
@@ -236,11 +246,11 @@ class Population:
 
     def _move(self, old: tuple, new: tuple) -> None:
         """Retract a profile's previous values and add its new ones (`self.values` is current)."""
-        self._bands = None
-        for i, dims in enumerate((RFM_DIMENSIONS, RFE_DIMENSIONS)):
+        for i, dims in enumerate(self.GROUPS):
             before, after = old[i], new[i]
             if before == after:
                 continue
+            self._changes[i] += 1
             for j, (name, _) in enumerate(dims):
                 dist = self.dists[name]
                 if before is not None:
@@ -253,14 +263,22 @@ class Population:
                 for j, (name, _) in enumerate(dims):
                     self.dists[name].reset(float(v[j]) for v in live)
 
-    def bands(self) -> dict[str, Band] | None:
-        """Tertile bands per dimension (cached until the population moves)."""
-        if self._bands is None:
-            bands = {}
-            for name, dist in self.dists.items():
-                q = dist.quantiles(TERTILES)
-                if q is not None:
+    def bands(self) -> dict[str, Band]:
+        """Tertile bands of the dimensions that have values; a new dict only when they change."""
+        bands = None
+        for i, dims in enumerate(self.GROUPS):
+            pending = self._changes[i]
+            if pending == 0 or pending < self.REFRESH * self.dists[dims[0][0]].n:
+                continue
+            self._changes[i] = 0
+            bands = dict(self._bands) if bands is None else bands
+            for name, _ in dims:
+                q = self.dists[name].quantiles(TERTILES)
+                if q is None:
+                    bands.pop(name, None)
+                else:
                     bands[name] = Band(max(0.0, q[0]), max(0.0, q[0], q[1]))
+        if bands is not None:
             self._bands = bands
         return self._bands
 
@@ -280,6 +298,8 @@ class Scorer:
             self.population = Population(sketch_factory or functools.partial(KllSketch, self.settings.sketch_k))
         settings = self.settings
         self._static = {name: settings.band(name) for name, _ in RFM_DIMENSIONS + RFE_DIMENSIONS}
+        self._tertiles: dict[str, Band] | None = None
+        self._merged = self._static
 
     def observe(self, profiles: Iterable["Profile"], gone: Iterable[str] = ()) -> None:
         population = self.population
@@ -291,9 +311,14 @@ class Scorer:
             population.observe(profile.profile_id, rfm_values(profile), rfe_values(profile))
 
     def bands(self) -> dict[str, Band]:
+        """The band of every dimension: configured, or in auto mode the population's tertiles
+        where the population has values."""
         if self.population is None:
             return self._static
-        return {**self._static, **(self.population.bands() or {})}
+        tertiles = self.population.bands()
+        if tertiles is not self._tertiles:
+            self._tertiles, self._merged = tertiles, {**self._static, **tertiles}
+        return self._merged
 
     def score(self, profile: "Profile") -> dict[str, Any]:
         """The score fields of the profile's record: `rfm`, `rfe`, `p_alive`, `expected_purchases_30d`."""
