@@ -85,10 +85,11 @@ class EngineLogic(StatefulBatchLogic):
     Engine plus whether a bounded run has already reached its end (`finished`).
     """
 
-    def __init__(self, engine: Engine, bounded: bool, finished: bool = False):
+    def __init__(self, engine: Engine, bounded: bool, finished: bool = False, snapshots: bool = True):
         self.engine = engine
         self.bounded = bounded
         self.finished = finished
+        self.snapshots = snapshots
         self._publish()
 
     def _publish(self) -> None:
@@ -124,6 +125,8 @@ class EngineLogic(StatefulBatchLogic):
         return None if self.bounded else datetime.now(timezone.utc) + TICK
 
     def snapshot(self) -> bytes:
+        if not self.snapshots:  # Bytewax asks every epoch even without recovery: skip the pickling
+            return b""
         started = time.perf_counter()
         data = pickle.dumps({"engine": self.engine, "finished": self.finished}, protocol=pickle.HIGHEST_PROTOCOL)
         metrics.COUNTERS.snapshot(len(data), time.perf_counter() - started)
@@ -156,8 +159,9 @@ def resume_engine(resume: bytes, bounded: bool, now: int) -> EngineLogic:
     return EngineLogic(engine, bounded, state["finished"])
 
 
-def profile_stream(raw: Stream, rules: Rules, sources: list[str], bounded: bool) -> Stream:
-    """Decoded, validated, ordered by event time and applied: a stream of `Output`s."""
+def profile_stream(raw: Stream, rules: Rules, sources: list[str], bounded: bool, snapshots: bool = True) -> Stream:
+    """Decoded, validated, ordered by event time and applied: a stream of `Output`s. `snapshots`
+    False (a run without recovery) spares the engine's pickling at every epoch."""
     decoded = op.flat_map_batch("decode", raw, lambda batch: decode_batch(rules, batch))
     split = op.branch("split_dead_letters", decoded, lambda item: isinstance(item, Output))
     keyed = op.key_on("key_engine", split.falses, lambda _: ENGINE_KEY)
@@ -167,7 +171,7 @@ def profile_stream(raw: Stream, rules: Rules, sources: list[str], bounded: bool)
             return resume_engine(resume, bounded, _now_ms())
         engine = Engine(rules, always_on=not bounded)
         engine.expect(sources, _now_ms())
-        return EngineLogic(engine, bounded)
+        return EngineLogic(engine, bounded, snapshots=snapshots)
 
     applied = op.stateful_batch("apply", keyed, build)
     results = op.key_rm("unkey", applied)
@@ -181,15 +185,16 @@ def to_message(topic_names: dict[str, str], output: Output) -> KafkaSinkMessage:
 
 
 def build_flow(config, partitions: dict[str, int],
-               spans: dict[str, dict[int, tuple[int, int]]] | None = None) -> Dataflow:
+               spans: dict[str, dict[int, tuple[int, int]]] | None = None, recovery: bool = True) -> Dataflow:
     """The whole dataflow on Kafka. `partitions` maps each input role to its partition count;
-    `spans` (the offsets each input partition starts and ends at) makes the run bounded."""
+    `spans` (the offsets each input partition starts and ends at) makes the run bounded;
+    `recovery` False: no snapshot will be kept, so the engine step takes none."""
     bounded = spans is not None
     topics = {role: (config.topics.name(role), partitions[role]) for role in INPUT_ROLES}
     source = InputSource(config.kafka.client_config(), topics, spans)
     flow = Dataflow("profilestream")
     raw = op.input("read", flow, source)
-    outputs = profile_stream(raw, config.rules(), source.sources(), bounded)
+    outputs = profile_stream(raw, config.rules(), source.sources(), bounded, snapshots=recovery)
     names = {role: config.topics.name(role) for role in OUTPUT_ROLES}
     messages = op.map("encode", outputs, lambda output: to_message(names, output))
     op.output("write", messages, OutputSink(config.kafka.client_config()))

@@ -209,6 +209,7 @@ class Counters:
             out["snapshots"] = self.snapshots
             out["snapshot_bytes"] = self.snapshot_bytes
             out["snapshot_ms"] = round(self.snapshot_seconds * 1000, 1)
+            out["snapshot_ms_total"] = round(self.snapshot_seconds_total * 1000)
         return out
 
 

@@ -218,7 +218,7 @@ def _execute(job: dict, process_id: int | None, addresses: list[str] | None) -> 
         port += process_id or 0
         server = metrics.serve(port)
         metrics.log("metrics", port=port, path="/metrics", **fields)
-    flow = build_flow(job["config"], job["partitions"], job["spans"])
+    flow = build_flow(job["config"], job["partitions"], job["spans"], recovery=job["recovery_dir"] is not None)
     progress = metrics.Progress(**fields).start()
     started = time.monotonic()
     try:

@@ -3,9 +3,10 @@ with the same D ends with the outputs of an uninterrupted run (issue 5, acceptan
 
 The shop is 100k generated events. The kill points are positions in the input, not times: the
 run logs its progress (engine totals, which a resumed run takes over from the snapshot) every
-0.1 s, and the test kills it once it has applied 25%, 50% and 75% of the events and taken at
-least one snapshot since it started, so every restart resumes from a snapshot of its own, and
-the kills land wherever the run happens to be (reading, applying, writing, snapshotting).
+0.1 s, and the test kills it once it has applied 25%, 50% and 75% of the events (the first run
+also only once it has taken two snapshots, so that one is surely committed): every restart
+resumes from a snapshot, the kill points do not depend on the machine's speed, and the kills
+land wherever the run happens to be (reading, applying, writing, snapshotting).
 """
 
 from __future__ import annotations
@@ -49,15 +50,16 @@ def test_killed_three_times_and_resumed_gives_the_outputs_of_an_uninterrupted_ru
     resumed_from = []
     for n, fraction in enumerate(KILL_AT):
         run = Run(*args, env=env)
-        at = run.wait_for(lambda line: line["applied"] >= fraction * EVENTS and line.get("snapshots", 0) >= 1,
+        snapshots = 2 if n == 0 else 0  # the first run: let it commit a snapshot of its own
+        at = run.wait_for(lambda line: line["applied"] >= fraction * EVENTS and line.get("snapshots", 0) >= snapshots,
                           limit=120, what=f"{fraction:.0%} of the events applied")
         run.kill(signal.SIGKILL)
         assert run.proc.returncode == -signal.SIGKILL
         if n:
             [resumed] = run.events("resumed")
             resumed_from.append(resumed)
-        print(f"kill {n + 1}: applied {at['applied']}, {at['snapshots']} snapshot(s) taken, last "
-              f"{at['snapshot_bytes']} bytes in {at['snapshot_ms']} ms")
+        print(f"kill {n + 1}: applied {at['applied']}, {at.get('snapshots', 0)} snapshot(s) taken, last "
+              f"{at.get('snapshot_bytes')} bytes in {at.get('snapshot_ms')} ms")
     final = Run(*args, env=env)
     assert final.wait(180) == 0, final.log_tail()
     crashing = time.monotonic() - crash_start
