@@ -21,7 +21,6 @@ from profilestream import runner
 from profilestream.sample import ShopSpec
 from runkit import Run, clean_env, load_shop, outputs, write_config
 
-pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 EVENTS = 100_000
 KILL_AT = (0.25, 0.50, 0.75)
@@ -31,6 +30,8 @@ def _key(record: dict) -> str:
     return json.dumps(record, sort_keys=True)
 
 
+@pytest.mark.broker
+@pytest.mark.slow
 def test_killed_three_times_and_resumed_gives_the_outputs_of_an_uninterrupted_run(broker, tmp_path):
     prefix = f"crash{tmp_path.name[-12:]}"
     extra = '[run]\nsnapshot_interval = "1s"\n'
@@ -84,3 +85,47 @@ def test_killed_three_times_and_resumed_gives_the_outputs_of_an_uninterrupted_ru
         assert trigger == reference_triggers[trigger["trigger_id"]]
     assert {_key(m) for m in got["merges"]} == {_key(m) for m in expected["merges"]}
     assert got["dead_letters"] == expected["dead_letters"] == []
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_sigterm_stops_in_order_and_a_restart_goes_on_without_repeats(broker, tmp_path):
+    """`docker stop` (SIGTERM): the run stops reading, flushes, snapshots and exits 130; the
+    restart resumes from that last snapshot, so nothing is written twice."""
+    prefix = f"stop{tmp_path.name[-12:]}"
+    extra = '[run]\nsnapshot_interval = "1s"\n'
+    _, reference = write_config(tmp_path / "reference.toml", broker.bootstrap, prefix, "ref", extra)
+    toml, stopped = write_config(tmp_path / "stop.toml", broker.bootstrap, prefix, "stop", extra)
+    events = 30_000
+    assert load_shop(reference, ShopSpec(events=events, seed=29)) == events
+    assert runner.run(reference, until_idle=True) == 0
+    expected = outputs(reference)
+
+    args = ("--config", str(toml), "--until-idle", "--recovery-dir", str(tmp_path / "recovery"))
+    env = clean_env(PROFILESTREAM_PROGRESS_EVERY="0.1")
+    run = Run(*args, env=env)
+    run.wait_for(lambda line: line["applied"] >= events // 3, limit=120, what="a third of the events applied")
+    run.kill(signal.SIGTERM)
+    assert run.proc.returncode == 130, run.log_tail()
+    [end] = run.events("end")
+    assert end["reason"] == "stopped" and end["applied"] < events
+    again = Run(*args, env=env)
+    assert again.wait(120) == 0, again.log_tail()
+    assert again.events("resumed")
+
+    got = outputs(stopped)
+    assert got["profiles"] == expected["profiles"]
+    key = lambda t: t["trigger_id"]  # noqa: E731
+    assert sorted(got["triggers"], key=key) == sorted(expected["triggers"], key=key)  # no repeats
+
+
+def test_a_recovery_dir_that_is_something_else_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(runner.RecoveryDirError, match="not empty"):
+        runner.prepare_recovery(str(tmp_path))
+    with pytest.raises(runner.RecoveryDirError, match="not a directory"):
+        runner.prepare_recovery(str(tmp_path / "notes.txt"))
+    fresh = tmp_path / "new" / "recovery"
+    assert runner.prepare_recovery(str(fresh)) == fresh
+    assert [p.name for p in fresh.iterdir()] == ["part-0.sqlite3"]
+    assert runner.prepare_recovery(str(fresh)) == fresh  # an existing one is resumed from
