@@ -24,7 +24,7 @@ from .identity import Change, IdentityGraph, Merged, Moved, OrderBook, Rekeyed
 from .outputs import Output
 from .profile import Profile
 from .rules import Rules
-from .scores import Scorer
+from .scores import ScoreSettings, Scorer
 from .timeline import END_OF_TIME, Timeline
 from .visits import DeviceVisit
 
@@ -83,6 +83,17 @@ class Engine:
         """End of input is the end of time: every buffered event and pending deadline is due."""
         self.timeline.end()
         return self.tick(now)
+
+    def use_scores(self, settings: ScoreSettings) -> None:
+        """Score with these settings from now on: a run resumed from a snapshot (which holds the
+        rules it was started with) picks up a refitted model or new bands. The auto-mode
+        population is kept when the mode and sketch size stay the same."""
+        old = getattr(self, "scorer", None)  # absent in snapshots taken before scoring existed
+        scorer = Scorer(settings)
+        if (old is not None and old.population is not None and scorer.population is not None
+                and old.settings.sketch_k == settings.sketch_k):
+            scorer.population = old.population
+        self.scorer = scorer
 
     @property
     def watermark(self) -> int:

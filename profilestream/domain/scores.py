@@ -28,8 +28,8 @@ is `n_in * F_in(v) - n_out * F_out(v)`; its rank error is the sketch's (about 1.
 99% confidence) times `(n_in + n_out) / n`, and the sketches are rebuilt from the live values
 whenever the retracted weight passes half the live count, which bounds that factor by 2 at an
 amortised cost of a few sketch updates per emission. The tertiles themselves are recomputed once
-the population has changed by 0.5% of its size since they were last computed (a pass over the
-sketches' retained items), so they trail it by at most that much in rank. The sketches'
+the population has changed by 1% of its size since they were last computed (a bisection over
+the sketches' rank functions), so they trail it by at most that much in rank. The sketches'
 compaction is randomised, so in auto mode scores near a tertile can differ between runs.
 
 Nothing here knows Kafka or Bytewax; the sketch is injected (`sketch_factory`) and the default
@@ -146,6 +146,14 @@ class KllSketch:
     def n(self) -> int:
         return self._sketch.n
 
+    def quantile(self, rank: float) -> float:
+        """The least retained value whose (inclusive) normalised rank is at least `rank`."""
+        return self._sketch.get_quantile(rank, True)
+
+    def rank(self, value: float) -> float:
+        """The estimated fraction of the values that are <= `value`."""
+        return self._sketch.get_rank(value, True)
+
     def rank_error(self) -> float:
         """The sketch's normalised rank error for single rank queries (99% confidence)."""
         return self._sketch.normalized_rank_error(False)
@@ -196,6 +204,8 @@ class Distribution:
         n = self.n
         if n <= 0:
             return None
+        if hasattr(self.added, "quantile") and hasattr(self.added, "rank"):
+            return [self._search(p * n) for p in ps]
         weights: dict[float, int] = {}
         for value, weight in self.added.weighted_items():
             weights[value] = weights.get(value, 0) + weight
@@ -214,14 +224,41 @@ class Distribution:
         return out
 
 
+    def _search(self, target: float) -> float:
+        """`quantiles` with the sketch's own rank and quantile functions (no pass over its items):
+        a bisection over the rank in the inserted values, down to less than one value's weight.
+        Invariant: the estimate reaches `target` at `quantile(hi)` and not at `quantile(lo)`."""
+        added, removed = self.added, self.removed
+        n_added, n_removed = self.n_added, self.n_removed
+
+        def estimate(value: float) -> float:
+            count = n_added * added.rank(value)
+            return count - n_removed * removed.rank(value) if n_removed else count
+
+        lo, hi = 0.0, 1.0
+        best = added.quantile(0.0)
+        if estimate(best) >= target:
+            return best
+        best = added.quantile(1.0)
+        resolution = 0.5 / n_added
+        while hi - lo > resolution:
+            mid = (lo + hi) / 2
+            value = added.quantile(mid)
+            if estimate(value) >= target:
+                hi, best = mid, value
+            else:
+                lo = mid
+        return best
+
+
 class Population:
     """The live profiles' RFM/RFE values, as distributions per dimension (auto mode).
 
-    Tertiles are recomputed (a pass over the sketches' retained items) once the group's values
+    Tertiles are recomputed (two searches per dimension) once the group's values
     have changed `REFRESH` times the group's size since they were last computed, so they trail
     the population by at most that much in rank, on top of the sketch's error."""
 
-    REFRESH = 0.005
+    REFRESH = 0.01
     GROUPS = (RFM_DIMENSIONS, RFE_DIMENSIONS)
 
     def __init__(self, sketch_factory: Callable[[], QuantileSketch]):
