@@ -63,15 +63,13 @@ def test_p_alive_by_hand():
 def _posterior(model: BgNbd, x: int, t_x: float, T: float, t: float) -> tuple[float, float]:
     """P(alive) and E[Y(t)] by integrating the individual-level model over the posterior of
     (λ, p): alive at T with weight (1-p)^x λ^x e^(-λT), and while alive E[Y(t) | λ, p] =
-    (1 - e^(-λpt)) / p (FHL 2005, section 3)."""
+    (1 - e^(-λpt)) / p (FHL 2005, section 3). The priors' singular factors λ^(r-1) and p^(a-1)
+    are integrated away by substituting λ = v^(1/r) and p = u^(1/a)."""
     from scipy import integrate
     from scipy.special import betaln, gammaln
 
     r, alpha, a, b = model.r, model.alpha, model.a, model.b
-
-    def prior(lam, p):
-        return math.exp(r * math.log(alpha) + (r - 1) * math.log(lam) - alpha * lam - gammaln(r)
-                        + (a - 1) * math.log(p) + (b - 1) * math.log1p(-p) - betaln(a, b))
+    constant = math.exp(r * math.log(alpha) - gammaln(r) - betaln(a, b)) / (r * a)
 
     def alive(lam, p):
         return (1 - p) ** x * lam ** x * math.exp(-lam * T)
@@ -80,10 +78,11 @@ def _posterior(model: BgNbd, x: int, t_x: float, T: float, t: float) -> tuple[fl
         return alive(lam, p) + (p * (1 - p) ** (x - 1) * lam ** x * math.exp(-lam * t_x) if x > 0 else 0.0)
 
     def integral(fn):
-        def inner(p):
-            return integrate.quad(lambda lam: fn(lam, p) * prior(lam, p), 0, math.inf, limit=200,
-                                  epsabs=0, epsrel=1e-10)[0]
-        return integrate.quad(inner, 0, 1, limit=200, epsabs=0, epsrel=1e-9)[0]
+        def inner(u):
+            p = u ** (1 / a)
+            return integrate.quad(lambda v: fn(v ** (1 / r), p) * math.exp(-alpha * v ** (1 / r)) * (1 - p) ** (b - 1),
+                                  0, math.inf, limit=200, epsabs=0, epsrel=1e-11)[0]
+        return constant * integrate.quad(inner, 0, 1, limit=200, epsabs=0, epsrel=1e-10)[0]
 
     z = integral(likelihood)
     return integral(alive) / z, integral(lambda lam, p: alive(lam, p) * -math.expm1(-lam * p * t) / p) / z
