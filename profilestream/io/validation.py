@@ -81,6 +81,8 @@ def _text(record: dict[str, Any], name: str, path: str | None = None, required: 
         if required:
             raise Rejected(path or name, "required field is missing")
         return None
+    if value.__class__ is str and value.isascii():  # the usual case, without a call
+        return value
     if not isinstance(value, str):
         raise Rejected(path or name, f"expected a string, got {type(value).__name__}")
     return _utf8(value, path or name)
