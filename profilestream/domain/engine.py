@@ -24,7 +24,7 @@ from .identity import Change, IdentityGraph, Merged, Moved, OrderBook, Rekeyed
 from .outputs import Output
 from .profile import Profile
 from .rules import Rules
-from .scores import ScoreSettings, Scorer
+from .scores import DEFAULT_SCORER, ScoreSettings, Scorer
 from .timeline import END_OF_TIME, Timeline
 from .visits import DeviceVisit
 
@@ -34,6 +34,9 @@ class Engine:
     rules: Rules
     always_on: bool = False
     stats: Counter = field(default_factory=Counter)
+    # not a field: the instance's own is set in __post_init__; an engine unpickled from a snapshot
+    # taken before scoring existed has none and scores with the defaults (see `use_scores`)
+    scorer = DEFAULT_SCORER
 
     def __post_init__(self) -> None:
         r = self.rules
@@ -88,7 +91,7 @@ class Engine:
         """Score with these settings from now on: a run resumed from a snapshot (which holds the
         rules it was started with) picks up a refitted model or new bands. The auto-mode
         population is kept when the mode and sketch size stay the same."""
-        old = getattr(self, "scorer", None)  # absent in snapshots taken before scoring existed
+        old = self.scorer
         scorer = Scorer(settings)
         if (old is not None and old.population is not None and scorer.population is not None
                 and old.settings.sketch_k == settings.sketch_k):
