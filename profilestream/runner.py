@@ -21,7 +21,9 @@ $PROFILESTREAM_PROGRESS_EVERY seconds (10), `end`) and, with `metrics_port`, a P
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import pickle
 import signal
 import socket
@@ -50,7 +52,12 @@ class BrokerUnreachable(BrokerError):
 
 
 class RecoveryDirError(ValueError):
-    """`--recovery-dir` names something that is not (and cannot become) a recovery directory."""
+    """`--recovery-dir` names something that is not (and cannot become) a recovery directory
+    (exit code 2), or one that another run is using (exit code 1)."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
 
 
 def _silent_logger() -> logging.Logger:
@@ -88,24 +95,59 @@ def input_layout(config, bounded: bool) -> tuple[dict[str, int], dict | None]:
 
 def prepare_recovery(recovery_dir: str | None) -> Path | None:
     """Create and initialise the recovery directory on first use (once, before any worker
-    starts); an existing one is resumed from. Anything else there is refused."""
+    starts); an existing one is resumed from. Anything else there is refused, and so is a
+    directory that another run is using (a lock file, held until `release_recovery` or the
+    process's end, SIGKILL included)."""
     if recovery_dir is None:
         return None
     path = Path(recovery_dir)
     if path.exists() and not path.is_dir():
         raise RecoveryDirError(f"--recovery-dir {recovery_dir}: exists and is not a directory")
     parts = sorted(path.glob("part-*.sqlite3")) if path.exists() else []
+    if not parts and path.exists() and any(p.name != LOCK_NAME for p in path.iterdir()):
+        raise RecoveryDirError(f"--recovery-dir {recovery_dir}: the directory is not empty and holds no "
+                               "recovery partitions (part-*.sqlite3); give an empty or new directory")
+    path.mkdir(parents=True, exist_ok=True)
+    _lock(path, recovery_dir)
+    parts = sorted(path.glob("part-*.sqlite3"))
     if parts:
         metrics.log("recovery", dir=str(path), state="resume", partitions=len(parts),
                     committed_epoch=_committed_epoch(parts))
         return path
-    if path.exists() and any(path.iterdir()):
-        raise RecoveryDirError(f"--recovery-dir {recovery_dir}: the directory is not empty and holds no "
-                               "recovery partitions (part-*.sqlite3); give an empty or new directory")
-    path.mkdir(parents=True, exist_ok=True)
     init_db_dir(path, RECOVERY_PARTITIONS)
     metrics.log("recovery", dir=str(path), state="new", partitions=RECOVERY_PARTITIONS)
     return path
+
+
+LOCK_NAME = "profilestream.lock"
+_LOCKS: dict[Path, object] = {}
+
+
+def _lock(path: Path, given: str) -> None:
+    key = path.resolve()
+    if key in _LOCKS:  # this process holds it already
+        return
+    fh = open(path / LOCK_NAME, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise RecoveryDirError(f"--recovery-dir {given}: in use by another run ({holder}); "
+                               "two runs must not share a recovery directory", code=1) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    fh.flush()
+    _LOCKS[key] = fh
+
+
+def release_recovery(path: Path | None) -> None:
+    if path is not None:
+        fh = _LOCKS.pop(path.resolve(), None)
+        if fh is not None:
+            fh.close()
 
 
 def _committed_epoch(parts: list[Path]) -> int | None:
@@ -137,7 +179,7 @@ def run(config, workers: int = 1, processes: int = 1, until_idle: bool = False,
         recovery = prepare_recovery(recovery_dir)
     except RecoveryDirError as exc:
         print(f"profilestream: {exc}", file=sys.stderr)
-        return 2
+        return exc.code
     snapshot_every = timedelta(milliseconds=config.run.snapshot_interval)
     metrics.log("start", brokers=config.kafka.brokers, mode="bounded" if until_idle else "always-on",
                 workers=workers, processes=processes,
@@ -151,9 +193,12 @@ def run(config, workers: int = 1, processes: int = 1, until_idle: bool = False,
     job = {"config": config, "workers": workers, "recovery_dir": None if recovery is None else str(recovery),
            "partitions": partitions, "spans": spans, "snapshot_every": snapshot_every,
            "metrics_port": metrics_port, "logs": logs}
-    if processes > 1:
-        return _run_cluster(job, processes)
-    return _execute(job, None, None)
+    try:
+        if processes > 1:
+            return _run_cluster(job, processes)
+        return _execute(job, None, None)
+    finally:
+        release_recovery(recovery)
 
 
 def _broker_error(exc: BaseException) -> BrokerError | None:

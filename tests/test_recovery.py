@@ -11,6 +11,7 @@ land wherever the run happens to be (reading, applying, writing, snapshotting).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import signal
 import time
@@ -127,5 +128,11 @@ def test_a_recovery_dir_that_is_something_else_is_refused(tmp_path):
         runner.prepare_recovery(str(tmp_path / "notes.txt"))
     fresh = tmp_path / "new" / "recovery"
     assert runner.prepare_recovery(str(fresh)) == fresh
-    assert [p.name for p in fresh.iterdir()] == ["part-0.sqlite3"]
+    assert sorted(p.name for p in fresh.iterdir()) == ["part-0.sqlite3", runner.LOCK_NAME]
+    runner.release_recovery(fresh)
     assert runner.prepare_recovery(str(fresh)) == fresh  # an existing one is resumed from
+    runner.release_recovery(fresh)
+    with open(fresh / runner.LOCK_NAME, "a+") as other:  # another run holds it
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(runner.RecoveryDirError, match="in use by another run"):
+            runner.prepare_recovery(str(fresh))
