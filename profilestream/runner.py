@@ -180,6 +180,12 @@ def run(config, workers: int = 1, processes: int = 1, until_idle: bool = False,
     except RecoveryDirError as exc:
         print(f"profilestream: {exc}", file=sys.stderr)
         return exc.code
+    if metrics_port is not None:
+        problem = _port_problem(metrics_port, processes)
+        if problem is not None:
+            release_recovery(recovery)
+            print(f"profilestream: --metrics-port {metrics_port}: {problem}", file=sys.stderr)
+            return 2
     snapshot_every = timedelta(milliseconds=config.run.snapshot_interval)
     metrics.log("start", brokers=config.kafka.brokers, mode="bounded" if until_idle else "always-on",
                 workers=workers, processes=processes,
@@ -199,6 +205,17 @@ def run(config, workers: int = 1, processes: int = 1, until_idle: bool = False,
         return _execute(job, None, None)
     finally:
         release_recovery(recovery)
+
+
+def _port_problem(port: int, processes: int) -> str | None:
+    """Why the metrics endpoint(s) could not listen on `port` (.. + processes - 1), if so."""
+    for p in range(port, port + processes):
+        try:
+            with socket.create_server(("0.0.0.0", p)):
+                pass
+        except (OSError, OverflowError) as exc:
+            return f"cannot listen on port {p}: {getattr(exc, 'strerror', None) or exc}"
+    return None
 
 
 def _broker_error(exc: BaseException) -> BrokerError | None:
