@@ -133,12 +133,18 @@ class EngineLogic(StatefulBatchLogic):
         return data
 
 
-def resume_engine(resume: bytes, bounded: bool, now: int) -> EngineLogic:
-    """The engine step as of the snapshot Bytewax resumes from."""
+def resume_engine(resume: bytes, bounded: bool, now: int, rules: Rules | None = None) -> EngineLogic:
+    """The engine step as of the snapshot Bytewax resumes from. The engine keeps the rules it
+    was started with, except the scoring settings: those follow the configuration (`rules`), so
+    that a refitted model or new bands apply from the restart on (unchanged settings: untouched)."""
     state = pickle.loads(resume)
     if isinstance(state, Engine):  # a snapshot of an earlier build: the bare engine
         state = {"engine": state, "finished": False}
     engine: Engine = state["engine"]
+    current = None if rules is None else getattr(rules, "scores", None)
+    if current is not None and getattr(getattr(engine, "scorer", None), "settings", None) != current:
+        engine.use_scores(current)
+        metrics.log("scores_settings_applied", mode=current.mode)
     if engine.always_on:
         # The time the run was down was our absence, not the partitions' silence: without this, a
         # restart after more than `idle_after` would find every partition idle, let the watermark
@@ -168,7 +174,7 @@ def profile_stream(raw: Stream, rules: Rules, sources: list[str], bounded: bool,
 
     def build(resume: bytes | None) -> EngineLogic:
         if resume is not None:
-            return resume_engine(resume, bounded, _now_ms())
+            return resume_engine(resume, bounded, _now_ms(), rules)
         engine = Engine(rules, always_on=not bounded)
         engine.expect(sources, _now_ms())
         return EngineLogic(engine, bounded, snapshots=snapshots)

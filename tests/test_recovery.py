@@ -136,3 +136,25 @@ def test_a_recovery_dir_that_is_something_else_is_refused(tmp_path):
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(runner.RecoveryDirError, match="in use by another run"):
             runner.prepare_recovery(str(fresh))
+
+
+def test_a_resumed_engine_takes_the_configured_scores_and_is_not_held_by_the_downtime():
+    import dataclasses
+
+    from flows.profiles import EngineLogic, resume_engine
+    from profilestream.domain.engine import Engine
+    from profilestream.domain.rules import Rules
+    from profilestream.domain.scores import ScoreSettings
+
+    rules = Rules()
+    engine = Engine(rules, always_on=True)
+    engine.expect(["clicks/0", "clicks/1"], now=1_000)
+    snapshot = EngineLogic(engine, bounded=False).snapshot()
+
+    same = resume_engine(snapshot, bounded=False, now=3_600_000, rules=rules).engine
+    assert same.scorer.settings == rules.scores
+    # an hour down is not an hour of silence: the partitions count as heard from at the restart,
+    # so the watermark does not jump to the clock before the backlog is read
+    assert {clock.heard_at for clock in same.timeline.sources.values()} == {3_600_000}
+    changed = dataclasses.replace(rules, scores=ScoreSettings(mode="auto"))
+    assert resume_engine(snapshot, bounded=False, now=0, rules=changed).engine.scorer.settings.mode == "auto"
