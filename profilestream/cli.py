@@ -171,7 +171,7 @@ def _bench(config, args) -> int:
 
 
 def _fit_model(config, args) -> int:
-    from profilestream import bgnbd, report
+    from profilestream import bgnbd, store
     from profilestream.io.avro import format_time, parse_time
 
     as_of = None
@@ -183,7 +183,7 @@ def _fit_model(config, args) -> int:
             print(f"profilestream: --as-of: {exc}", file=sys.stderr)
             return 2
     unit_days = {"weeks": 7.0, "days": 1.0}[args.unit]
-    data = bgnbd.calibration(report.stored_profiles(config), as_of, unit_days)
+    data = bgnbd.calibration(store.all_profiles(config), as_of, unit_days)
     left_out = ", ".join(f"{n:,} {why.replace('_', ' ')}" for why, n in data.skipped.items() if n)
     if not data.x:
         print("profilestream: no profiles with orders in the store to fit the model to"
@@ -205,9 +205,9 @@ def _fit_model(config, args) -> int:
 
 
 def _report_campaigns(config, args) -> int:
-    from profilestream import report
+    from profilestream import report, store
 
-    rows = report.campaign_report(report.stored_profiles(config))
+    rows = report.campaign_report(store.all_profiles(config))
     if args.format == "csv":
         sys.stdout.write(report.to_csv(rows))
     else:

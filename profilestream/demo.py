@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections import Counter
 
-from profilestream import runner, store
+from profilestream import report, runner, store
 from profilestream.io import avro
 from profilestream.io.broker import EmbeddedBroker
 from profilestream.io.kafka import create_topics, key_of, produce_records, read_topic
@@ -98,4 +98,6 @@ def main(config, events: int = 5000) -> int:
             started = _step(f"\nlooking up device {device} in the profile store (profilestream profile get)")
             found = store.get(config, device)
             _done(started, f"found profile {found['profile_id'] if found else None}")
+        print("\nCampaigns by CRM lead status (profilestream report campaigns):")
+        print(report.to_table(report.campaign_report(store.all_profiles(config))))
     return 0

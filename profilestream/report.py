@@ -201,29 +201,4 @@ def to_table(rows: list[CampaignRow]) -> str:
     return "\n".join(lines)
 
 
-# --- the store --------------------------------------------------------------------------------
-
-
-def stored_profiles(config) -> list[dict]:
-    """Every live profile in the local store (`[store] path`), after catching up with the
-    `profiles` topic unless a `serve-store` process holds the store (as `profile get` does)."""
-    from profilestream import store
-
-    opened, writable = store.ProfileStore.open(config.store.path)
-    try:
-        if writable:
-            store.sync(config, opened)
-        return list(_iter_store(opened))
-    finally:
-        opened.close()
-
-
-def _iter_store(opened) -> Iterable[dict]:
-    # The store keeps each profile under "p:<profile id>" (see store.ProfileStore.apply).
-    for key, raw in opened._db.items(from_key="p:"):
-        if not key.startswith("p:"):
-            break
-        yield json.loads(raw)
-
-
-__all__ = ["COLUMNS", "CampaignRow", "campaign_report", "stage", "stored_profiles", "to_csv", "to_table", "totals"]
+__all__ = ["COLUMNS", "CampaignRow", "campaign_report", "stage", "to_csv", "to_table", "totals"]

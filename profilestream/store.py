@@ -14,6 +14,7 @@ holds the store, in which case it reads what that process has written).
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -101,6 +102,13 @@ class ProfileStore:
                 return max(found, key=lambda p: (p["updated_at"] or "", p["profile_id"]))
         return None
 
+    def profiles(self) -> Iterator[dict]:
+        """Every live profile, in profile id order."""
+        for key, raw in self._db.items(from_key="p:"):
+            if not key.startswith("p:"):
+                break
+            yield json.loads(raw)
+
     def count(self) -> int:
         return sum(1 for k in self._db.keys() if k.startswith("p:"))
 
@@ -144,14 +152,27 @@ def sync(config, store: ProfileStore, follow: bool = False) -> int:
     return applied
 
 
-def get(config, identifier: str) -> dict | None:
+@contextmanager
+def current(config) -> Iterator[ProfileStore]:
+    """The store at `store.path`, caught up with the profiles topic first unless a `serve-store`
+    process holds it (then it is as current as that process keeps it)."""
     store, writable = ProfileStore.open(config.store.path)
     try:
         if writable:
             sync(config, store)
-        return store.find(identifier)
+        yield store
     finally:
         store.close()
+
+
+def get(config, identifier: str) -> dict | None:
+    with current(config) as store:
+        return store.find(identifier)
+
+
+def all_profiles(config) -> list[dict]:
+    with current(config) as store:
+        return list(store.profiles())
 
 
 def serve(config) -> None:
