@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -33,8 +32,6 @@ from typing import Any, Iterable
 
 LOGGER_NAME = "profilestream"
 LOG = logging.getLogger(LOGGER_NAME)
-PROGRESS_ENV = "PROFILESTREAM_PROGRESS_EVERY"  # seconds between progress lines (default 10)
-DEFAULT_PROGRESS_EVERY = 10.0
 
 
 # --- structured logs -------------------------------------------------------------------------
@@ -219,9 +216,7 @@ COUNTERS = Counters()
 class Progress:
     """A daemon thread logging `progress` every `every` seconds until `stop()`."""
 
-    def __init__(self, every: float | None = None, **fields: Any) -> None:
-        if every is None:
-            every = float(os.environ.get(PROGRESS_ENV, DEFAULT_PROGRESS_EVERY))
+    def __init__(self, every: float = 10.0, **fields: Any) -> None:
         self.every = max(every, 0.05)
         self.fields = fields
         self._stop = threading.Event()

@@ -15,7 +15,7 @@ latest complete snapshot there (`backup_interval` 0: it is how long superseded s
 for an external backup to copy, not how often snapshots are taken).
 
 Operations: JSON log lines on stderr (`start`, `partitions`, `partition`, `progress` every
-$PROFILESTREAM_PROGRESS_EVERY seconds (10), `end`) and, with `metrics_port`, a Prometheus endpoint
+`run.progress_interval` (10s), `end`) and, with `metrics_port`, a Prometheus endpoint
 (`profilestream.metrics`); in a cluster, process i serves on `metrics_port + i`.
 """
 
@@ -281,7 +281,7 @@ def _execute(job: dict, process_id: int | None, addresses: list[str] | None) -> 
         server = metrics.serve(port)
         metrics.log("metrics", port=port, path="/metrics", **fields)
     flow = build_flow(job["config"], job["partitions"], job["spans"], recovery=job["recovery_dir"] is not None)
-    progress = metrics.Progress(**fields).start()
+    progress = metrics.Progress(job["config"].run.progress_interval / 1000, **fields).start()
     started = time.monotonic()
     try:
         with _GracefulStop(fields) as stop:

@@ -47,7 +47,7 @@ def test_broker_paused_for_30s_in_the_middle_of_a_run_is_waited_for_and_nothing_
         assert runner.run(reference, until_idle=True) == 0
         expected = outputs(reference)
 
-        run = Run("--config", str(toml), "--until-idle", env=clean_env(PROFILESTREAM_PROGRESS_EVERY="0.1"))
+        run = Run("--config", str(toml), "--until-idle", env=clean_env(PROFILESTREAM_RUN_PROGRESS_INTERVAL="100ms"))
         at = run.wait_for(lambda line: line["applied"] >= EVENTS // 4, limit=120, what="a quarter of the events")
         os.kill(broker.pid, signal.SIGSTOP)
         try:

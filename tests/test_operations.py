@@ -153,7 +153,7 @@ def test_always_on_run_serves_metrics_and_logs_json_lines(broker, tmp_path):
     producer.flush(10)
     port = free_port()
     run = Run("--config", str(toml), "--metrics-port", str(port),
-              env=clean_env(PROFILESTREAM_PROGRESS_EVERY="0.2"))
+              env=clean_env(PROFILESTREAM_RUN_PROGRESS_INTERVAL="200ms"))
     try:
         deadline = time.monotonic() + 60
         scraped: dict = {}

@@ -47,7 +47,7 @@ def test_killed_three_times_and_resumed_gives_the_outputs_of_an_uninterrupted_ru
     crash_start = time.monotonic()
 
     recovery = tmp_path / "recovery"
-    env = clean_env(PROFILESTREAM_PROGRESS_EVERY="0.1")
+    env = clean_env(PROFILESTREAM_RUN_PROGRESS_INTERVAL="100ms")
     args = ("--config", str(crash_toml), "--until-idle", "--recovery-dir", str(recovery))
     resumed_from = []
     for n, fraction in enumerate(KILL_AT):
@@ -103,7 +103,7 @@ def test_sigterm_stops_in_order_and_a_restart_goes_on_without_repeats(broker, tm
     expected = outputs(reference)
 
     args = ("--config", str(toml), "--until-idle", "--recovery-dir", str(tmp_path / "recovery"))
-    env = clean_env(PROFILESTREAM_PROGRESS_EVERY="0.1")
+    env = clean_env(PROFILESTREAM_RUN_PROGRESS_INTERVAL="100ms")
     run = Run(*args, env=env)
     run.wait_for(lambda line: line["applied"] >= events // 3, limit=120, what="a third of the events applied")
     run.kill(signal.SIGTERM)
