@@ -279,6 +279,16 @@ def ceiling(config, total: int, decode: bool = True) -> dict[str, Any]:
 # --- 3. the dataflow (child processes) --------------------------------------------------------
 
 
+def _peak_rss_kb() -> int:
+    """This process's peak RSS since it started its program. (`getrusage(RUSAGE_SELF)` would not
+    do for a child of the bench: Linux carries the maximum across exec, so it would report the
+    bench's own RSS, which holds the whole workload.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _child_run(job: dict) -> dict:
     from profilestream import runner
 
@@ -288,7 +298,7 @@ def _child_run(job: dict) -> dict:
     me = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"code": code, "seconds": elapsed,
-            "rss_self_kb": me.ru_maxrss, "rss_children_kb": children.ru_maxrss,
+            "rss_self_kb": _peak_rss_kb(), "rss_children_kb": children.ru_maxrss,
             "cpu_seconds": me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime}
 
 
@@ -314,6 +324,8 @@ def dataflow(config, total: int, processes: int, run_id: str) -> dict[str, Any]:
     if result["code"] != 0:
         raise RuntimeError(f"the dataflow ({processes} processes) exited with {result['code']}")
     triggers = _trigger_ids(run_config)
+    # two processes: the largest cluster process (they are forked from the small run child, so
+    # the maximum carried across their exec is that child's, well below theirs)
     rss_kb = result["rss_self_kb"] if processes == 1 else result["rss_children_kb"]
     return {
         "processes": processes,
@@ -394,7 +406,7 @@ def _child_state(job: dict) -> dict:
         "dedup_ids": len(engine.dedup.seen),
         "engine_eps": round(n / feeding) if feeding else None,
         "decode_eps": round(n / decoding) if decoding else None,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(_peak_rss_kb() / 1024, 1),
     }
 
 
