@@ -120,3 +120,35 @@ def test_erase_removes_the_customer_from_the_store(config, config_path, tmp_path
     for identifier in ("C1", "K1", "d1"):
         assert cli.main(["profile", "get", "--config", str(config_path), identifier]) == 1
         assert "no profile" in capsys.readouterr().err
+
+
+def _latest_engine(recovery: Path):
+    """The engine state in the newest snapshot of the recovery directory."""
+    import pickle
+    import sqlite3
+
+    [db] = recovery.glob("*.sqlite3")
+    with sqlite3.connect(db) as conn:
+        blob, = conn.execute("SELECT ser_change FROM snaps WHERE step_id LIKE '%.apply' "
+                             "ORDER BY snap_epoch DESC LIMIT 1").fetchone()
+    return pickle.loads(pickle.loads(blob))["engine"]
+
+
+def test_erase_removes_the_customer_from_state_snapshotted_afterwards(config, config_path, tmp_path):
+    recovery = tmp_path / "recovery"
+    produce(config_path, "crm-changes", [{"change_id": "c1", "ts": "2026-11-20T10:00:00.000Z",
+                                          "customer_id": "C1", "op": "upsert", "customer_key": "K1",
+                                          "order_id": "O1"}], tmp_path)
+    produce(config_path, "clickstream", [{"event_id": "e1", "ts": "2026-11-20T10:05:00.000Z",
+                                          "device_id": "d1", "type": "login", "customer_key": "K1"}], tmp_path)
+    run(config_path, "--recovery-dir", str(recovery))
+    before = _latest_engine(recovery)
+    assert "C1" in before.graph.by_customer and "K1" in before.graph.by_key  # the check can fail
+
+    produce(config_path, "crm-changes", [{"change_id": "c2", "ts": "2026-11-20T11:00:00.000Z",
+                                          "customer_id": "C1", "op": "erase"}], tmp_path)
+    run(config_path, "--recovery-dir", str(recovery))  # resumes, applies the erase, snapshots
+    after = _latest_engine(recovery)
+    assert "C1" not in after.graph.by_customer and "K1" not in after.graph.by_key
+    assert "d1" not in after.graph.by_device and "O1" not in after.orders.crm
+    assert all(p.customer_id != "C1" for p in after.graph.profiles.values())
