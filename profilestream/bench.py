@@ -393,7 +393,9 @@ def _child_state(job: dict) -> dict:
         "deadlines": engine.deadlines,
         "timeline": engine.timeline,
     }
+    started = time.perf_counter()
     state = len(pickle.dumps(engine, protocol=pickle.HIGHEST_PROTOCOL))
+    pickle_seconds = time.perf_counter() - started  # what one recovery snapshot costs the run
     profiles = len(engine.profiles())
     return {
         "events": n,
@@ -404,6 +406,7 @@ def _child_state(job: dict) -> dict:
         "events_per_profile": round(n / max(1, profiles), 1),
         "parts_bytes": {k: len(pickle.dumps(v, protocol=pickle.HIGHEST_PROTOCOL)) for k, v in parts.items()},
         "dedup_ids": len(engine.dedup.seen),
+        "pickle_seconds": round(pickle_seconds, 2),
         "engine_eps": round(n / feeding) if feeding else None,
         "decode_eps": round(n / decoding) if decoding else None,
         "peak_rss_mb": round(_peak_rss_kb() / 1024, 1),
