@@ -475,7 +475,7 @@ def _latency(config, workload: list[tuple[str, bytes, bytes]], rate: float, late
     shift = now_ms - 8 * DAY_MS - last_ts
     topics = {role: lat_config.topics.name(role) for role in INPUT_ROLES}
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROFILESTREAM_")}
+    env = dict(os.environ)  # the user's settings, with the bench's broker, topics and lateness on top
     if config_path:
         env["PROFILESTREAM_CONFIG"] = config_path
     env["PROFILESTREAM_KAFKA_BROKERS"] = config.kafka.brokers
