@@ -86,21 +86,18 @@ def _partitions(client, topic: str, timeout: float) -> list[int]:
     return sorted(found.partitions)
 
 
-def create_topics(config) -> list[str]:
-    """Create every configured topic that is missing (compacted where the state lives); returns the
-    names created. Tansu accepts `cleanup.policy=compact` but, in memory, never compacts."""
-    admin = AdminClient(client_config(config))
-    existing = _metadata(admin, _timeout(config)).topics
-    wanted = [
-        NewTopic(config.topics.name(role), config.topics.partitions, 1,
-                 config={"cleanup.policy": "compact"} if role in COMPACTED else {})
-        for role in TOPIC_ROLES if config.topics.name(role) not in existing
-    ]
-    if not wanted:
+def new_topic(name: str, role: str | None, partitions: int) -> NewTopic:
+    """A topic as profilestream creates it: compacted where the latest record of a key is the state."""
+    return NewTopic(name, partitions, 1, config={"cleanup.policy": "compact"} if role in COMPACTED else {})
+
+
+def create_missing(admin: AdminClient, topics: list[NewTopic], timeout: float) -> list[str]:
+    """Create `topics`; one created meanwhile by someone else counts as done. Returns the names
+    this call created."""
+    if not topics:
         return []
     created = []
-    for name, future in admin.create_topics(wanted, operation_timeout=_timeout(config),
-                                            request_timeout=_timeout(config)).items():
+    for name, future in admin.create_topics(topics, operation_timeout=timeout, request_timeout=timeout).items():
         try:
             future.result()
             created.append(name)
@@ -108,6 +105,16 @@ def create_topics(config) -> list[str]:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise BrokerError(f'cannot create topic "{name}": {exc.args[0].str()}') from None
     return created
+
+
+def create_topics(config) -> list[str]:
+    """Create every configured topic that is missing (compacted where the state lives); returns the
+    names created. Tansu accepts `cleanup.policy=compact` but, in memory, never compacts."""
+    admin = AdminClient(client_config(config))
+    existing = _metadata(admin, _timeout(config)).topics
+    wanted = [new_topic(config.topics.name(role), role, config.topics.partitions)
+              for role in TOPIC_ROLES if config.topics.name(role) not in existing]
+    return create_missing(admin, wanted, _timeout(config))
 
 
 def produce_records(config, role: str, records: Iterable[tuple[str | bytes | None, dict | None]]) -> int:

@@ -40,14 +40,14 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 from fastavro import reader as avro_reader
 from fastavro.write import Writer
 from tqdm import tqdm
 
 from profilestream.io import avro
 from profilestream.io.kafka import (
-    COMPACTED, BrokerError, client_config, end_offsets, read_topic, role_of,
+    BrokerError, client_config, create_missing, end_offsets, new_topic, read_topic, role_of,
 )
 
 FORMAT = "profilestream-recording"
@@ -235,19 +235,9 @@ def _prepare_topics(config, wanted: dict[str, tuple[str | None, int]]) -> set[st
         if name in existing and len(existing[name].partitions) < partitions:
             raise BrokerError(f'topic "{name}" has {len(existing[name].partitions)} partitions, '
                               f"the recording needs {partitions}")
-    missing = [NewTopic(name, partitions, 1, config={"cleanup.policy": "compact"} if role in COMPACTED else {})
-               for name, (role, partitions) in wanted.items() if name not in existing]
-    created = set()
-    if missing:
-        for name, future in admin.create_topics(missing, operation_timeout=timeout,
-                                                request_timeout=timeout).items():
-            try:
-                future.result()
-                created.add(name)
-            except KafkaException as exc:
-                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise BrokerError(f'cannot create topic "{name}": {exc.args[0].str()}') from None
-    return created
+    missing = [new_topic(name, role, partitions) for name, (role, partitions) in wanted.items()
+               if name not in existing]
+    return set(create_missing(admin, missing, timeout))
 
 
 def replay(config, directory: str | Path) -> list[TopicCount]:
