@@ -48,14 +48,20 @@ def _now_ms() -> int:
 
 
 def decode_batch(rules: Rules, batch: list[Raw | PartitionEnd]) -> list:
-    """Raw records to `(source, event)`; bad ones to dead-letter `Output`s. Never raises on input."""
+    """A batch of raw records to dead-letter `Output`s for the bad ones, followed by one list of
+    `(source, event)` (and `PartitionEnd` markers) for the rest. Never raises on input.
+
+    Why one list for the whole batch: every item costs a Python call in each step it passes (and
+    a pickle when it crosses to the engine's process), so the events travel to the engine as one
+    item per batch read."""
     out: list = []
+    events: list = []
     records_in: Counter = Counter()
     events_in: Counter = Counter()
     dead: Counter = Counter()
     for raw in batch:
         if isinstance(raw, PartitionEnd):
-            out.append(raw)
+            events.append(raw)
             continue
         records_in[raw.role] += 1
         try:
@@ -69,9 +75,11 @@ def decode_batch(rules: Rules, batch: list[Raw | PartitionEnd]) -> list:
                 role=raw.role)))
         else:
             events_in[raw.role, event.type if isinstance(event, Click) else event.op] += 1
-            out.append((raw.source, event))
+            events.append((raw.source, event))
     if records_in:
         metrics.COUNTERS.decoded(records_in, events_in, dead)
+    if events:
+        out.append(events)
     return out
 
 
@@ -96,13 +104,14 @@ class EngineLogic(StatefulBatchLogic):
         engine = self.engine
         metrics.COUNTERS.engine_state(engine.stats, engine.watermark, engine.timeline.pending)
 
-    def on_batch(self, values: list) -> tuple[Iterable[Output], bool]:
+    def on_batch(self, values: list[list]) -> tuple[Iterable[Output], bool]:
         events = []
-        for value in values:
-            if isinstance(value, PartitionEnd):
-                self.engine.end_source(value.source)
-            else:
-                events.append(value)
+        for batch in values:  # `decode_batch`'s lists, in the order each worker read them
+            for value in batch:
+                if isinstance(value, PartitionEnd):
+                    self.engine.end_source(value.source)
+                else:
+                    events.append(value)
         out = self.engine.feed(events, _now_ms())
         self._publish()
         return out, StatefulBatchLogic.RETAIN
@@ -180,7 +189,7 @@ def profile_stream(raw: Stream, rules: Rules, sources: list[str], bounded: bool,
         return EngineLogic(engine, bounded, snapshots=snapshots)
 
     applied = op.stateful_batch("apply", keyed, build)
-    results = op.key_rm("unkey", applied)
+    results = op.flat_map_batch("unkey", applied, lambda batch: [output for _, output in batch])
     return op.merge("outputs", results, split.trues)
 
 
@@ -202,6 +211,6 @@ def build_flow(config, partitions: dict[str, int],
     raw = op.input("read", flow, source)
     outputs = profile_stream(raw, config.rules(), source.sources(), bounded, snapshots=recovery)
     names = {role: config.topics.name(role) for role in OUTPUT_ROLES}
-    messages = op.map("encode", outputs, lambda output: to_message(names, output))
+    messages = op.flat_map_batch("encode", outputs, lambda batch: [to_message(names, output) for output in batch])
     op.output("write", messages, OutputSink(config.kafka.client_config()))
     return flow

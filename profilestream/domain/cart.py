@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .compact import pickled_as_fields
 
+
+@pickled_as_fields
 @dataclass(slots=True)
 class Line:
     quantity: int
     price: float | None
 
 
+@pickled_as_fields
 @dataclass(slots=True)
 class Cart:
     lines: dict[str, Line] = field(default_factory=dict)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
+from .compact import pickled_as_fields
+
 CLICK_TYPES = (
     "page_view",
     "product_view",
@@ -23,6 +25,7 @@ CLICK_TYPES = (
 CRM_OPS = ("upsert", "erase")
 
 
+@pickled_as_fields
 @dataclass(frozen=True, slots=True)
 class Campaign:
     """UTM parameters of the campaign that brought a visit; any part may be missing."""
@@ -32,9 +35,11 @@ class Campaign:
     name: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@pickled_as_fields
+@dataclass(slots=True)
 class Click:
-    """One clickstream event (topic `clickstream`, key `device_id`)."""
+    """One clickstream event (topic `clickstream`, key `device_id`). Never changed once built;
+    not `frozen` only because a frozen `__init__` costs 1.4 us against 0.2 (once per event)."""
 
     event_id: str
     ts: int
@@ -56,9 +61,11 @@ class Click:
         return self.event_id
 
 
-@dataclass(frozen=True, slots=True)
+@pickled_as_fields
+@dataclass(slots=True)
 class CrmChange:
-    """One CRM change (topic `crm-changes`, key `customer_id`)."""
+    """One CRM change (topic `crm-changes`, key `customer_id`). Never changed once built (not
+    `frozen` for the same reason as `Click`)."""
 
     change_id: str
     ts: int

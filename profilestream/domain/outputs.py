@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .compact import pickled_as_fields
+
 PROFILES = "profiles"
 MERGES = "merges"
 TRIGGERS = "triggers"
@@ -17,9 +19,11 @@ CRM_FEED = "crm_feed"
 DEAD_LETTERS = "dead_letters"
 
 
-@dataclass(frozen=True, slots=True)
+@pickled_as_fields
+@dataclass(slots=True)
 class Output:
-    """One record for an output topic; `value` None is a tombstone."""
+    """One record for an output topic; `value` None is a tombstone. Never changed once built
+    (not `frozen`: see `events.Click`)."""
 
     topic: str
     key: str

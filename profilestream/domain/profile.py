@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .cart import Cart
+from .compact import pickled_as_fields
 from .events import Campaign, Click, CrmChange
 from .scores import DEFAULT_SCORER
 
@@ -18,12 +19,14 @@ RECENT_PRODUCTS = 20
 ACTIVITY_SPANS = 8
 
 
+@pickled_as_fields
 @dataclass(slots=True)
 class CampaignTouch:
     first_ts: int
     last_ts: int
 
 
+@pickled_as_fields
 @dataclass(slots=True)
 class Profile:
     profile_id: str

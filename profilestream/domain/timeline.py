@@ -17,12 +17,14 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
+from .compact import pickled_as_fields
 from .events import Event, order_key
 
 BEGINNING = -(2**62)
 END_OF_TIME = 2**62
 
 
+@pickled_as_fields
 @dataclass(slots=True)
 class SourceClock:
     latest: int | None = None  # latest event time read from this partition
@@ -58,7 +60,8 @@ class Timeline:
         if event.ts < self.watermark:
             return True
         self._seq += 1
-        heapq.heappush(self._buffer, (order_key(event), self._seq, event))
+        # one flat tuple: comparing entries then mostly stops at the first int (`ts`)
+        heapq.heappush(self._buffer, order_key(event) + (self._seq, event))
         return False
 
     def end_source(self, source: str) -> None:
@@ -92,8 +95,16 @@ class Timeline:
     def due(self):
         """Yield buffered events the watermark has passed, in the contract's order."""
         buffer = self._buffer
-        while buffer and buffer[0][0][0] < self.watermark:
-            yield heapq.heappop(buffer)[2]
+        watermark = self.watermark
+        while buffer and buffer[0][0] < watermark:
+            yield heapq.heappop(buffer)[-1]
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        buffer = self._buffer
+        if buffer and isinstance(buffer[0][0], tuple):  # a snapshot of an earlier build: (key, seq, event)
+            self._buffer = [key + (seq, event) for key, seq, event in buffer]
+            heapq.heapify(self._buffer)
 
     @property
     def pending(self) -> int:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .compact import pickled_as_fields
 
+
+@pickled_as_fields
 @dataclass(slots=True)
 class DeviceVisit:
     """The one piece of per-device state: where its current visit stands."""

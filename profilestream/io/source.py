@@ -27,6 +27,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from profilestream import metrics
+from profilestream.domain.compact import pickled_as_fields
 
 IDLE_POLL = timedelta(milliseconds=5)
 TRANSIENT = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT,
@@ -58,9 +59,11 @@ def transient(error: KafkaError) -> bool:
     return not error.fatal() and (error.code() in TRANSIENT or error.retriable())
 
 
-@dataclass(frozen=True, slots=True)
+@pickled_as_fields
+@dataclass(slots=True)
 class Raw:
-    """A record as read from an input topic, before decoding."""
+    """A record as read from an input topic, before decoding. Never changed once built (not
+    `frozen`: see `events.Click`)."""
 
     role: str  # "clickstream" or "crm_changes"
     topic: str
@@ -75,7 +78,8 @@ class Raw:
         return f"{self.topic}/{self.partition}"
 
 
-@dataclass(frozen=True, slots=True)
+@pickled_as_fields
+@dataclass(slots=True)
 class PartitionEnd:
     """A bounded run has read this partition to the end it had when the run started."""
 
