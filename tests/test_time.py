@@ -274,6 +274,20 @@ def test_late_click_does_not_fire_a_return_visit():
     assert res2.of("D1")["first_seen"] == T0
 
 
+def test_late_crm_link_links_but_fires_no_return_visit():
+    # C1 was active at day 0; the visit of K9's device starts at day 10. In time order the CRM
+    # would link K9 to C1 before the visit (no trigger: the visit's first click would fire one).
+    # Arriving late, the link is made but may not fire a return visit for a past moment.
+    res = _late([crm(-10, "C1", customer_key="K1"), click(0, "D0", "login", customer_key="K1"),
+                 click(0, "D1", "login", customer_key="K9", ts=T0 + 10 * DAY),
+                 click(0, "D2", ts=T0 + 10 * DAY + 5 * MINUTE)],
+                crm(0, "C1", customer_key="K9", ts=T0 + 10 * DAY - 60 * MINUTE))
+    assert res.engine.stats["late"] == 1
+    assert res.of("D1")["customer_id"] == "C1"
+    assert [m["reason"] for m in res.merges] == ["crm_link"]  # K9's profile into C1's
+    assert res.triggers == []
+
+
 def test_late_login_still_links():
     res = _late([crm(-10, "C1", customer_key="K1"), click(0, "D1"), click(100, "D2")],
                 click(1, "D1", "login", customer_key="K1"))

@@ -118,7 +118,7 @@ class Engine:
             self._click(event, late)
         else:
             self.stats["crm." + event.op] += 1
-            self._crm(event)
+            self._crm(event, late)
 
     def _click(self, click: Click, late: bool) -> None:
         rules = self.rules
@@ -176,7 +176,7 @@ class Engine:
             cart.touch(click.ts, device_id, self.rules.cart_abandon_after, opens=kind == "add_to_cart")
             self._schedule(profile)
 
-    def _crm(self, change: CrmChange) -> None:
+    def _crm(self, change: CrmChange, late: bool) -> None:
         rules = self.rules
         if rules.usable(change.customer_id) is None:  # a blocked customer id is absent: links nothing
             self.stats["blocked_customer"] += 1
@@ -187,12 +187,12 @@ class Engine:
         profile, changes = self.graph.upsert_customer(
             change.customer_id, rules.usable(change.customer_key), change.change_id
         )
-        self._changed(changes, change.ts, False)
+        self._changed(changes, change.ts, late)
         order_id = rules.usable(change.order_id)
         if order_id is not None:
             device_id = self.orders.crm_order(order_id, change.customer_id, change.ts)
             if device_id is not None:
-                self._changed(self._bring(device_id, profile), change.ts, False)
+                self._changed(self._bring(device_id, profile), change.ts, late)
         profile.apply_crm(change)
         self._dirty.add(profile.profile_id)
 
