@@ -10,8 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from profilestream.io import avro
-from profilestream.io.avro import Rejected, decode_input, encode, from_json
+from profilestream.io.avro import Rejected, decode_input, encode, from_json, to_event
+from profilestream.domain.events import CLICK_TYPES, CRM_OPS
 from profilestream.domain.rules import Rules
+from profilestream.io.validation import END_TS, MIN_TS
 from profilestream.sample import ShopSpec, generate
 
 RULES = Rules()
@@ -82,6 +84,177 @@ def test_decode_input_errors_are_fastavro_s(role):
     with pytest.raises(Rejected) as info:
         decode_input(role, data, RULES)
     assert info.value.field == "value" and f"not a {role} Avro record" in info.value.reason
+
+
+# --- the direct decoders (bytes straight to an event) -------------------------------------------
+#
+# `decode_input` tries `avro._DIRECT[role]` first and takes the general path on any exception. The
+# tests compare with the pipeline as it was before the direct decoders: fastavro's reader, then
+# `to_event` (the event, its types included via repr, or the `Rejected` field and reason).
+
+
+def _old_pipeline(role: str, data: bytes):
+    try:
+        return to_event(role, avro._read_fastavro(role, data, "surrogateescape"), RULES)
+    except Exception as exc:  # Rejected, as a rule
+        return exc
+
+
+def _outcome(result) -> tuple:
+    if isinstance(result, Rejected):
+        return ("rejected", result.field, result.reason)
+    if isinstance(result, Exception):
+        return (type(result).__name__, str(result))
+    return (type(result).__name__, repr(result))
+
+
+def _decode_input(role: str, data: bytes):
+    try:
+        return decode_input(role, data, RULES)
+    except Exception as exc:
+        return exc
+
+
+def _direct_or_none(role: str, data: bytes):
+    try:
+        return avro._DIRECT[role](data, RULES)
+    except Exception:
+        return None  # left to the general path
+
+
+def test_direct_decoders_match_the_schemas():
+    """Both input schemas still have the layout their direct decoder was written for."""
+    assert set(avro._DIRECT) == set(avro.INPUT_ROLES)
+
+
+def test_direct_decoders_read_the_sample_shop_themselves(shop):
+    for role, data in shop:
+        event = avro._DIRECT[role](data, RULES)  # raises if it would leave the record to the general path
+        assert _outcome(event) == _outcome(_old_pipeline(role, data))
+
+
+def test_decode_input_on_mutated_bytes_is_the_old_pipeline_s(shop):
+    rng = random.Random(5)
+    by_role = {role: [data for r, data in shop if r == role] for role in avro.INPUT_ROLES}
+    direct = rejected = 0
+    for _ in range(20_000):
+        role = rng.choice(avro.INPUT_ROLES)  # evenly: CRM changes are few in the shop
+        data = rng.choice(by_role[role])
+        mutated = bytearray(data)
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(mutated) + 1)
+            choice = rng.random()
+            if choice < 0.5 and at < len(mutated):
+                mutated[at] = rng.randrange(256)
+            elif choice < 0.75 and at < len(mutated):
+                del mutated[at]
+            else:
+                mutated.insert(at, rng.randrange(256))
+        mutated = bytes(mutated)
+        old = _outcome(_old_pipeline(role, mutated))
+        assert _outcome(_decode_input(role, mutated)) == old
+        fast = _direct_or_none(role, mutated)
+        if fast is not None:
+            direct += 1
+            assert _outcome(fast) == old
+        rejected += old[0] == "rejected"
+    assert direct > 1000 and rejected > 1000
+
+
+# Records written with fastavro (so they may break the input contract): a valid record where each
+# field is, now and then, a value at the edge of some check: blank and blocked ids, times around the
+# limits and of other varint sizes, non-finite numbers, e-mails with and without a key, non-ASCII,
+# long (two-byte length) strings, invalid UTF-8. product_id and order_id (needed by some types) and
+# the e-mail are drawn evenly.
+_INVALID_UTF8 = "\u00a7\u00a7"  # written as 4 bytes, then replaced by 4 bytes of invalid UTF-8
+_TEXTS = ["", " ", "x", "null", " NULL ", "Test", "p-1", "o-1", "\u00fcber", "\u65e5\u672c", "a" * 70, " \t",
+          _INVALID_UTF8]
+_OPTIONAL_TEXTS = [None, *_TEXTS]
+_TIMES = [0, -1, 1, MIN_TS - 1, MIN_TS, END_TS - 1, END_TS, 1 << 41, (1 << 41) - 1, 1 << 62, -(1 << 63)]
+_NUMBERS = [None, 0.0, -1.5, 1e308, float("nan"), float("inf"), float("-inf")]
+_EMAILS = [None, "", "  ", "Foo@Example.com ", "\u00fc@example.com", _INVALID_UTF8]
+
+
+def _usually(valid, edges):
+    """`valid` nine times in ten, else one of `edges`."""
+    return st.integers(0, 9).flatmap(lambda i: st.sampled_from(edges) if i == 0 else st.just(valid))
+
+
+def _written(role: str, record: dict) -> bytes:
+    import io
+
+    import fastavro
+
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, avro.schema_for(role), record)
+    return buf.getvalue().replace(_INVALID_UTF8.encode("utf-8"), b"\xff\xfe\xc3\x28")
+
+
+_clicks = st.fixed_dictionaries({
+    "event_id": _usually("e-1", _TEXTS), "ts": _usually(1_795_169_700_123, _TIMES),
+    "device_id": _usually("d-1", _TEXTS), "type": st.sampled_from(CLICK_TYPES),
+    "customer_key": _usually(None, _TEXTS), "email": st.sampled_from(_EMAILS),
+    "url": _usually("https://shop.example/p/1", _OPTIONAL_TEXTS), "referrer": _usually(None, _TEXTS),
+    "page_category": _usually("toys", _OPTIONAL_TEXTS), "product_id": st.sampled_from(_OPTIONAL_TEXTS),
+    "price": _usually(19.99, _NUMBERS), "quantity": _usually(None, [0, 1, -1, 64, (1 << 31) - 1, -(1 << 31)]),
+    "order_id": st.sampled_from(_OPTIONAL_TEXTS), "revenue": _usually(None, _NUMBERS[1:]),
+    "campaign": st.one_of(st.none(), st.fixed_dictionaries({
+        "source": _usually("newsletter", _OPTIONAL_TEXTS), "medium": _usually(None, _TEXTS),
+        "name": _usually("bf", _OPTIONAL_TEXTS)})),
+})
+_crm_changes = st.fixed_dictionaries({
+    "change_id": _usually("c-1", _TEXTS), "ts": _usually(1_795_169_700_123, _TIMES),
+    "customer_id": _usually("C1", _TEXTS), "op": st.sampled_from(CRM_OPS),
+    "customer_key": _usually(None, _TEXTS), "email": st.sampled_from(_EMAILS),
+    "attributes": st.one_of(
+        st.none(),
+        st.dictionaries(
+            _usually("segment", _TEXTS) | st.text(st.characters(blacklist_categories=("Cs",)), max_size=3),
+            st.sampled_from(_TEXTS + _NUMBERS[1:]) | st.floats(), max_size=3),
+        st.just({f"k{i}": float(i) for i in range(70)}),  # 70 entries: a two-byte block count
+    ),
+    "lead_status": _usually("sale", _OPTIONAL_TEXTS), "marketing_consent": st.sampled_from([None, True, False]),
+    "order_id": _usually(None, _TEXTS),
+})
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(st.tuples(st.just("clickstream"), _clicks), st.tuples(st.just("crm_changes"), _crm_changes)))
+def test_decode_input_on_edge_records_is_the_old_pipeline_s(role_record):
+    role, record = role_record
+    data = _written(role, record)
+    old = _outcome(_old_pipeline(role, data))
+    assert _outcome(_decode_input(role, data)) == old
+    fast = _direct_or_none(role, data)
+    if fast is not None:
+        assert _outcome(fast) == old
+
+
+def test_direct_crm_change_leaves_an_unusual_boolean_to_fastavro():
+    """fastavro reads a boolean byte other than 0/1 as true; the direct decoder leaves it to it."""
+    data = _written("crm_changes", {"change_id": "c-1", "ts": 1_795_169_700_123, "customer_id": "C1",
+                                    "op": "upsert", "marketing_consent": True})
+    assert data.endswith(b"\x02\x01\x00")
+    unusual = data[:-2] + b"\x05\x00"
+    assert _direct_or_none("crm_changes", unusual) is None
+    assert _outcome(_decode_input("crm_changes", unusual)) == _outcome(_old_pipeline("crm_changes", unusual))
+    assert decode_input("crm_changes", unusual, RULES).marketing_consent is True
+
+
+@pytest.mark.parametrize("rules", [Rules(), Rules(blocked_values=frozenset({"x", "p-1"}))])
+def test_direct_click_asks_the_rules_about_the_device(rules):
+    data = _written("clickstream", {"event_id": "e-1", "ts": 1_795_169_700_123, "device_id": "P-1 ",
+                                    "type": "page_view"})
+    try:
+        expected = to_event("clickstream", avro._read_fastavro("clickstream", data, "surrogateescape"), rules)
+    except Rejected as exc:
+        expected = exc
+    try:
+        got = decode_input("clickstream", data, rules)
+    except Rejected as exc:
+        got = exc
+    assert _outcome(got) == _outcome(expected)
+    assert isinstance(got, Rejected) == ("p-1" in rules.blocked_values)
 
 
 # --- the compiled writer ----------------------------------------------------------------------

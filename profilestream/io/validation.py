@@ -26,7 +26,7 @@ END_TS = 4_102_444_800_000  # 2100-01-01T00:00:00Z (exclusive): likewise (e.g. m
 
 _CLICK_TYPES = frozenset(CLICK_TYPES)
 _CRM_OPS = frozenset(CRM_OPS)
-_NEEDS_PRODUCT = frozenset({"product_view", "add_to_cart", "remove_from_cart"})
+NEEDS_PRODUCT = frozenset({"product_view", "add_to_cart", "remove_from_cart"})
 
 
 class Rejected(ValueError):
@@ -168,7 +168,7 @@ def _click(record: dict[str, Any], rules: Rules) -> Click:
     if type_ not in _CLICK_TYPES:
         raise Rejected("type", f"{type_!r} is not one of {', '.join(CLICK_TYPES)}")
     product_id = _text(record, "product_id")
-    if type_ in _NEEDS_PRODUCT and not (product_id and product_id.strip()):
+    if type_ in NEEDS_PRODUCT and not (product_id and product_id.strip()):
         raise Rejected("product_id", f"required for {type_}")
     order_id = _text(record, "order_id")
     if type_ == "purchase" and not (order_id and order_id.strip()):
