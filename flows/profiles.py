@@ -125,8 +125,8 @@ class EngineLogic(StatefulBatchLogic):
         if self.bounded and not STOP.is_set():  # the end of input is the end of time (not a stop)
             out = self.engine.finish(_now_ms())
             self.finished = True
-        else:
-            out = self.engine.tick(_now_ms())
+        else:  # a stop: what has been applied is written out before the run ends
+            out = self.engine.tick(_now_ms(), emit_all=True)
         self._publish()
         return out, StatefulBatchLogic.RETAIN
 
@@ -142,14 +142,18 @@ class EngineLogic(StatefulBatchLogic):
         return data
 
 
-def resume_engine(resume: bytes, bounded: bool, now: int, rules: Rules | None = None) -> EngineLogic:
+def resume_engine(resume: bytes, bounded: bool, now: int, rules: Rules | None = None,
+                  emit_every: int | None = None) -> EngineLogic:
     """The engine step as of the snapshot Bytewax resumes from. The engine keeps the rules it
     was started with, except the scoring settings: those follow the configuration (`rules`), so
-    that a refitted model or new bands apply from the restart on (unchanged settings: untouched)."""
+    that a refitted model or new bands apply from the restart on (unchanged settings: untouched);
+    so does the emission interval (`emit_every`, when given)."""
     state = pickle.loads(resume)
     if isinstance(state, Engine):  # a snapshot of an earlier build: the bare engine
         state = {"engine": state, "finished": False}
     engine: Engine = state["engine"]
+    if emit_every is not None:
+        engine.emit_every = emit_every
     current = None if rules is None else getattr(rules, "scores", None)
     if current is not None and getattr(getattr(engine, "scorer", None), "settings", None) != current:
         engine.use_scores(current)
@@ -174,17 +178,19 @@ def resume_engine(resume: bytes, bounded: bool, now: int, rules: Rules | None = 
     return EngineLogic(engine, bounded, state["finished"])
 
 
-def profile_stream(raw: Stream, rules: Rules, sources: list[str], bounded: bool, snapshots: bool = True) -> Stream:
+def profile_stream(raw: Stream, rules: Rules, sources: list[str], bounded: bool, snapshots: bool = True,
+                   emit_every: int = 0) -> Stream:
     """Decoded, validated, ordered by event time and applied: a stream of `Output`s. `snapshots`
-    False (a run without recovery) spares the engine's pickling at every epoch."""
+    False (a run without recovery) spares the engine's pickling at every epoch; `emit_every` (ms,
+    `run.emit_interval`) coalesces each changed profile's records over that much wall time."""
     decoded = op.flat_map_batch("decode", raw, lambda batch: decode_batch(rules, batch))
     split = op.branch("split_dead_letters", decoded, lambda item: isinstance(item, Output))
     keyed = op.key_on("key_engine", split.falses, lambda _: ENGINE_KEY)
 
     def build(resume: bytes | None) -> EngineLogic:
         if resume is not None:
-            return resume_engine(resume, bounded, _now_ms(), rules)
-        engine = Engine(rules, always_on=not bounded)
+            return resume_engine(resume, bounded, _now_ms(), rules, emit_every)
+        engine = Engine(rules, always_on=not bounded, emit_every=emit_every)
         engine.expect(sources, _now_ms())
         return EngineLogic(engine, bounded, snapshots=snapshots)
 
@@ -209,7 +215,8 @@ def build_flow(config, partitions: dict[str, int],
     source = InputSource(config.kafka.client_config(), topics, spans)
     flow = Dataflow("profilestream")
     raw = op.input("read", flow, source)
-    outputs = profile_stream(raw, config.rules(), source.sources(), bounded, snapshots=recovery)
+    outputs = profile_stream(raw, config.rules(), source.sources(), bounded, snapshots=recovery,
+                             emit_every=config.run.emit_interval)
     names = {role: config.topics.name(role) for role in OUTPUT_ROLES}
     messages = op.flat_map_batch("encode", outputs, lambda batch: [to_message(names, output) for output in batch])
     op.output("write", messages, OutputSink(config.kafka.client_config()))

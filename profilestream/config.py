@@ -264,6 +264,7 @@ class RunConfig:
     connect_timeout: int = _setting(DURATION, "30s")  # no broker answering by then: exit non-zero
     snapshot_interval: int = _setting(DURATION, "10s")  # Bytewax epoch / recovery snapshot interval
     progress_interval: int = _setting(DURATION, "10s")  # between `progress` log lines
+    emit_interval: int = _setting(DURATION, "500ms")  # at most this often a changed profile's record
 
 
 @dataclass(frozen=True, slots=True)

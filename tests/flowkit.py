@@ -93,13 +93,13 @@ class RecordedEngine(Engine):
 
 
 def run_flow(events: Iterable[Event], rules: Rules | None = None, partitions: int = 3, workers: int = 1,
-             extra: Iterable[Raw] = (), batch: int = 7) -> Result:
+             extra: Iterable[Raw] = (), batch: int = 7, emit_every: int = 0) -> Result:
     """Run the dataflow to the end of its input and collect every output record in order. The
     engine the dataflow built is handed back too (`Result.engine`), for its counters."""
     parts = raw_partitions(events, partitions, extra)
     flow = Dataflow("test_profiles")
     raw = op.input("read", flow, ListSource(parts, batch))
-    outputs = profile_stream(raw, rules or Rules(), list(parts), bounded=True)
+    outputs = profile_stream(raw, rules or Rules(), list(parts), bounded=True, emit_every=emit_every)
     collected: list = []
     op.output("collect", outputs, TestingSink(collected))
     built = _BUILT

@@ -50,6 +50,19 @@ def test_dataflow_gives_what_the_engine_gives():
     assert flowed.tombstones == direct.tombstones
 
 
+def test_coalesced_emission_ends_in_the_same_records_with_fewer_of_them():
+    """`run.emit_interval`: profiles are emitted at most that often (here: once at the start,
+    then at the end of input); merges, tombstones and triggers at once; the final state is the same."""
+    events = shop()
+    every = run_flow(events, batch=1)
+    coalesced = run_flow(events, batch=1, emit_every=10**9)
+    assert coalesced.profiles == every.profiles and coalesced.feed == every.feed
+    assert coalesced.tombstones == every.tombstones and coalesced.merges == every.merges
+    assert sorted(t["trigger_id"] for t in coalesced.triggers) == sorted(t["trigger_id"] for t in every.triggers)
+    count = lambda res: sum(1 for o in res.outputs if o.topic == "profiles" and o.value is not None)
+    assert count(coalesced) < count(every)
+
+
 def test_two_workers_give_the_same_profiles_as_one():
     events = shop()
     one = run_flow(events, workers=1)

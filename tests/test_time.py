@@ -302,6 +302,29 @@ def test_late_duplicate_counts_once():
     assert res.of("D1")["page_views"] == 1
 
 
+def test_profiles_are_emitted_at_most_every_emit_every_of_the_callers_clock():
+    engine = Engine(Rules(allowed_lateness=0), emit_every=1000)
+    engine.expect(["p0"], 0)
+    kinds = lambda out: [(o.topic, o.value is None) for o in out]
+    assert kinds(engine.feed([("p0", click(0, "D1"))], now=0)) == []  # not yet applied (watermark)
+    first = engine.feed([("p0", click(1, "D1"))], now=10)  # the first emission is at once
+    assert kinds(first) == [("profiles", False)]
+    assert engine.feed([("p0", click(2, "D1"))], now=500) == []  # within 1 s: held back
+    assert engine.feed([("p0", click(3, "D2"))], now=900) == []
+    later = engine.feed([("p0", click(4, "D2"))], now=1010)  # D1's two clicks and D2's first: one record each
+    assert sorted(o.value["page_views"] for o in later) == [1, 3]
+    # merges and tombstones do not wait; the surviving profile does
+    merged = engine.feed([("p0", crm(5, "C1", customer_key="K")), ("p0", click(6, "D2", "login", customer_key="K")),
+                          ("p0", click(7, "D2"))], now=1100)
+    assert kinds(merged) == [("profiles", True), ("merges", False)]
+    assert kinds(engine.tick(1200, emit_all=True)) == [("profiles", False), ("crm_feed", False)]
+    assert engine.tick(1300, emit_all=True) == []
+    engine.feed([("p0", click(8, "D1"))], now=1400)  # applies D2's click at 7, holds its own
+    last = engine.finish(1500)  # the end of input emits everything
+    assert sorted(kinds(last)) == [("crm_feed", False), ("profiles", False), ("profiles", False)]
+    assert sorted(o.value["page_views"] for o in last if o.topic == "profiles") == [3, 4]
+
+
 # --- sources, partitions, replay --------------------------------------------------------------------
 
 

@@ -6,8 +6,12 @@ pending cart deadlines and the ids seen for de-duplication. The stream shell fee
 `(source, event)` and writes out what it returns; it knows nothing of Kafka or Bytewax.
 
 Profiles and the CRM feed are coalesced: a call marks the profiles it changes and emits each one
-once at its end, so a burst of events on one profile gives one record, and the latest record per
-key is always the truth. Merges, tombstones and triggers are emitted as they happen.
+once, at the end of the call, or (with `emit_every`) at the end of the first call at least that
+much of the caller's clock after the last emission; so a burst of events on one profile gives one
+record, and the latest record per key is always the truth. Merges, tombstones and triggers are
+emitted as they happen. Why a clock: the shell's batches are small in a live run (a record per
+profile per batch costs encoding and broker round trips) and vary in a replay; at the end of
+input (`finish`) everything is emitted.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from .dedup import Dedup
 from .events import Click, CrmChange, Event
 from .identity import Change, IdentityGraph, Merged, Moved, OrderBook, Rekeyed
 from .outputs import Output
-from .profile import Profile
+from .profile import Profile, crm_feed_of
 from .rules import Rules
 from .scores import DEFAULT_SCORER, ScoreSettings, Scorer
 from .timeline import END_OF_TIME, Timeline
@@ -34,9 +38,11 @@ class Engine:
     rules: Rules
     always_on: bool = False
     stats: Counter = field(default_factory=Counter)
+    emit_every: int = 0  # ms of the caller's clock between profile emissions; 0: every call
     # not a field: the instance's own is set in __post_init__; an engine unpickled from a snapshot
     # taken before scoring existed has none and scores with the defaults (see `use_scores`)
     scorer = DEFAULT_SCORER
+    _emitted_at: int | None = None  # likewise, for snapshots from before `emit_every`
 
     def __post_init__(self) -> None:
         r = self.rules
@@ -50,6 +56,7 @@ class Engine:
         self.scorer = Scorer(r.scores)  # scores at emission, not per event (scores.py)
         self._out: list[Output] = []
         self._now = 0
+        self._emitted_at = None
 
     # --- the shell's interface ------------------------------------------------------------------
 
@@ -71,8 +78,9 @@ class Engine:
         """A bounded run has read a partition to its end: it no longer holds the watermark."""
         self.timeline.end_source(source)
 
-    def tick(self, now: int) -> list[Output]:
-        """Move the watermark (input read, partitions idle or ended) and apply what is due."""
+    def tick(self, now: int, emit_all: bool = False) -> list[Output]:
+        """Move the watermark (input read, partitions idle or ended) and apply what is due.
+        `emit_all`: emit every changed profile now, whatever `emit_every` says (a stopping run)."""
         self._now = now
         watermark = self.timeline.advance(now)
         for event in self.timeline.due():
@@ -80,12 +88,12 @@ class Engine:
         self._fire_due(watermark)
         self.dedup.expire(watermark)
         self.orders.expire(watermark)
-        return self._flush()
+        return self._flush(emit_all)
 
     def finish(self, now: int) -> list[Output]:
         """End of input is the end of time: every buffered event and pending deadline is due."""
         self.timeline.end()
-        return self.tick(now)
+        return self.tick(now, emit_all=True)
 
     def use_scores(self, settings: ScoreSettings) -> None:
         """Score with these settings from now on: a run resumed from a snapshot (which holds the
@@ -289,18 +297,25 @@ class Engine:
 
     # --- output ---------------------------------------------------------------------------------
 
-    def _flush(self) -> list[Output]:
+    def _flush(self, emit_all: bool = False) -> list[Output]:
         out, self._out = self._out, []
+        now = self._now
+        due = self._dirty and (emit_all or not self.emit_every or self._emitted_at is None
+                               or now - self._emitted_at >= self.emit_every)
         profiles = self.graph.profiles
-        dirty = [profiles[pid] for pid in sorted(self._dirty) if pid in profiles]
+        dirty = [profiles[pid] for pid in sorted(self._dirty) if pid in profiles] if due else []
         scorer = self.scorer
         # the score population (auto mode) follows what is emitted: tombstoned profiles leave it
         scorer.observe(dirty, [o.key for o in out if o.topic == outputs.PROFILES and o.value is None])
+        if not due:
+            return out
+        self._emitted_at = now
         for profile in dirty:
             scores = scorer.score(profile)
-            out.append(Output(outputs.PROFILES, profile.profile_id, profile.record(scores)))
+            record = profile.record(scores)
+            out.append(Output(outputs.PROFILES, profile.profile_id, record))
             if profile.customer_id is not None:
-                out.append(Output(outputs.CRM_FEED, profile.customer_id, profile.crm_feed_record(scores)))
+                out.append(Output(outputs.CRM_FEED, profile.customer_id, crm_feed_of(record)))
         self._dirty.clear()
         return out
 

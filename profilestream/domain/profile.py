@@ -204,23 +204,21 @@ class Profile:
         }
 
     def crm_feed_record(self, scores: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The `crm-feed` value: what the person did on the site, for the CRM. `last_visit` is the
-        time of the person's last click. Scores as in `record`."""
-        if scores is None:
-            scores = DEFAULT_SCORER.score(self)
-        return {
-            "customer_id": self.customer_id,
-            "customer_key": self.customer_key,
-            "viewed_products": self.viewed_products(),
-            "campaigns": self.campaign_list(),
-            "last_visit": self.last_seen,
-            "visits": self.visits,
-            "page_views": self.page_views,
-            "orders": self.orders,
-            "revenue": self.revenue,
-            "updated_at": self.updated_at,
-            **scores,
-        }
+        """The `crm-feed` value (see `crm_feed_of`), scores as in `record`."""
+        return crm_feed_of(self.record(scores))
+
+
+CRM_FEED_FIELDS = ("customer_id", "customer_key", "viewed_products", "campaigns", "visits", "page_views",
+                   "orders", "revenue", "updated_at", "rfm", "rfe", "p_alive", "expected_purchases_30d")
+
+
+def crm_feed_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The `crm-feed` value of a profile record: what the person did on the site, for the CRM.
+    `last_visit` is the time of the person's last click. Taken from the profile's record, so the
+    two are built once and always agree."""
+    feed = {name: record[name] for name in CRM_FEED_FIELDS}
+    feed["last_visit"] = record["last_seen"]
+    return feed
 
 
 def _sortable(key: tuple) -> tuple:
