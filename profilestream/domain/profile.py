@@ -166,13 +166,17 @@ class Profile:
     # --- output -------------------------------------------------------------------------------
 
     def viewed_products(self) -> list[str]:
-        return [p for p, _ in sorted(self.viewed.items(), key=lambda item: (-item[1], item[0]))]
+        viewed = self.viewed
+        if len(viewed) < 2:  # most profiles (built for every record: spare the sort)
+            return list(viewed)
+        return [p for p, _ in sorted(viewed.items(), key=_newest_first)]
 
     def campaign_list(self) -> list[dict]:
-        return [
-            {"source": k[0], "medium": k[1], "name": k[2], "first_ts": t.first_ts, "last_ts": t.last_ts}
-            for k, t in sorted(self.campaigns.items(), key=lambda item: (item[1].first_ts, _sortable(item[0])))
-        ]
+        touches = self.campaigns.items()
+        if len(touches) > 1:
+            touches = sorted(touches, key=_first_touch)
+        return [{"source": k[0], "medium": k[1], "name": k[2], "first_ts": t.first_ts, "last_ts": t.last_ts}
+                for k, t in touches]
 
     def record(self, scores: dict[str, Any] | None = None) -> dict[str, Any]:
         """The `profiles` topic value (CONTRACT.md "Outputs"), with the score fields of
@@ -221,8 +225,14 @@ def crm_feed_of(record: dict[str, Any]) -> dict[str, Any]:
     return feed
 
 
-def _sortable(key: tuple) -> tuple:
-    return tuple("" if part is None else part for part in key)
+def _newest_first(item: tuple[str, int]) -> tuple:
+    return -item[1], item[0]
+
+
+def _first_touch(item: tuple[tuple, CampaignTouch]) -> tuple:
+    """Campaigns by their first touch, then by (source, medium, name) with a missing part first."""
+    (source, medium, name), touch = item
+    return touch.first_ts, source or "", medium or "", name or ""
 
 
 def _add_to_spans(spans: list[list[int]], start: int, gap: int, end: int | None = None) -> None:
