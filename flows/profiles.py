@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import threading
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -27,6 +28,8 @@ import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSinkMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators import StatefulBatchLogic
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.testing import TestingSource, cluster_main
 
 from profilestream import metrics
 from profilestream.domain.engine import Engine
@@ -199,6 +202,45 @@ def profile_stream(raw: Stream, rules: Rules, sources: list[str], bounded: bool,
     return op.merge("outputs", results, split.trues)
 
 
+def engine_worker(worker_count: int) -> int:
+    """The index of the worker, among `worker_count`, that Bytewax gives the engine's key to.
+
+    Why: the engine step cannot spread over workers, so in a cluster the process that runs it is
+    spared the reading and decoding (`build_flow(read=False)`); the others do it for it. Bytewax
+    routes a key by a hash of its own; rather than copy that rule, ask Bytewax: a dataflow of one
+    item on `worker_count` threads of this process tells which worker builds the key's state."""
+    if worker_count < 2:
+        return 0
+    index_of: dict[int, int] = {}  # thread -> worker index, from the sink's `build`
+    engine_threads: list[int] = []
+
+    class Probe(StatefulBatchLogic):
+        def on_batch(self, values):
+            return [], StatefulBatchLogic.DISCARD
+
+        def snapshot(self):
+            return None
+
+    class Note(StatelessSinkPartition):
+        def write_batch(self, items) -> None:
+            pass
+
+    class Workers(DynamicSink):
+        def build(self, step_id: str, worker_index: int, worker_count: int) -> Note:
+            index_of[threading.get_ident()] = worker_index
+            return Note()
+
+    def build(_resume) -> Probe:
+        engine_threads.append(threading.get_ident())
+        return Probe()
+
+    flow = Dataflow("profilestream_probe")
+    keyed = op.key_on("key", op.input("one", flow, TestingSource([ENGINE_KEY])), lambda key: key)
+    op.output("workers", op.stateful_batch("engine", keyed, build), Workers())
+    cluster_main(flow, [], 0, worker_count_per_proc=worker_count)
+    return index_of[engine_threads[0]]
+
+
 def to_message(topic_names: dict[str, str], output: Output) -> KafkaSinkMessage:
     value = None if output.value is None else avro.encode(output.topic, output.value)
     key = output.key.encode() if output.key else None
@@ -206,13 +248,15 @@ def to_message(topic_names: dict[str, str], output: Output) -> KafkaSinkMessage:
 
 
 def build_flow(config, partitions: dict[str, int],
-               spans: dict[str, dict[int, tuple[int, int]]] | None = None, recovery: bool = True) -> Dataflow:
+               spans: dict[str, dict[int, tuple[int, int]]] | None = None, recovery: bool = True,
+               read: bool = True) -> Dataflow:
     """The whole dataflow on Kafka. `partitions` maps each input role to its partition count;
     `spans` (the offsets each input partition starts and ends at) makes the run bounded;
-    `recovery` False: no snapshot will be kept, so the engine step takes none."""
+    `recovery` False: no snapshot will be kept, so the engine step takes none; `read` False: this
+    process reads no input partition (in a cluster, the engine's process: see `engine_worker`)."""
     bounded = spans is not None
     topics = {role: (config.topics.name(role), partitions[role]) for role in INPUT_ROLES}
-    source = InputSource(config.kafka.client_config(), topics, spans)
+    source = InputSource(config.kafka.client_config(), topics, spans, local=read)
     flow = Dataflow("profilestream")
     raw = op.input("read", flow, source)
     outputs = profile_stream(raw, config.rules(), source.sources(), bounded, snapshots=recovery,

@@ -40,7 +40,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 from confluent_kafka.admin import AdminClient
 
-from flows.profiles import INPUT_ROLES, build_flow
+from flows.profiles import INPUT_ROLES, build_flow, engine_worker
 from profilestream import metrics
 from profilestream.io.kafka import BrokerError, create_topics, end_offsets
 from profilestream.io.source import STOP
@@ -202,6 +202,8 @@ def run(config, workers: int = 1, processes: int = 1, until_idle: bool = False,
            "metrics_port": metrics_port, "logs": logs}
     try:
         if processes > 1:
+            # the engine's process leaves reading and decoding to the others (`engine_worker`)
+            job["engine_process"] = engine_worker(processes * workers) // workers
             return _run_cluster(job, processes)
         return _execute(job, None, None)
     finally:
@@ -286,7 +288,8 @@ def _execute(job: dict, process_id: int | None, addresses: list[str] | None) -> 
         port += process_id or 0
         server = metrics.serve(port)
         metrics.log("metrics", port=port, path="/metrics", **fields)
-    flow = build_flow(job["config"], job["partitions"], job["spans"], recovery=job["recovery_dir"] is not None)
+    flow = build_flow(job["config"], job["partitions"], job["spans"], recovery=job["recovery_dir"] is not None,
+                      read=process_id is None or process_id != job.get("engine_process"))
     progress = metrics.Progress(job["config"].run.progress_interval / 1000, **fields).start()
     started = time.monotonic()
     try:

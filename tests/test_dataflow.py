@@ -102,3 +102,21 @@ def test_end_of_input_fires_every_pending_deadline():
     [trigger] = result.triggers
     assert trigger["type"] == "cart_abandoned"
     assert trigger["ts"] == click(0, "d1").ts + 60 * MINUTE
+
+
+def test_engine_worker_names_one_worker_and_always_the_same():
+    from flows.profiles import engine_worker
+
+    assert engine_worker(1) == 0
+    for count in (2, 3, 4):
+        index = engine_worker(count)
+        assert 0 <= index < count and engine_worker(count) == index
+
+
+def test_a_process_that_may_not_read_lists_no_input_partition():
+    from profilestream.io.source import InputSource
+
+    topics = {"clickstream": ("clicks", 3), "crm_changes": ("crm", 2)}
+    assert len(InputSource({}, topics, None).list_parts()) == 5
+    assert InputSource({}, topics, None, local=False).list_parts() == []
+

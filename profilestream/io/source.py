@@ -172,18 +172,24 @@ class _Partition(StatefulSourcePartition):
 class InputSource(FixedPartitionedSource):
     """Every partition of the input topics; `topics` maps role to topic name and partition count.
 
+    A process of a cluster that is better off not reading (the engine's) passes `local=False`.
     A bounded run passes `spans`: per role, `{partition: (first offset, end offset)}` measured once
     before the run (`kafka.end_offsets`, exact even where a broker's high watermark is not), so
     every worker and process agrees where the input ends."""
 
     def __init__(self, conf: dict, topics: dict[str, tuple[str, int]],
-                 spans: dict[str, dict[int, tuple[int, int]]] | None, batch_size: int = 1000):
+                 spans: dict[str, dict[int, tuple[int, int]]] | None, batch_size: int = 1000, local: bool = True):
         self._conf = consumer_config(conf)
         self._topics = topics
         self._spans = spans
         self._batch_size = batch_size
+        self._local = local
 
     def list_parts(self) -> list[str]:
+        """Every partition, where this process may read (`local`); none where it may not, so that
+        Bytewax gives them all to the other processes of the cluster."""
+        if not self._local:
+            return []
         return [f"{role}/{p}" for role, (_, count) in self._topics.items() for p in range(count)]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _Partition:
