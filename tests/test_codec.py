@@ -290,6 +290,29 @@ def test_blank_email_links_nothing():
     assert record["customer_key"] is None and "email" not in record
 
 
+@pytest.mark.parametrize("role", ["clickstream", "crm_changes"])
+@pytest.mark.parametrize("key", ["unknown", " NULL ", ""])
+def test_a_blocked_customer_key_does_not_hide_the_email(role, key):
+    """A blocked key is absent (CONTRACT "Identity rules"), so the address beside it links."""
+    assert from_json(role, {**SAMPLES[role], "customer_key": key, "email": "foo@example.com"},
+                     RULES)["customer_key"] == FOO_HASH
+    data = wire(role, {**from_json(role, SAMPLES[role]), "customer_key": key, "email": "Foo@example.com"})
+    assert decode_input(role, data, RULES).customer_key == FOO_HASH
+
+
+@pytest.mark.parametrize("role", ["clickstream", "crm_changes"])
+@pytest.mark.parametrize("email", ["none", " Unknown ", "TEST", "null"])
+def test_a_blocked_email_value_links_nothing(role, email):
+    record = from_json(role, {**SAMPLES[role], "customer_key": None, "email": email}, RULES)
+    assert record["customer_key"] is None and "email" not in record
+    data = wire(role, {**from_json(role, SAMPLES[role]), "customer_key": None, "email": email})
+    assert decode_input(role, data, RULES).customer_key is None
+    # a blocked value configured by the user counts too
+    custom = Rules(blocked_values=frozenset({"nobody@example.com"}))
+    data = wire(role, {**from_json(role, SAMPLES[role]), "customer_key": None, "email": " Nobody@Example.com"})
+    assert decode_input(role, data, custom).customer_key is None
+
+
 # --- rejections: from_json -----------------------------------------------------------------
 
 

@@ -95,7 +95,7 @@ def test_decode_input_errors_are_fastavro_s(role):
 
 def _old_pipeline(role: str, data: bytes):
     try:
-        return to_event(role, avro._read_fastavro(role, data, "surrogateescape"), RULES)
+        return to_event(role, avro._read_fastavro(role, data, "surrogateescape", RULES), RULES)
     except Exception as exc:  # Rejected, as a rule
         return exc
 

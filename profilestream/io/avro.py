@@ -41,6 +41,7 @@ from profilestream.io.validation import (
     NEEDS_PRODUCT,
     Rejected,
     absorb_email,
+    customer_key_of,
     hash_email,
     to_event,
 )
@@ -475,19 +476,19 @@ def _fast_reader(role: str):
 _FAST_ROLES = frozenset(INPUT_ROLES)
 
 
-def _read(role: str, data: bytes, errors: str) -> dict[str, Any]:
+def _read(role: str, data: bytes, errors: str, rules: Rules | None = None) -> dict[str, Any]:
     if role in _FAST_ROLES and data is not None:
         try:
             record = _fast_reader(role)(data, errors)
         except Exception:  # unusual or malformed: fastavro below reads it or says what is wrong
             pass
         else:
-            absorb_email(record)
+            absorb_email(record, rules)
             return record
-    return _read_fastavro(role, data, errors)
+    return _read_fastavro(role, data, errors, rules)
 
 
-def _read_fastavro(role: str, data: bytes, errors: str) -> dict[str, Any]:
+def _read_fastavro(role: str, data: bytes, errors: str, rules: Rules | None = None) -> dict[str, Any]:
     if data is None:
         raise Rejected("value", "null value (a tombstone) where a record was expected")
     buf = io.BytesIO(data)
@@ -500,7 +501,7 @@ def _read_fastavro(role: str, data: bytes, errors: str) -> dict[str, Any]:
     if rest:
         raise Rejected("value", f"not a {role} Avro record ({rest} bytes left over: another schema?)")
     if role in INPUT_ROLES:
-        absorb_email(record)
+        absorb_email(record, rules)
     return record
 
 
@@ -524,7 +525,7 @@ def decode_input(role: str, data: bytes | None, rules: Rules) -> Click | CrmChan
             return direct(data, rules)
         except Exception:  # not plain, or not valid: the general path reads it, or says what is wrong
             pass
-    return to_event(role, _read(role, data, "surrogateescape"), rules)  # type: ignore[arg-type]
+    return to_event(role, _read(role, data, "surrogateescape", rules), rules)  # type: ignore[arg-type]
 
 
 # --- the input hot path, direct: bytes straight to an event --------------------------------
@@ -609,14 +610,6 @@ def _enum_at(data: bytes, pos: int, symbols: tuple[str, ...]) -> tuple[str, int]
     return symbols[index >> 1], pos + 1
 
 
-def _key_or_email_hash(customer_key: str | None, email: str | None) -> str | None:
-    """`customer_key` as `absorb_email` leaves it: a clear address hashed in only where the
-    record has no key and the address is not blank."""
-    if customer_key is None and email is not None and email.strip():
-        return hash_email(email)
-    return customer_key
-
-
 def _click_direct(data: bytes, rules: Rules) -> Click:
     """The `Click` in clickstream bytes, or an exception where the general path must decide."""
     event_id, pos = _string_at(data, 0)
@@ -661,7 +654,7 @@ def _click_direct(data: bytes, rules: Rules) -> Click:
     if type_ == "purchase" and not (order_id and order_id.strip()):
         raise _Unusual
     return Click(
-        event_id, ts, device_id, type_, _key_or_email_hash(customer_key, email), url, referrer, page_category,
+        event_id, ts, device_id, type_, customer_key_of(customer_key, email, rules), url, referrer, page_category,
         product_id, price, quantity, order_id, revenue, campaign,
     )
 
@@ -718,7 +711,7 @@ def _crm_change_direct(data: bytes, rules: Rules) -> CrmChange:
     if not (MIN_TS <= ts < END_TS and change_id.strip()):
         raise _Unusual
     return CrmChange(
-        change_id, ts, customer_id, op, _key_or_email_hash(customer_key, email), attributes, lead_status, consent,
+        change_id, ts, customer_id, op, customer_key_of(customer_key, email, rules), attributes, lead_status, consent,
         order_id,
     )
 
@@ -927,7 +920,7 @@ def from_json(role: str, obj: Any, rules: Rules | None = None) -> dict[str, Any]
     what the dataflow would dead-letter: blocked device, ts out of range, missing product_id...)."""
     record = _record(_schema(role).raw, obj, "")
     if role in INPUT_ROLES:
-        absorb_email(record)
+        absorb_email(record, rules)
         if rules is not None:
             to_event(role, record, rules)
     return record

@@ -49,20 +49,33 @@ def hash_email(addr: str) -> str:
     return hashlib.sha256(addr.strip().lower().encode("utf-8")).hexdigest()
 
 
-def absorb_email(record: dict[str, Any]) -> dict[str, Any]:
-    """Remove `email` from `record` (in place), hashing it into `customer_key` when that is
-    absent. A present `customer_key` wins; a blank address is treated as absent (its hash would
-    tie every visitor without an address into one customer). Returns `record`."""
-    email = record.pop("email", None)
-    if email is None or record.get("customer_key") is not None:
-        return record
+def customer_key_of(customer_key: str | None, email: Any, rules: Rules | None = None) -> str | None:
+    """The customer key an input record stands for: its `customer_key`, else the hash of its clear
+    `email`. An explicit key wins, but only a usable one: a key that is blocked (`rules`) counts as
+    absent, so an address beside it still links. A blank or blocked address (`none`, `unknown`,
+    ...) is absent too: its hash would tie every visitor who sent it into one customer."""
+    if customer_key is not None and (rules is None or rules.usable(customer_key) is not None):
+        return customer_key
+    if email is None:
+        return customer_key
     if not isinstance(email, str):
         raise Rejected("email", f"expected a string, got {type(email).__name__}")
-    if email.strip():
-        try:
-            record["customer_key"] = hash_email(email)
-        except UnicodeEncodeError:
-            raise Rejected("email", "not valid UTF-8 (invalid bytes or a lone surrogate)") from None
+    if not email.strip() or (rules is not None and rules.usable(email) is None):
+        return customer_key
+    try:
+        return hash_email(email)
+    except UnicodeEncodeError:
+        raise Rejected("email", "not valid UTF-8 (invalid bytes or a lone surrogate)") from None
+
+
+def absorb_email(record: dict[str, Any], rules: Rules | None = None) -> dict[str, Any]:
+    """Remove `email` from `record` (in place), hashing it into `customer_key` where
+    `customer_key_of` says so. Returns `record`."""
+    email = record.pop("email", None)
+    if email is not None:
+        key = customer_key_of(record.get("customer_key"), email, rules)
+        if key is not None:
+            record["customer_key"] = key
     return record
 
 
@@ -117,10 +130,10 @@ def _id(record: dict[str, Any], name: str) -> str:
     return value  # type: ignore[return-value]
 
 
-def _customer_key(record: dict[str, Any]) -> str | None:
+def _customer_key(record: dict[str, Any], rules: Rules) -> str | None:
     key = _text(record, "customer_key")
-    if key is None and record.get("email") is not None:  # a record that skipped decode()
-        key = absorb_email({"email": record["email"]}).get("customer_key")
+    if record.get("email") is not None:  # a record that skipped decode()
+        key = customer_key_of(key, record["email"], rules)
     return key
 
 
@@ -181,7 +194,7 @@ def _click(record: dict[str, Any], rules: Rules) -> Click:
         ts=ts,
         device_id=device_id,  # type: ignore[arg-type]
         type=type_,
-        customer_key=_customer_key(record),
+        customer_key=_customer_key(record, rules),
         url=_text(record, "url"),
         referrer=_text(record, "referrer"),
         page_category=_text(record, "page_category"),
@@ -194,7 +207,7 @@ def _click(record: dict[str, Any], rules: Rules) -> Click:
     )
 
 
-def _crm_change(record: dict[str, Any]) -> CrmChange:
+def _crm_change(record: dict[str, Any], rules: Rules) -> CrmChange:
     change_id = _id(record, "change_id")
     ts = _ts(record)
     customer_id = _text(record, "customer_id", required=True)
@@ -209,7 +222,7 @@ def _crm_change(record: dict[str, Any]) -> CrmChange:
         ts=ts,
         customer_id=customer_id,  # type: ignore[arg-type]
         op=op,
-        customer_key=_customer_key(record),
+        customer_key=_customer_key(record, rules),
         attributes=_attributes(record),
         lead_status=_text(record, "lead_status"),
         marketing_consent=consent,
@@ -228,5 +241,5 @@ def to_event(role: str, record: dict[str, Any], rules: Rules) -> Click | CrmChan
     if role == CLICKSTREAM:
         return _click(record, rules)
     if role == CRM_CHANGES:
-        return _crm_change(record)
+        return _crm_change(record, rules)
     raise ValueError(f"{role!r} is not an input topic role ({', '.join(INPUT_ROLES)})")
