@@ -263,5 +263,5 @@ def build_flow(config, partitions: dict[str, int],
                              emit_every=config.run.emit_interval)
     names = {role: config.topics.name(role) for role in OUTPUT_ROLES}
     messages = op.flat_map_batch("encode", outputs, lambda batch: [to_message(names, output) for output in batch])
-    op.output("write", messages, OutputSink(config.kafka.client_config()))
+    op.output("write", messages, OutputSink(config.kafka.client_config(), wait=recovery))
     return flow

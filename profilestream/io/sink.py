@@ -10,9 +10,13 @@ without a word. Here:
   the latest record of a key on `profiles` is the profile.
 - a delivery error that retrying cannot cure (record too large, no such topic, not authorised)
   raises `BrokerError`: the run stops, loudly; with `--recovery-dir` a restart redoes the epoch.
-- Bytewax calls `write_batch` within an epoch and commits the epoch's snapshot only after it
-  returns, so every output of a snapshotted epoch has been acknowledged by the broker (outputs
-  after the last snapshot are written again on resume: at-least-once).
+- With recovery, each `write_batch` waits for the broker's acknowledgement of its records:
+  Bytewax commits the epoch's snapshot only after `write_batch` returns, so every output of a
+  snapshotted epoch has been acknowledged (outputs after the last snapshot are written again on
+  resume: at-least-once). Without recovery there is no snapshot to get ahead of (a restart
+  computes every output again), so `write_batch` hands its records to librdkafka and returns:
+  waiting for a broker round trip per batch was most of an always-on run's time per small batch.
+  Delivery errors still stop the run, at the next batch; `close` waits for everything.
 
 Any `[kafka]` property (SASL/SSL, ...) reaches the producer; the user's settings win over the
 defaults here.
@@ -45,7 +49,9 @@ def producer_config(conf: dict[str, str]) -> dict[str, Any]:
 
 
 class _SinkPartition(StatelessSinkPartition):
-    def __init__(self, conf: dict[str, str]):
+    def __init__(self, conf: dict[str, str], wait: bool = True):
+        self._each_batch = wait
+        self._acked: Counter = Counter()
         self._failed: list[KafkaError] = []
         self._warn = metrics.Every(WARN_EVERY)
         self._producer = Producer({
@@ -60,13 +66,14 @@ class _SinkPartition(StatelessSinkPartition):
         elif self._warn.ready():
             metrics.log("kafka_trouble", logging.WARNING, client="producer", error=error.str())
 
-    def _delivered(self, error: KafkaError | None, _message) -> None:
+    def _delivered(self, error: KafkaError | None, message) -> None:
         if error is not None:
             self._failed.append(error)
+        else:
+            self._acked[message.topic()] += 1
 
     def write_batch(self, items: list) -> None:
         produce, poll = self._producer.produce, self._producer.poll
-        by_topic: Counter = Counter()
         for message in items:
             while True:
                 try:
@@ -74,11 +81,19 @@ class _SinkPartition(StatelessSinkPartition):
                     break
                 except BufferError:  # local queue full: let deliveries drain
                     poll(0.1)
-            by_topic[message.topic] += 1
-        self._wait(len(items))
-        metrics.COUNTERS.delivered(by_topic)
+        if self._each_batch:
+            self._wait()
+        else:
+            poll(0)  # delivery reports so far
+            self._raise_failed()
+        self._report()
 
-    def _wait(self, count: int) -> None:
+    def _report(self) -> None:
+        if self._acked:
+            acked, self._acked = self._acked, Counter()
+            metrics.COUNTERS.delivered(acked)
+
+    def _wait(self) -> None:
         waited = 0.0
         while (left := self._producer.flush(WAIT_STEP)) > 0:
             waited += WAIT_STEP
@@ -87,22 +102,27 @@ class _SinkPartition(StatelessSinkPartition):
             if waited >= WARN_EVERY and self._warn.ready():
                 metrics.log("waiting_for_broker", logging.WARNING, client="producer",
                             unacknowledged=left, waited_s=round(waited))
-        if self._failed:
-            error = self._failed[0]
-            raise BrokerError(f"{len(self._failed)} output record(s) could not be delivered: {error.str()}")
+        self._raise_failed()
         if waited >= WARN_EVERY:
             metrics.log("broker_back", client="producer", waited_s=round(waited))
 
+    def _raise_failed(self) -> None:
+        if self._failed:
+            error = self._failed[0]
+            raise BrokerError(f"{len(self._failed)} output record(s) could not be delivered: {error.str()}")
+
     def close(self) -> None:
-        self._wait(0)
+        self._wait()
+        self._report()
 
 
 class OutputSink(DynamicSink):
     """Every output topic through one producer per worker; items are `KafkaSinkMessage`s that
-    name their topic."""
+    name their topic. `wait`: every batch waits for its acknowledgement (a run with recovery)."""
 
-    def __init__(self, conf: dict[str, str]):
+    def __init__(self, conf: dict[str, str], wait: bool = True):
         self._conf = dict(conf)
+        self._each_batch = wait
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _SinkPartition:
-        return _SinkPartition(self._conf)
+        return _SinkPartition(self._conf, self._each_batch)
