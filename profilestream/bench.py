@@ -450,6 +450,58 @@ class _TriggerWatch(threading.Thread):
             consumer.close()
 
 
+def broker_latency(config, rate: float, warmup_s: float, measure_s: float) -> dict[str, Any]:
+    """The broker's own produce -> consume latency at `rate` records/s on a fresh 3-partition
+    topic, over the same span as a latency run (`warmup_s`, then `measure_s` measured): a floor
+    under the dataflow's latency, whose path crosses the broker twice (input, then output).
+
+    Why it is measured: Tansu, in memory, answers a fetch more slowly the more a partition holds,
+    so this floor grows with the time a live run has been going (BENCHMARKS.md)."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    from profilestream.io.kafka import create_missing, new_topic
+    from profilestream.io.sink import PRODUCER_DEFAULTS
+
+    topic = f"bench-broker-{uuid.uuid4().hex[:6]}"
+    create_missing(AdminClient(config.kafka.client_config()), [new_topic(topic, None, 3)], 30)
+    seen: list[tuple[float, float]] = []  # (sent, arrived), wall seconds
+    stop = threading.Event()
+
+    def consume() -> None:
+        consumer = Consumer({**config.kafka.client_config(), "group.id": f"bench-{uuid.uuid4().hex}",
+                             "enable.auto.commit": False, "fetch.wait.max.ms": 5, "fetch.error.backoff.ms": 5})
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
+        try:
+            while not stop.is_set():
+                for m in consumer.consume(500, 0.05):
+                    if m.error() is None:
+                        seen.append((float(m.value()), time.time()))
+        finally:
+            consumer.close()
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    time.sleep(1.0)
+    producer = Producer({**config.kafka.client_config(), **PRODUCER_DEFAULTS})  # as the dataflow's sink
+    total = int(rate * (warmup_s + measure_s))
+    started, wall0, i = time.perf_counter(), time.time(), 0
+    while i < total:
+        due = min(total, int((time.perf_counter() - started) * rate) + 1)
+        while i < due:
+            producer.produce(topic, repr(time.time()).encode(), str(i).encode())
+            i += 1
+        producer.poll(0)
+        time.sleep(0.001)
+    producer.flush(30)
+    time.sleep(1.0)
+    stop.set()
+    reader.join(10)
+    measured = [(arrived - sent) * 1000 for sent, arrived in seen if sent - wall0 >= warmup_s]
+    return {"rate_eps": round(rate), "records": len(measured), "p50_ms": round(_percentile(measured, 50), 1),
+            "p99_ms": round(_percentile(measured, 99), 1)}
+
+
 def _latency(config, workload: list[tuple[str, bytes, bytes]], rate: float, lateness: str,
              measure_s: float, backlog: int, warmup_s: float, config_path: str | None) -> dict[str, Any]:
     """One always-on run fed live at `rate` events/s; see the module doc."""
@@ -541,7 +593,8 @@ def _latency(config, workload: list[tuple[str, bytes, bytes]], rate: float, late
         watch.join(10)
         log.close()
 
-    arrivals, stamps, engine, by_second = [], [], [], {}
+    arrivals, stamps, engine, by_second, by_1s = [], [], [], {}, {}
+    matched: list[tuple[tuple[str, int], float]] = []
     unmatched = 0
     for arrived, stamp, trigger in watch.seen:
         if trigger["type"] != "return_visit":
@@ -555,6 +608,9 @@ def _latency(config, workload: list[tuple[str, bytes, bytes]], rate: float, late
         stamps.append(stamp - sent)
         engine.append(trigger["emitted_at"] - sent)
         by_second.setdefault(int((sent / 1000 - measure_from) // 5) * 5, []).append(arrived - sent)
+        second = int(sent / 1000 - measure_from)
+        by_1s[second] = max(by_1s.get(second, 0.0), arrived - sent)
+        matched.append(((trigger["device_id"], trigger["ts"]), arrived - sent))
     # The contract's watermark is the least latest `ts` over the input partitions: with lateness 0
     # a click at T can apply only once every partition has a record later than T. From what was
     # produced, that wait is a floor under any implementation's latency (sparse CRM partitions).
@@ -563,14 +619,17 @@ def _latency(config, workload: list[tuple[str, bytes, bytes]], rate: float, late
         by_partition.setdefault((topic, partition), []).append(ts)
     for stamps_p in by_partition.values():
         stamps_p.sort()
-    floor = []
-    for _device, ts in produced:
+    floor, floor_of = [], {}
+    for device, ts in produced:
         waits = []
         for stamps_p in by_partition.values():
             at = bisect.bisect_right(stamps_p, ts)
             waits.append(stamps_p[at] - ts if at < len(stamps_p) else float("inf"))
         if waits and max(waits) != float("inf"):
             floor.append(max(waits) + lateness_ms)
+            floor_of[device, ts] = max(waits) + lateness_ms
+    # what the run adds to the contract's floor, trigger by trigger
+    over_floor = [latency - floor_of[key] for key, latency in matched if key in floor_of]
     return {
         "allowed_lateness": lateness,
         "rate_eps": round(rate),
@@ -588,7 +647,10 @@ def _latency(config, workload: list[tuple[str, bytes, bytes]], rate: float, late
         "p99_ms_to_engine": round(_percentile(engine, 99), 1),
         "p50_ms_watermark_floor": round(_percentile(floor, 50), 1),  # the wait for every partition to pass T
         "p99_ms_watermark_floor": round(_percentile(floor, 99), 1),
+        "p50_ms_over_floor": round(_percentile(over_floor, 50), 1),  # latency minus its own floor
+        "p99_ms_over_floor": round(_percentile(over_floor, 99), 1),
         "p50_ms_by_5s": {k: round(_percentile(v, 50), 1) for k, v in sorted(by_second.items())},
+        "max_ms_by_1s": {k: round(v, 1) for k, v in sorted(by_1s.items())},
         "producer_behind_max_s": round(behind_max, 3),
         "load_before": load_before,
     }
@@ -599,7 +661,8 @@ def _latency(config, workload: list[tuple[str, bytes, bytes]], rate: float, late
 
 def run_bench(config, events: int = DEFAULT_EVENTS, repeat: int = 1, skip_latency: bool = False,
               skip_two: bool = False, skip_memory: bool = False, latency_seconds: float = 20.0,
-              default_lateness: bool = False, config_path: str | None = None, seed: int = 7) -> dict[str, Any]:
+              default_lateness: bool = False, config_path: str | None = None, seed: int = 7,
+              latency_rates: tuple[float, ...] = ()) -> dict[str, Any]:
     from profilestream.io.broker import EmbeddedBroker
     from profilestream.io.kafka import create_topics
 
@@ -656,18 +719,24 @@ def run_bench(config, events: int = DEFAULT_EVENTS, repeat: int = 1, skip_latenc
         if not skip_latency:
             rate = one / 2
             backlog = min(max(1000, total // 10), 30_000)
-            # while the run catches up on the backlog, live traffic keeps arriving: it is done
-            # after about backlog / (throughput - rate); three times that, at least 8 s
-            warmup = max(8.0, 3 * backlog / max(1.0, one - rate))
-            cases = ["0s", "30s"] if default_lateness else ["0s"]
+            # (name, lateness, rate): half load as the issue asks, then any other rates asked for
+            cases = [("lateness_0s", "0s", rate)]
+            if default_lateness:
+                cases.append(("lateness_30s", "30s", rate))
+            cases += [(f"lateness_0s_at_{r:,.0f}_eps", "0s", r) for r in latency_rates]
             result["latency"] = {}
-            for lateness in cases:
-                _say(f"==> latency: live run, lateness {lateness}, {rate:,.0f} events/s, warm-up {warmup:.0f}s, "
-                     f"measuring {latency_seconds:.0f}s")
-                measured = _latency(config, workload, rate, lateness,
+            for name, lateness, case_rate in cases:
+                # while the run catches up on the backlog, live traffic keeps arriving: it is done
+                # after about backlog / (throughput - rate); three times that, at least 8 s
+                case_warmup = max(8.0, 3 * backlog / max(1.0, one - case_rate))
+                _say(f"==> latency: live run, lateness {lateness}, {case_rate:,.0f} events/s, "
+                     f"warm-up {case_warmup:.0f}s, measuring {latency_seconds:.0f}s")
+                measured = _latency(config, workload, case_rate, lateness,
                                     latency_seconds if lateness == "0s" else min(latency_seconds, 10.0),
-                                    backlog, warmup, config_path)
-                result["latency"][f"lateness_{lateness}"] = measured
+                                    backlog, case_warmup, config_path)
+                _say(f"    broker alone at {case_rate:,.0f} records/s, over the same span:")
+                measured["broker"] = broker_latency(config, case_rate, case_warmup, measured["measured_s"])
+                result["latency"][name] = measured
                 _say(f"    {measured}")
         del workload
 
@@ -733,7 +802,8 @@ def table(result: dict) -> str:
         rows.append((f"latency, {name.replace('_', ' ')}",
                      f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms  ({lat['triggers_measured']} return_visit "
                      f"triggers at {lat['rate_eps']:,} ev/s; watermark floor p50 {lat['p50_ms_watermark_floor']} ms, "
-                     f"p99 {lat['p99_ms_watermark_floor']} ms)"))
+                     f"p99 {lat['p99_ms_watermark_floor']} ms; broker alone p50 {lat['broker']['p50_ms']} ms, "
+                     f"p99 {lat['broker']['p99_ms']} ms)"))
     mem = result.get("memory")
     rss = f"peak RSS 1 process {one['peak_rss_mb']} MB"
     if result.get("dataflow_2p"):
@@ -763,6 +833,7 @@ def main(config, args) -> int:
     result = run_bench(config, events=args.events, repeat=args.repeat, skip_latency=args.skip_latency,
                        skip_two=args.skip_two, skip_memory=args.skip_memory,
                        latency_seconds=args.latency_seconds, default_lateness=args.default_lateness,
+                       latency_rates=tuple(args.latency_rates),
                        config_path=getattr(args, "config", None) or os.environ.get("PROFILESTREAM_CONFIG"))
     for key in ("dataflow_1p", "dataflow_2p"):
         if key in result:
@@ -784,6 +855,18 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--latency-seconds", type=float, default=20.0, help="measured window of the live run")
     sub.add_argument("--default-lateness", action="store_true",
                      help="also measure latency with the default time.allowed_lateness (30s)")
+    sub.add_argument("--latency-rates", type=_rates, default=[], metavar="EPS,EPS",
+                     help="also measure latency (lateness 0s) at these paced rates, events/s")
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected rates in events/s, e.g. 5000,10000") from None
+    if not rates or any(r <= 0 for r in rates):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected positive rates in events/s, e.g. 5000,10000")
+    return rates
 
 
 def _child(kind: str, job_path: str, out_path: str) -> None:

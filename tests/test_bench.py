@@ -34,3 +34,14 @@ def test_bench_writes_every_figure(tmp_path, monkeypatch, capsys):
     assert set(result["targets"]) == {"1p_at_least_half_the_ceiling", "2p_at_least_1.6x_1p",
                                       "p99_under_100ms", "state_linear_in_profiles"}
     assert "ratio to ceiling" in capsys.readouterr().out
+
+
+def test_latency_rates_are_parsed_and_checked():
+    import argparse
+
+    from profilestream.bench import _rates
+
+    assert _rates("5000, 10000") == [5000.0, 10000.0]
+    for bad in ("fast", "0", "-5", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _rates(bad)
