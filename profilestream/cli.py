@@ -18,9 +18,24 @@ from profilestream.config import ConfigError, load_config
 
 
 def _broker(config, args) -> int:
-    from profilestream.io.broker import serve
+    from profilestream.io.broker import BrokerStartError, serve
 
-    return serve(args.port)
+    port = args.port if args.port is not None else _local_port(config.kafka.brokers)
+    try:
+        return serve(port)
+    except BrokerStartError as exc:
+        hint = "" if args.port is not None else " (the port of kafka.brokers; choose another with --port)"
+        print(f"profilestream: {exc}{hint}", file=sys.stderr)
+        return 1
+
+
+def _local_port(brokers: str) -> int | None:
+    """The port of the first of `kafka.brokers` when it is on this machine, so that `broker` and
+    the other commands meet with no setting at all (default 127.0.0.1:9092); else None (a free port)."""
+    host, _, port = brokers.split(",")[0].strip().rpartition(":")
+    if host in ("127.0.0.1", "localhost") and port.isdigit():
+        return int(port)
+    return None
 
 
 def _topics_create(config, args) -> int:
@@ -230,7 +245,8 @@ def _parser() -> argparse.ArgumentParser:
 
     command("demo", _demo, "embedded broker + sample shop + dataflow, and print what came out")
     sub = command("broker", _broker, "run the embedded Kafka-compatible broker in the foreground")
-    sub.add_argument("--port", type=int, help="port to listen on (default: a free one)")
+    sub.add_argument("--port", type=int,
+                     help="port to listen on (default: the port of kafka.brokers when it is local, else a free one)")
     topics = commands.add_parser("topics", help="manage the configured topics")
     command("create", _topics_create, "create every configured topic (idempotent)",
             topics.add_subparsers(dest="topics_command", required=True, metavar="COMMAND"))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from profilestream.io.broker import BrokerStartError, EmbeddedBroker
+from profilestream.io.broker import BrokerStartError, EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.broker
 
@@ -88,12 +88,14 @@ def test_the_broker_dies_with_the_python_process_that_started_it():
 def test_profilestream_broker_stops_on_ctrl_c_and_leaves_nothing(sig):
     command = [sys.executable, "-c", "import sys; from profilestream.cli import main; sys.exit(main())",
                "broker"]
+    wanted = free_port()  # no --port: the broker listens where kafka.brokers points
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROFILESTREAM_")}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={k: v for k, v in os.environ.items() if not k.startswith("PROFILESTREAM_")})
+                            env={**env, "PROFILESTREAM_KAFKA_BROKERS": f"127.0.0.1:{wanted}"})
     try:
         first = proc.stdout.readline()
-        assert "listening on 127.0.0.1:" in first, first + proc.stderr.read()
-        port = int(first.split("127.0.0.1:")[1].split()[0])
+        assert f"listening on 127.0.0.1:{wanted} " in first, first + proc.stderr.read()
+        port = wanted
         tansu = children(proc.pid)
         assert tansu and all(alive(p) for p in tansu)
         AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"}).list_topics(timeout=10)
@@ -106,3 +108,22 @@ def test_profilestream_broker_stops_on_ctrl_c_and_leaves_nothing(sig):
         proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_broker_without_port_on_a_busy_kafka_brokers_port_names_the_setting(capsys, monkeypatch):
+    from profilestream.cli import main
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        monkeypatch.setenv("PROFILESTREAM_KAFKA_BROKERS", f"127.0.0.1:{port}")
+        assert main(["broker"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "kafka.brokers" in err
+
+
+def test_local_port_of_kafka_brokers():
+    from profilestream.cli import _local_port
+
+    assert _local_port("127.0.0.1:9092") == 9092
+    assert _local_port("localhost:9094,127.0.0.1:9095") == 9094
+    assert _local_port("kafka:9092") is None  # not this machine: a free port
