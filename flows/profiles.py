@@ -22,7 +22,7 @@ import threading
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
-from typing import Iterable
+from typing import Callable, Iterable
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSinkMessage
@@ -37,6 +37,7 @@ from profilestream.domain.events import Click
 from profilestream.domain.outputs import DEAD_LETTERS, Output
 from profilestream.domain.rules import Rules
 from profilestream.io import avro
+from profilestream.io.inflight import InFlight
 from profilestream.io.sink import OutputSink
 from profilestream.io.source import STOP, InputSource, PartitionEnd, Raw
 
@@ -96,11 +97,13 @@ class EngineLogic(StatefulBatchLogic):
     Engine plus whether a bounded run has already reached its end (`finished`).
     """
 
-    def __init__(self, engine: Engine, bounded: bool, finished: bool = False, snapshots: bool = True):
+    def __init__(self, engine: Engine, bounded: bool, finished: bool = False, snapshots: bool = True,
+                 received: Callable[[int], None] | None = None):
         self.engine = engine
         self.bounded = bounded
         self.finished = finished
         self.snapshots = snapshots
+        self.received = received  # in a cluster: counts what reached the engine (`io.inflight`)
         self._publish()
 
     def _publish(self) -> None:
@@ -115,6 +118,8 @@ class EngineLogic(StatefulBatchLogic):
                     self.engine.end_source(value.source)
                 else:
                     events.append(value)
+        if self.received is not None:
+            self.received(len(events))
         out = self.engine.feed(events, _now_ms())
         self._publish()
         return out, StatefulBatchLogic.RETAIN
@@ -146,7 +151,7 @@ class EngineLogic(StatefulBatchLogic):
 
 
 def resume_engine(resume: bytes, bounded: bool, now: int, rules: Rules | None = None,
-                  emit_every: int | None = None) -> EngineLogic:
+                  emit_every: int | None = None, received: Callable[[int], None] | None = None) -> EngineLogic:
     """The engine step as of the snapshot Bytewax resumes from. The engine keeps the rules it
     was started with, except the scoring settings: those follow the configuration (`rules`), so
     that a refitted model or new bands apply from the restart on (unchanged settings: untouched);
@@ -178,24 +183,33 @@ def resume_engine(resume: bytes, bounded: bool, now: int, rules: Rules | None = 
                            "no triggers; use a fresh --recovery-dir for a new bounded run")
     metrics.log("resumed", watermark=metrics.iso_ms(engine.watermark), pending=engine.timeline.pending,
                 profiles=len(engine.graph.profiles), snapshot_bytes=len(resume))
-    return EngineLogic(engine, bounded, state["finished"])
+    return EngineLogic(engine, bounded, state["finished"], received=received)
 
 
 def profile_stream(raw: Stream, rules: Rules, sources: list[str], bounded: bool, snapshots: bool = True,
-                   emit_every: int = 0) -> Stream:
+                   emit_every: int = 0, sent: Callable[[int], None] | None = None,
+                   received: Callable[[int], None] | None = None) -> Stream:
     """Decoded, validated, ordered by event time and applied: a stream of `Output`s. `snapshots`
     False (a run without recovery) spares the engine's pickling at every epoch; `emit_every` (ms,
-    `run.emit_interval`) coalesces each changed profile's records over that much wall time."""
-    decoded = op.flat_map_batch("decode", raw, lambda batch: decode_batch(rules, batch))
+    `run.emit_interval`) coalesces each changed profile's records over that much wall time;
+    `sent` / `received` count the events decoded for, and taken in by, the engine (`io.inflight`)."""
+
+    def decode(batch: list) -> list:
+        out = decode_batch(rules, batch)
+        if sent is not None and out and isinstance(out[-1], list):
+            sent(sum(1 for item in out[-1] if not isinstance(item, PartitionEnd)))
+        return out
+
+    decoded = op.flat_map_batch("decode", raw, decode)
     split = op.branch("split_dead_letters", decoded, lambda item: isinstance(item, Output))
     keyed = op.key_on("key_engine", split.falses, lambda _: ENGINE_KEY)
 
     def build(resume: bytes | None) -> EngineLogic:
         if resume is not None:
-            return resume_engine(resume, bounded, _now_ms(), rules, emit_every)
+            return resume_engine(resume, bounded, _now_ms(), rules, emit_every, received)
         engine = Engine(rules, always_on=not bounded, emit_every=emit_every)
         engine.expect(sources, _now_ms())
-        return EngineLogic(engine, bounded, snapshots=snapshots)
+        return EngineLogic(engine, bounded, snapshots=snapshots, received=received)
 
     applied = op.stateful_batch("apply", keyed, build)
     results = op.flat_map_batch("unkey", applied, lambda batch: [output for _, output in batch])
@@ -249,18 +263,23 @@ def to_message(topic_names: dict[str, str], output: Output) -> KafkaSinkMessage:
 
 def build_flow(config, partitions: dict[str, int],
                spans: dict[str, dict[int, tuple[int, int]]] | None = None, recovery: bool = True,
-               read: bool = True) -> Dataflow:
+               read: bool = True, inflight: InFlight | None = None) -> Dataflow:
     """The whole dataflow on Kafka. `partitions` maps each input role to its partition count;
     `spans` (the offsets each input partition starts and ends at) makes the run bounded;
     `recovery` False: no snapshot will be kept, so the engine step takes none; `read` False: this
-    process reads no input partition (in a cluster, the engine's process: see `engine_worker`)."""
+    process reads no input partition (in a cluster, the engine's process: see `engine_worker`);
+    `inflight` (a cluster): a reading process pauses while the engine is too far behind."""
     bounded = spans is not None
     topics = {role: (config.topics.name(role), partitions[role]) for role in INPUT_ROLES}
-    source = InputSource(config.kafka.client_config(), topics, spans, local=read)
+    reader = inflight is not None and read
+    source = InputSource(config.kafka.client_config(), topics, spans, local=read,
+                         gate=inflight.may_read if reader else None)
     flow = Dataflow("profilestream")
     raw = op.input("read", flow, source)
     outputs = profile_stream(raw, config.rules(), source.sources(), bounded, snapshots=recovery,
-                             emit_every=config.run.emit_interval)
+                             emit_every=config.run.emit_interval,
+                             sent=inflight.add if reader else None,
+                             received=inflight.add if inflight is not None and not read else None)
     names = {role: config.topics.name(role) for role in OUTPUT_ROLES}
     messages = op.flat_map_batch("encode", outputs, lambda batch: [to_message(names, output) for output in batch])
     op.output("write", messages, OutputSink(config.kafka.client_config(), wait=recovery))

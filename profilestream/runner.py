@@ -42,6 +42,7 @@ from confluent_kafka.admin import AdminClient
 
 from flows.profiles import INPUT_ROLES, build_flow, engine_worker
 from profilestream import metrics
+from profilestream.io.inflight import InFlight
 from profilestream.io.kafka import BrokerError, create_topics, end_offsets
 from profilestream.io.source import STOP
 
@@ -288,8 +289,12 @@ def _execute(job: dict, process_id: int | None, addresses: list[str] | None) -> 
         port += process_id or 0
         server = metrics.serve(port)
         metrics.log("metrics", port=port, path="/metrics", **fields)
+    engine_process = job.get("engine_process")
+    inflight = None
+    if job.get("inflight") is not None:  # a cluster: readers wait for the engine (`io.inflight`)
+        inflight = InFlight(job["inflight"], len(addresses or ()), process_id or 0, engine_process)
     flow = build_flow(job["config"], job["partitions"], job["spans"], recovery=job["recovery_dir"] is not None,
-                      read=process_id is None or process_id != job.get("engine_process"))
+                      read=process_id is None or process_id != engine_process, inflight=inflight)
     progress = metrics.Progress(job["config"].run.progress_interval / 1000, **fields).start()
     started = time.monotonic()
     try:
@@ -338,7 +343,9 @@ def _run_cluster(job: dict, processes: int) -> int:
     addresses = [f"127.0.0.1:{port}" for port in _free_ports(processes)]
     with tempfile.TemporaryDirectory(prefix="profilestream-") as tmp:
         path = Path(tmp) / "job.pickle"
-        path.write_bytes(pickle.dumps({**job, "addresses": addresses}))
+        inflight = Path(tmp) / "inflight"  # the counters the readers pace themselves by
+        InFlight.create(inflight, processes)
+        path.write_bytes(pickle.dumps({**job, "addresses": addresses, "inflight": str(inflight)}))
         children = [subprocess.Popen([sys.executable, "-m", "profilestream.runner", str(path), str(i)])
                     for i in range(processes)]
         def forward(signum, frame):

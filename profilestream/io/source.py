@@ -21,7 +21,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -91,13 +91,14 @@ class PartitionEnd:
 
 class _Partition(StatefulSourcePartition):
     def __init__(self, conf: dict, role: str, topic: str, partition: int, offset: int | None,
-                 span: tuple[int, int] | None, batch_size: int):
+                 span: tuple[int, int] | None, batch_size: int, gate: Callable[[], bool] | None = None):
         self._warn = metrics.Every(WARN_EVERY)
         self._consumer = Consumer({**conf, "error_cb": self._client_error,
                                    "logger": logging.getLogger("profilestream.kafka.consumer")})
         self._role, self._topic, self._partition = role, topic, partition
         self._source = f"{topic}/{partition}"
         self._batch_size = batch_size
+        self._gate = gate
         self._next = OFFSET_BEGINNING if offset is None else offset
         self._end: int | None = None
         if span is not None:  # bounded: read [first, end) as measured when this run started
@@ -139,6 +140,9 @@ class _Partition(StatefulSourcePartition):
         if self._end is not None and self._next >= self._end:
             self._done = True
             return [PartitionEnd(self._source)]
+        if self._gate is not None and not self._gate():  # the engine is behind: wait for it
+            self._awake = datetime.now(timezone.utc) + IDLE_POLL
+            return []
         messages = self._consumer.consume(self._batch_size, 0)  # never block the worker: librdkafka prefetches
         batch = []
         for m in messages:
@@ -175,18 +179,21 @@ class _Partition(StatefulSourcePartition):
 class InputSource(FixedPartitionedSource):
     """Every partition of the input topics; `topics` maps role to topic name and partition count.
 
-    A process of a cluster that is better off not reading (the engine's) passes `local=False`.
+    A process of a cluster that is better off not reading (the engine's) passes `local=False`; one
+    that reads for it passes `gate`, asked before each read (False: pause, see `io.inflight`).
     A bounded run passes `spans`: per role, `{partition: (first offset, end offset)}` measured once
     before the run (`kafka.end_offsets`, exact even where a broker's high watermark is not), so
     every worker and process agrees where the input ends."""
 
     def __init__(self, conf: dict, topics: dict[str, tuple[str, int]],
-                 spans: dict[str, dict[int, tuple[int, int]]] | None, batch_size: int = 1000, local: bool = True):
+                 spans: dict[str, dict[int, tuple[int, int]]] | None, batch_size: int = 1000, local: bool = True,
+                 gate: Callable[[], bool] | None = None):
         self._conf = consumer_config(conf)
         self._topics = topics
         self._spans = spans
         self._batch_size = batch_size
         self._local = local
+        self._gate = gate
 
     def list_parts(self) -> list[str]:
         """Every partition, where this process may read (`local`); none where it may not, so that
@@ -199,7 +206,7 @@ class InputSource(FixedPartitionedSource):
         role, partition = for_part.rsplit("/", 1)
         topic = self._topics[role][0]
         span = None if self._spans is None else self._spans[role].get(int(partition), (0, 0))
-        return _Partition(self._conf, role, topic, int(partition), resume_state, span, self._batch_size)
+        return _Partition(self._conf, role, topic, int(partition), resume_state, span, self._batch_size, self._gate)
 
     def sources(self) -> list[str]:
         """The names the engine knows partitions by (`Raw.source`)."""

@@ -1,0 +1,30 @@
+"""The counters by which the reading processes of a cluster wait for the engine's process."""
+
+from __future__ import annotations
+
+from profilestream.io.inflight import InFlight
+
+
+def test_readers_pause_while_too_many_events_are_on_their_way(tmp_path):
+    path = tmp_path / "inflight"
+    InFlight.create(path, 3)
+    engine = InFlight(path, 3, slot=1, engine=1, limit=100)
+    readers = [InFlight(path, 3, slot=i, engine=1, limit=100) for i in (0, 2)]  # as other processes would
+    assert all(r.may_read() for r in readers) and engine.ahead() == 0
+    readers[0].add(60)
+    readers[1].add(40)
+    assert engine.ahead() == 100 and not any(r.may_read() for r in readers)
+    engine.add(1)  # the engine took one in
+    assert readers[1].ahead() == 99 and all(r.may_read() for r in readers)
+    readers[0].add(0)
+    assert readers[0].ahead() == 99
+
+
+def test_counts_survive_large_numbers(tmp_path):
+    path = tmp_path / "inflight"
+    InFlight.create(path, 2)
+    reader, engine = InFlight(path, 2, 0, 1, limit=10), InFlight(path, 2, 1, 1, limit=10)
+    for _ in range(3):
+        reader.add(2**40)
+        engine.add(2**40 - 5)
+    assert engine.ahead() == 15 and not reader.may_read()
