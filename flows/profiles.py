@@ -278,8 +278,8 @@ def build_flow(config, partitions: dict[str, int],
     raw = op.input("read", flow, source)
     outputs = profile_stream(raw, config.rules(), source.sources(), bounded, snapshots=recovery,
                              emit_every=config.run.emit_interval,
-                             sent=inflight.add if reader else None,
-                             received=inflight.add if inflight is not None and not read else None)
+                             sent=inflight.sent if reader else None,
+                             received=inflight.taken if inflight is not None else None)
     names = {role: config.topics.name(role) for role in OUTPUT_ROLES}
     messages = op.flat_map_batch("encode", outputs, lambda batch: [to_message(names, output) for output in batch])
     op.output("write", messages, OutputSink(config.kafka.client_config(), wait=recovery))

@@ -42,10 +42,19 @@ class InFlight:
         """The shared file, every count zero (done once, before the processes start)."""
         Path(path).write_bytes(bytes(slots * _SLOT.size))
 
-    def add(self, n: int) -> None:
-        """Count `n` more events in this process's slot (sent, or taken in by the engine)."""
+    def sent(self, n: int) -> None:
+        """This reading process sent `n` more events to the engine."""
+        self._add(self._offset, n)
+
+    def taken(self, n: int) -> None:
+        """The engine took `n` more events in. Counted in the engine's slot by whichever process
+        the engine's step runs in: were it not where `engine` says, reading would only be slower,
+        never stopped for good."""
+        self._add(self._engine, n)
+
+    def _add(self, offset: int, n: int) -> None:
         if n:
-            _SLOT.pack_into(self._map, self._offset, _SLOT.unpack_from(self._map, self._offset)[0] + n)
+            _SLOT.pack_into(self._map, offset, _SLOT.unpack_from(self._map, offset)[0] + n)
 
     def ahead(self) -> int:
         """Events sent by every reading process and not yet taken in by the engine."""
