@@ -32,7 +32,7 @@ What it measures (BENCHMARKS.md has the latest figures and how to read them):
    (decode + `Engine.feed`, no Kafka, no Bytewax) in a child process, at the full size and at a
    quarter of it: bytes per profile that stay flat while events per profile change show that
    state grows with profiles, not with events. The same replay gives the engine-only rate, the
-   bound of the single keyed `apply` step.
+   bound of the single keyed `apply` step (with the dataflow's GC setting and `run.emit_interval`).
 
 Timing lives here only; no test asserts a time. `--out FILE.json` keeps the figures.
 """
@@ -361,20 +361,22 @@ def _child_state(job: dict) -> dict:
     from profilestream.io import avro
     from profilestream.sample import ShopSpec, generate
 
+    from profilestream.runner import tune_gc
+
+    tune_gc()  # as the dataflow runs it
     config = job["config"]
     rules = config.rules()
-    engine = Engine(rules, always_on=False)
+    engine = Engine(rules, always_on=False, emit_every=config.run.emit_interval)
     engine.expect(INPUT_ROLES, 0)
     batch: list = []
     feeding = 0.0
     decoding = 0.0
     n = 0
-    now = int(time.time() * 1000)
 
     def feed():
         nonlocal feeding
         started = time.perf_counter()
-        engine.feed(batch, now)
+        engine.feed(batch, int(time.time() * 1000))  # the wall clock, for `emit_every`
         feeding += time.perf_counter() - started
         batch.clear()
 

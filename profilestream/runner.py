@@ -273,12 +273,16 @@ class _GracefulStop:
         return self.first is not None
 
 
-def _execute(job: dict, process_id: int | None, addresses: list[str] | None) -> int:
-    # The engine state is millions of long-lived objects: with the default thresholds CPython's
-    # cyclic GC walks all of them again and again as the state grows (measured: +41% throughput
-    # at 1M events with this setting, BENCHMARKS.md). Cycles are rare in the state; they are
-    # still collected, just less often.
+def tune_gc() -> None:
+    """The engine state is millions of long-lived objects: with the default thresholds CPython's
+    cyclic GC walks all of them again and again as the state grows (measured: +41% throughput at
+    1M events with this setting, BENCHMARKS.md). Cycles are rare in the state; they are still
+    collected, just less often."""
     gc.set_threshold(50_000, 50, 1_000)
+
+
+def _execute(job: dict, process_id: int | None, addresses: list[str] | None) -> int:
+    tune_gc()
     if job.get("logs"):
         metrics.setup_logging()
     metrics.COUNTERS.reset()
