@@ -5,10 +5,13 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from profilestream.domain.engine import Engine
 from profilestream.domain.events import Click, CrmChange, order_key
 from profilestream.domain.rules import Rules
+from profilestream.domain.timeline import Timeline
 from scenario import DAY, MINUTE, T0, Campaign, Result, click, crm, erase, run
 
 RULES = Rules()
@@ -427,3 +430,27 @@ def test_bounded_run_silent_partition_holds_the_watermark():
     engine.end_source("quiet")
     out = engine.tick(now=10**12)
     assert len([o for o in out if o.topic == "triggers"]) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 50), st.booleans()), max_size=60),
+       st.lists(st.integers(0, 59), max_size=8))
+def test_timeline_gives_every_buffered_event_in_the_contract_order(arrivals, cuts):
+    """Whatever the partitions and the arrival order within them, the events that were buffered
+    come out of `due` in `order_key` order, each batch below the watermark of its moment."""
+    timeline = Timeline(lateness=10, idle_after=10_000)
+    timeline.expect([f"p{i}" for i in range(4)], 0)
+    buffered, out = [], []
+    for i, (source, ts, is_crm) in enumerate(arrivals):
+        event = (CrmChange(f"c{i:03d}", T0 + ts, "C", "upsert") if is_crm
+                 else Click(f"e{i:03d}", T0 + ts, "D", "page_view"))
+        if not timeline.arrive(f"p{source}", event, 0):
+            buffered.append(event)
+        if i in cuts:
+            watermark = timeline.advance(0)
+            batch = list(timeline.due())
+            assert all(e.ts < watermark for e in batch) and batch == sorted(batch, key=order_key)
+            out += batch
+    timeline.end()
+    out += list(timeline.due())
+    assert out == sorted(buffered, key=order_key) and timeline.pending == 0

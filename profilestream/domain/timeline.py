@@ -14,7 +14,9 @@ of all input is the end of time.
 
 from __future__ import annotations
 
+import bisect
 import heapq
+from collections import deque
 from dataclasses import dataclass, field
 
 from .compact import pickled_as_fields
@@ -39,7 +41,11 @@ class Timeline:
     always_on: bool = False
     sources: dict[str, SourceClock] = field(default_factory=dict)
     watermark: int = BEGINNING
-    _buffer: list = field(default_factory=list)
+    # Events waiting for the watermark, one queue per partition, each in the contract's order.
+    # Why not one heap of everything: a partition's events arrive in time order (nearly always),
+    # so a queue takes them at the cost of an append, and taking the next due event is a merge of
+    # a few queue heads rather than a sift through every pending event.
+    _queues: dict[str, deque] = field(default_factory=dict)
     _seq: int = 0
 
     def expect(self, sources, now: int) -> None:
@@ -60,8 +66,16 @@ class Timeline:
         if event.ts < self.watermark:
             return True
         self._seq += 1
-        # one flat tuple: comparing entries then mostly stops at the first int (`ts`)
-        heapq.heappush(self._buffer, order_key(event) + (self._seq, event))
+        # one flat tuple: comparing entries mostly stops at the first int (`ts`); `seq` makes
+        # every entry distinct, so a comparison never reaches the event itself
+        entry = order_key(event) + (self._seq, event)
+        queue = self._queues.get(source)
+        if queue is None:
+            queue = self._queues[source] = deque()
+        if not queue or entry >= queue[-1]:
+            queue.append(entry)
+        else:  # out of order within its partition (allowed up to the lateness): into its place
+            queue.insert(bisect.bisect_right(queue, entry), entry)
         return False
 
     def end_source(self, source: str) -> None:
@@ -93,19 +107,30 @@ class Timeline:
         self.watermark = END_OF_TIME
 
     def due(self):
-        """Yield buffered events the watermark has passed, in the contract's order."""
-        buffer = self._buffer
+        """Yield buffered events the watermark has passed, in the contract's order: a merge of the
+        partitions' queues by their heads."""
         watermark = self.watermark
-        while buffer and buffer[0][0] < watermark:
-            yield heapq.heappop(buffer)[-1]
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        buffer = self._buffer
-        if buffer and isinstance(buffer[0][0], tuple):  # a snapshot of an earlier build: (key, seq, event)
-            self._buffer = [key + (seq, event) for key, seq, event in buffer]
-            heapq.heapify(self._buffer)
+        heads = [(queue[0], queue) for queue in self._queues.values() if queue and queue[0][0] < watermark]
+        heapq.heapify(heads)
+        while heads:
+            entry, queue = heads[0]
+            queue.popleft()
+            if queue and queue[0][0] < watermark:
+                heapq.heapreplace(heads, (queue[0], queue))
+            else:
+                heapq.heappop(heads)
+            yield entry[-1]
 
     @property
     def pending(self) -> int:
-        return len(self._buffer)
+        return sum(len(queue) for queue in self._queues.values())
+
+    def __setstate__(self, state: dict) -> None:
+        """Snapshots of earlier builds buffered every event in one heap, of `(key, seq, event)`
+        or, later, of flat entries; they become one queue of their own here."""
+        buffer = state.pop("_buffer", None)
+        self.__dict__.update(state)
+        if buffer is not None:
+            entries = sorted(key + (seq, event) for key, seq, event in buffer) if buffer and isinstance(
+                buffer[0][0], tuple) else sorted(buffer)
+            self._queues = {"": deque(entries)} if entries else {}
