@@ -42,22 +42,27 @@ def test_same_records_as_fastavro_on_the_sample_shop(shop):
         assert _fast(role, data) == _fastavro(role, data)
 
 
+def _mutate(rng: random.Random, data: bytes) -> bytes:
+    """`data` with one to three random bytes changed, deleted or inserted."""
+    mutated = bytearray(data)
+    for _ in range(rng.randint(1, 3)):
+        at = rng.randrange(len(mutated) + 1)
+        choice = rng.random()
+        if choice < 0.5 and at < len(mutated):
+            mutated[at] = rng.randrange(256)
+        elif choice < 0.75 and at < len(mutated):
+            del mutated[at]
+        else:
+            mutated.insert(at, rng.randrange(256))
+    return bytes(mutated)
+
+
 def test_mutated_bytes_read_the_same_or_fall_back(shop):
     rng = random.Random(3)
     read = 0
     for _ in range(20_000):
         role, data = shop[rng.randrange(len(shop))]
-        mutated = bytearray(data)
-        for _ in range(rng.randint(1, 3)):
-            at = rng.randrange(len(mutated) + 1)
-            choice = rng.random()
-            if choice < 0.5 and at < len(mutated):
-                mutated[at] = rng.randrange(256)
-            elif choice < 0.75 and at < len(mutated):
-                del mutated[at]
-            else:
-                mutated.insert(at, rng.randrange(256))
-        mutated = bytes(mutated)
+        mutated = _mutate(rng, data)
         try:
             fast = _fast(role, mutated)
         except Exception:
@@ -140,17 +145,7 @@ def test_decode_input_on_mutated_bytes_is_the_old_pipeline_s(shop):
     for _ in range(20_000):
         role = rng.choice(avro.INPUT_ROLES)  # evenly: CRM changes are few in the shop
         data = rng.choice(by_role[role])
-        mutated = bytearray(data)
-        for _ in range(rng.randint(1, 3)):
-            at = rng.randrange(len(mutated) + 1)
-            choice = rng.random()
-            if choice < 0.5 and at < len(mutated):
-                mutated[at] = rng.randrange(256)
-            elif choice < 0.75 and at < len(mutated):
-                del mutated[at]
-            else:
-                mutated.insert(at, rng.randrange(256))
-        mutated = bytes(mutated)
+        mutated = _mutate(rng, data)
         old = _outcome(_old_pipeline(role, mutated))
         assert _outcome(_decode_input(role, mutated)) == old
         fast = _direct_or_none(role, mutated)
