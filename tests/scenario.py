@@ -15,7 +15,7 @@ from profilestream.domain.rules import DAY, HOUR, MINUTE, Rules
 T0 = int(datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc).timestamp() * 1000)
 _ids = itertools.count(1)
 
-__all__ = ["T0", "DAY", "HOUR", "MINUTE", "click", "crm", "erase", "run", "Result", "Campaign"]
+__all__ = ["T0", "DAY", "HOUR", "MINUTE", "click", "crm", "erase", "run", "snapshot", "Result", "Campaign"]
 
 
 def click(minute: float, device: str, type: str = "page_view", **fields) -> Click:
@@ -93,6 +93,18 @@ class Result:
             identifier in p["device_ids"] or identifier in (p["customer_key"], p["customer_id"])
             for p in self.profiles.values()
         )
+
+
+def snapshot(res: Result) -> dict:
+    """Everything a run produced, final state per key plus the merge and trigger streams, with
+    only the wall-clock `emitted_at` left out."""
+    return {
+        "profiles": res.profiles,
+        "feed": res.feed,
+        "tombstones": res.tombstones,
+        "merges": res.merges,
+        "triggers": [{k: v for k, v in t.items() if k != "emitted_at"} for t in res.triggers],
+    }
 
 
 def run(events: list[Event], rules: Rules | None = None, sources: int = 1, batch: int = 0) -> Result:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from profilestream.domain.engine import Engine
 from profilestream.domain.events import CLICK_TYPES, Campaign, Click, CrmChange, order_key
 from profilestream.domain.rules import DAY, HOUR, MINUTE, Rules
-from scenario import T0, Result, run
+from scenario import T0, Result, run, snapshot
 
 RULES = Rules()
 LATE = RULES.allowed_lateness
@@ -92,16 +92,6 @@ def jitter(events, bound: int, rng: random.Random) -> list:
     """Out of order by at most `bound`: nothing arrives after an event `bound` later than itself."""
     keyed = [(e.ts + rng.randint(0, bound), rng.random(), i) for i, e in enumerate(events)]
     return [events[i] for _, _, i in sorted(keyed)]
-
-
-def snapshot(res: Result) -> dict:
-    return {
-        "profiles": res.profiles,
-        "feed": res.feed,
-        "tombstones": res.tombstones,
-        "merges": res.merges,
-        "triggers": [{k: v for k, v in t.items() if k != "emitted_at"} for t in res.triggers],
-    }
 
 
 def check_graph(engine: Engine) -> None:

@@ -12,23 +12,11 @@ from profilestream.domain.engine import Engine
 from profilestream.domain.events import Click, CrmChange, order_key
 from profilestream.domain.rules import Rules
 from profilestream.domain.timeline import Timeline
-from scenario import DAY, MINUTE, T0, Campaign, Result, click, crm, erase, run
+from scenario import DAY, MINUTE, T0, Campaign, Result, click, crm, erase, run, snapshot
 
 RULES = Rules()
 LATE = RULES.allowed_lateness
 ABANDON = RULES.cart_abandon_after
-
-
-def snapshot(res: Result) -> dict:
-    """Everything a run produced, final state per key plus the merge and trigger streams, with
-    only the wall-clock `emitted_at` left out."""
-    return {
-        "profiles": res.profiles,
-        "feed": res.feed,
-        "tombstones": res.tombstones,
-        "merges": res.merges,
-        "triggers": [{k: v for k, v in t.items() if k != "emitted_at"} for t in res.triggers],
-    }
 
 
 def drive(batches, rules: Rules = RULES, sources=("p0",)) -> Result:

@@ -42,7 +42,8 @@ class Engine:
     # not a field: the instance's own is set in __post_init__; an engine unpickled from a snapshot
     # taken before scoring existed has none and scores with the defaults (see `use_scores`)
     scorer = DEFAULT_SCORER
-    _emitted_at: int | None = None  # likewise, for snapshots from before `emit_every`
+    _emitted_at: int | None = None  # the caller's clock at the last emission (class default: also
+    # what an engine unpickled from a snapshot taken before `emit_every` starts from)
 
     def __post_init__(self) -> None:
         r = self.rules
@@ -56,7 +57,6 @@ class Engine:
         self.scorer = Scorer(r.scores)  # scores at emission, not per event (scores.py)
         self._out: list[Output] = []
         self._now = 0
-        self._emitted_at = None
 
     # --- the shell's interface ------------------------------------------------------------------
 
