@@ -53,6 +53,8 @@ class ConfigError(ValueError):
 
 # --- value kinds: a TOML parser and a parser for environment text -------------------------
 
+MAX_DURATION_DAYS = 36_500  # a century: longer is a typo, and would overflow event-time arithmetic
+MAX_DURATION_MS = MAX_DURATION_DAYS * 86_400_000
 _UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION = re.compile(r"(-?)([0-9]+)(ms|s|m|h|d)")
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
@@ -68,7 +70,17 @@ def parse_duration(text: str) -> int:
         raise ValueError(f'"{text}" is not a duration (use e.g. 90s, 30m, 1h, 7d)')
     if match.group(1):
         raise ValueError(f'"{text}" is negative; a duration must be 0s or more')
-    return int(match.group(2)) * _UNITS_MS[match.group(3)]
+    ms = int(match.group(2)) * _UNITS_MS[match.group(3)]
+    if ms > MAX_DURATION_MS:
+        raise ValueError(f'"{text}" is longer than the longest duration accepted ({MAX_DURATION_DAYS}d)')
+    return ms
+
+
+def parse_optional_duration(text: Any) -> int | None:
+    """A duration, or `"off"` (None): no bound at all (`time.max_future`)."""
+    if isinstance(text, str) and text.strip().lower() == "off":
+        return None
+    return parse_duration(text)
 
 
 def _check_str(value: Any) -> str:
@@ -169,6 +181,7 @@ TOPIC = Kind(_check_topic)
 BROKERS = Kind(_check_brokers)
 POSITIVE_INT = Kind(_check_positive_int, _int_text)
 DURATION = Kind(parse_duration)
+OPTIONAL_DURATION = Kind(parse_optional_duration)
 STR_LIST = Kind(_check_str_list, _list_text)
 SCORE_MODE = Kind(_check_mode)
 BAND = Kind(_check_band, _band_text)
@@ -255,6 +268,7 @@ class TimeConfig:
     allowed_lateness: int = _setting(DURATION, "30s")
     idle_after: int = _setting(DURATION, "10s")
     dedup_window: int = _setting(DURATION, "1d")
+    max_future: int | None = _setting(OPTIONAL_DURATION, "1h")  # None: "off"
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +350,7 @@ class Config:
             allowed_lateness=self.time.allowed_lateness,
             idle_after=self.time.idle_after,
             dedup_window=self.time.dedup_window,
+            max_future=self.time.max_future,
             blocked_values=frozenset(v.strip().lower() for v in self.identity.blocked_values),
             scores=self.scores.settings(),
         )

@@ -14,6 +14,7 @@ from profilestream.config import (
     SECTIONS,
     TOPIC_ROLES,
     Config,
+    MAX_DURATION_MS,
     ConfigError,
     load_config,
     parse_duration,
@@ -275,9 +276,29 @@ def test_durations(text, ms):
     assert parse_duration(text) == ms
 
 
+def test_absurd_duration_is_a_configuration_error():
+    with pytest.raises(ConfigError, match=r"sessions.gap: .*longest duration accepted \(36500d\)"):
+        load_config(env={"PROFILESTREAM_SESSIONS_GAP": "99999999999999999999d"})
+    assert parse_duration("36500d") == MAX_DURATION_MS
+
+
+def test_max_future_default_and_off():
+    assert load_config(env={}).rules().max_future == HOUR
+    assert load_config(env={"PROFILESTREAM_TIME_MAX_FUTURE": "off"}).rules().max_future is None
+    assert load_config(env={"PROFILESTREAM_TIME_MAX_FUTURE": "5m"}).rules().max_future == 5 * MIN
+    with pytest.raises(ConfigError, match="time.max_future"):
+        load_config(env={"PROFILESTREAM_TIME_MAX_FUTURE": "soon"})
+
+
 @given(st.integers(min_value=0, max_value=10**9), st.sampled_from(["ms", "s", "m", "h", "d"]))
 def test_durations_generated(n, unit):
     factor = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}[unit]
+    if n * factor > MAX_DURATION_MS:
+        with pytest.raises(ValueError, match="longest duration"):
+            parse_duration(f"{n}{unit}")
+        with pytest.raises(ConfigError, match="time.dedup_window"):
+            load_config(env={"PROFILESTREAM_TIME_DEDUP_WINDOW": f"{n}{unit}"})
+        return
     assert parse_duration(f"{n}{unit}") == n * factor
     assert load_config(env={"PROFILESTREAM_TIME_DEDUP_WINDOW": f"{n}{unit}"}).time.dedup_window == n * factor
 

@@ -25,6 +25,9 @@ class Rules:
     allowed_lateness: int = 30_000
     idle_after: int = 10_000
     dedup_window: int = DAY
+    # an input more than this far ahead of the wall clock when read is dead-lettered (CONTRACT
+    # "Time"): one device with a wrong clock must not drag the watermark; None: no bound
+    max_future: int | None = HOUR
     blocked_values: frozenset[str] = field(default_factory=lambda: frozenset(DEFAULT_BLOCKED))
     scores: ScoreSettings = field(default_factory=ScoreSettings)
 
