@@ -140,7 +140,9 @@ class ShopSpec:
     events: int = 2000
     customers: int | None = None
     seed: int = 7
-    start: str = "2026-11-01T08:00:00Z"
+    # in the past, whole shop included (60 days at most): events ahead of the wall clock by more
+    # than `time.max_future` are dead-lettered, so a sample must never reach into the future
+    start: str = "2026-08-30T08:00:00Z"
     days: float | None = None
     emails: bool = True
     bad: int = 0
