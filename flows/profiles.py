@@ -2,6 +2,11 @@
 
     read ──> decode ──┬──> (bad records) ─────────────────────────────┐
                       └──> key "engine" ──> apply (event time, rules) ─┴──> encode ──> write
+                                                                 (unwritable records) ──┘ dead-letters
+
+Neither end can be stopped by one record: `decode` dead-letters every input it cannot use (the
+bounds are in `io.validation`, a `ts` too far ahead of the wall clock included), `encode` every
+output it cannot write (`to_message`).
 
 `profile_stream` is the composable middle (input and output streams of plain Python objects), so
 tests can drive it with Bytewax's testing source and sink; `build_flow` adds the Kafka ends.
@@ -51,13 +56,19 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def decode_batch(rules: Rules, batch: list[Raw | PartitionEnd]) -> list:
+def decode_batch(rules: Rules, batch: list[Raw | PartitionEnd], now_ms: int | None = None) -> list:
     """A batch of raw records to dead-letter `Output`s for the bad ones, followed by one list of
     `(source, event)` (and `PartitionEnd` markers) for the rest. Never raises on input.
+
+    `now_ms` (default: the wall clock now) is when the batch is read: an event more than
+    `rules.max_future` ahead of it is dead-lettered here, so it never reaches the engine and never
+    moves the watermark (one device with a wrong clock would otherwise make every later event late).
 
     Why one list for the whole batch: every item costs a Python call in each step it passes (and
     a pickle when it crosses to the engine's process), so the events travel to the engine as one
     item per batch read."""
+    if now_ms is None:
+        now_ms = _now_ms()
     out: list = []
     events: list = []
     records_in: Counter = Counter()
@@ -71,7 +82,7 @@ def decode_batch(rules: Rules, batch: list[Raw | PartitionEnd]) -> list:
         try:
             if raw.value is None:
                 raise avro.Rejected("value", "null value (tombstone) on an input topic")
-            event = avro.decode_input(raw.role, raw.value, rules)
+            event = avro.decode_input(raw.role, raw.value, rules, now_ms)
         except avro.Rejected as rejected:
             dead[raw.role, metrics.dead_letter_reason(rejected.field, rejected.reason)] += 1
             out.append(Output(DEAD_LETTERS, "", avro.dead_letter(
@@ -255,10 +266,48 @@ def engine_worker(worker_count: int) -> int:
     return index_of[engine_threads[0]]
 
 
-def to_message(topic_names: dict[str, str], output: Output) -> KafkaSinkMessage:
-    value = None if output.value is None else avro.encode(output.topic, output.value)
-    key = output.key.encode() if output.key else None
+# librdkafka refuses to produce a record over `message.max.bytes` (1,000,000 by default): the sink
+# would stop the run on it, and again at every restart. Room is left for the key and the framing.
+RECORD_OVERHEAD = 512
+
+
+def max_record_bytes(client_config: dict[str, str]) -> int:
+    """The largest value (plus key) the sink can produce with this `[kafka]` configuration."""
+    return int(client_config.get("message.max.bytes", 1_000_000)) - RECORD_OVERHEAD
+
+
+def to_message(topic_names: dict[str, str], output: Output, max_bytes: int | None = None) -> KafkaSinkMessage:
+    """The Kafka record of an output. Never raises: an output that cannot be encoded (a count
+    overflowing its Avro int, a value of the wrong type, anything the writer refuses) or that is
+    over `max_bytes` becomes a dead letter instead (`unwritable`), and every other record goes on.
+    Why: one bad record must not stop the dataflow for everyone, as a poison pill that a restart
+    from recovery would only meet again."""
+    try:
+        value = None if output.value is None else avro.encode(output.topic, output.value)
+        key = output.key.encode() if output.key else None
+    except Exception as exc:  # noqa: BLE001 (whatever the writer raises: dead-lettered, named)
+        return unwritable(topic_names, output, avro.encode_fault(output.topic, output.value, exc))
+    if max_bytes is not None and value is not None and len(value) + len(key or b"") > max_bytes:
+        return unwritable(topic_names, output, f"{len(value)} bytes encoded, over the {max_bytes}-byte "
+                                               f"limit of a Kafka record (message.max.bytes)")
     return KafkaSinkMessage(key, value, topic=topic_names[output.topic])
+
+
+def unwritable(topic_names: dict[str, str], output: Output, error: str) -> KafkaSinkMessage:
+    """The dead letter for an output record that cannot be written: its topic and key (profile ids,
+    customer ids and hashed keys, never an address), the reason, no value (it may hold personal
+    data); counted per topic (`profilestream_encode_failures`) and logged with the key, so the
+    profile that produced it can be found."""
+    topic = topic_names[output.topic]
+    metrics.COUNTERS.encode_failed(topic)
+    letter = avro.output_dead_letter(topic, output.key, error, _now_ms())
+    metrics.log("encode_failed", logging.ERROR, topic=topic, key=letter["key"], error=letter["error"])
+    return KafkaSinkMessage(None, avro.encode(DEAD_LETTERS, letter), topic=topic_names[DEAD_LETTERS])
+
+
+def encode_batch(topic_names: dict[str, str], batch: list[Output], max_bytes: int | None = None) -> list:
+    """The `encode` step: a batch of outputs to Kafka records (`to_message`)."""
+    return [to_message(topic_names, output, max_bytes) for output in batch]
 
 
 def build_flow(config, partitions: dict[str, int],
@@ -281,6 +330,7 @@ def build_flow(config, partitions: dict[str, int],
                              sent=inflight.sent if reader else None,
                              received=inflight.taken if inflight is not None else None)
     names = {role: config.topics.name(role) for role in OUTPUT_ROLES}
-    messages = op.flat_map_batch("encode", outputs, lambda batch: [to_message(names, output) for output in batch])
+    limit = max_record_bytes(config.kafka.client_config())
+    messages = op.flat_map_batch("encode", outputs, lambda batch: encode_batch(names, batch, limit))
     op.output("write", messages, OutputSink(config.kafka.client_config(), wait=recovery))
     return flow

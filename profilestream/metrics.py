@@ -9,6 +9,8 @@ Prometheus. The dataflow publishes into the process-wide `COUNTERS` here:
   engine's counters live in its snapshot, so after a recovery they go on from the snapshot;
 - each input partition: its next offset and the high watermark it last heard of (consumer lag);
 - the sink: records delivered per output topic;
+- the encode step: output records that could not be encoded or were too large for a Kafka record,
+  per output topic (each also dead-lettered and logged with its key: `encode_failed`);
 - the engine snapshot: its size and how long pickling took.
 
 `Progress` logs a `progress` line every few seconds from these; `serve(port)` exposes them on a
@@ -112,7 +114,11 @@ class Every:
 
 
 def dead_letter_reason(field: str, reason: str) -> str:
-    """A short, bounded label for a rejected record (the full reason is in the dead letter)."""
+    """A short, bounded label for a rejected record (the full reason is in the dead letter).
+    A `ts` ahead of the wall clock (`time.max_future`) has a label of its own: it points at a
+    device or system clock, not at a producer's code."""
+    if field == "ts" and "time.max_future" in reason:
+        return "future_ts"
     if field == "value":
         text = reason.lower()
         if "limit" in text:
@@ -137,6 +143,7 @@ class Counters:
             self.events_in: Counter = Counter()  # (role, type or op) -> valid events decoded
             self.dead_letters: Counter = Counter()  # (role, reason) -> dead letters
             self.records_out: Counter = Counter()  # output topic name -> records delivered
+            self.encode_failures: Counter = Counter()  # output topic name -> records not encodable
             self.engine: dict[str, int] = {}  # the latest copy of engine.stats
             self.watermark: int | None = None
             self.pending = 0
@@ -155,6 +162,10 @@ class Counters:
     def delivered(self, by_topic: Counter) -> None:
         with self._lock:
             self.records_out.update(by_topic)
+
+    def encode_failed(self, topic: str) -> None:
+        with self._lock:
+            self.encode_failures[topic] += 1
 
     def engine_state(self, stats: Counter, watermark: int, pending: int) -> None:
         copy = dict(stats)  # the engine step's own thread: no concurrent change while copying
@@ -191,6 +202,8 @@ class Counters:
                 "dead_letters": sum(self.dead_letters.values()),
                 "records_out": sum(self.records_out.values()),
             }
+            if self.encode_failures:
+                out["encode_failures"] = sum(self.encode_failures.values())
         applied = sum(v for k, v in engine.items() if k.startswith(("clicks.", "crm.")))
         out.update({
             "applied": applied,
@@ -255,6 +268,7 @@ class _Collector:
         with c._lock:
             records_in, events_in = dict(c.records_in), dict(c.events_in)
             dead, out = dict(c.dead_letters), dict(c.records_out)
+            unencodable = dict(c.encode_failures)
             snap = (c.snapshots, c.snapshot_bytes, c.snapshot_seconds, c.snapshot_seconds_total)
         engine = dict(c.engine)
 
@@ -274,6 +288,13 @@ class _Collector:
         yield family
         family = CounterMetricFamily("profilestream_records_out", "Records delivered to an output topic", labels=["topic"])
         for topic, n in sorted(out.items()):
+            family.add_metric([topic], n)
+        yield family
+        family = CounterMetricFamily(
+            "profilestream_encode_failures",
+            "Output records that could not be encoded (or exceeded a Kafka record), dead-lettered instead; "
+            "the `encode_failed` log line names each key", labels=["topic"])
+        for topic, n in sorted(unencodable.items()):
             family.add_metric([topic], n)
         yield family
 

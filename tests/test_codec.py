@@ -18,6 +18,7 @@ from profilestream.config import TOPIC_ROLES
 from profilestream.domain.events import CLICK_TYPES, Campaign, Click, CrmChange
 from profilestream.domain.rules import Rules
 from profilestream.io.avro import (
+    DEAD_LETTER_VALUE_BYTES,
     MAX_VALUE_BYTES,
     ROLES,
     SCHEMA_DIR,
@@ -34,8 +35,10 @@ from profilestream.io.avro import (
     to_event,
     to_json,
 )
+from profilestream.io.validation import MAX_ID_LENGTH, MAX_QUANTITY, MIN_QUANTITY
 
 RULES = Rules()
+NO_CLOCK = Rules(max_future=None)  # for times anywhere in the sanity range, ahead of the wall clock too
 FOO_HASH = "321ba197033e81286fedb719d60d4ed5cecaed170733cb4a92013811afc0e3b6"  # sha256("foo@example.com")
 T0 = "2026-11-20T10:15:00.123Z"
 T0_MS = 1_795_169_700_123
@@ -203,20 +206,21 @@ def test_time_round_trip(ms):
     assert parse_time(format_time(ms)) == ms
 
 
+ids = st.text(max_size=MAX_ID_LENGTH)  # (hypothesis draws them short: the limit is tested in test_input_bounds)
 clicks = st.fixed_dictionaries(
     {
-        "event_id": st.text(min_size=1).filter(str.strip),
+        "event_id": ids.filter(str.strip),
         "ts": st.integers(min_value=631_152_000_000, max_value=4_102_444_799_999),
-        "device_id": st.text(min_size=1).filter(lambda s: s.strip().lower() not in RULES.blocked_values),
+        "device_id": ids.filter(lambda s: s and s.strip().lower() not in RULES.blocked_values),
         "type": st.sampled_from(["page_view", "checkout", "login", "logout"]),
     },
     optional={
-        "customer_key": st.none() | st.text(),
+        "customer_key": st.none() | ids,
         "url": st.none() | st.text(),
         "page_category": st.text(),
-        "product_id": st.text(),
-        "price": st.none() | st.floats(allow_nan=False, allow_infinity=False),
-        "quantity": st.integers(min_value=-(2**31), max_value=2**31 - 1),
+        "product_id": ids,
+        "price": st.none() | st.floats(min_value=0, allow_nan=False, allow_infinity=False),
+        "quantity": st.integers(min_value=MIN_QUANTITY, max_value=MAX_QUANTITY),
         "revenue": st.floats(allow_nan=False, allow_infinity=False),
         "campaign": st.none() | st.fixed_dictionaries({}, optional={"source": st.text(), "name": st.none() | st.text()}),
     },
@@ -228,7 +232,7 @@ clicks = st.fixed_dictionaries(
 def test_generated_clicks_round_trip(obj):
     record = from_json("clickstream", obj)
     data = encode("clickstream", record)
-    event = decode_input("clickstream", data, RULES)
+    event = decode_input("clickstream", data, NO_CLOCK)
     assert isinstance(event, Click)
     assert (event.event_id, event.ts, event.device_id, event.type) == (
         obj["event_id"], obj["ts"], obj["device_id"], obj["type"])
@@ -448,7 +452,7 @@ def test_blocked_device_is_rejected(device_id):
 
 @pytest.mark.parametrize("ts", [631_152_000_000, 4_102_444_799_999])
 def test_time_bounds_are_inclusive_exclusive(ts):
-    assert to_event("clickstream", click(ts=ts), RULES).ts == ts
+    assert to_event("clickstream", click(ts=ts), NO_CLOCK).ts == ts
 
 
 def test_type_specific_fields_only_where_needed():
@@ -546,3 +550,87 @@ def test_dead_letter_cuts_an_oversized_value_and_says_so():
                          role="clickstream")
     assert len(base64.b64decode(letter["value"])) == DEAD_LETTER_VALUE_BYTES
     assert "cut to its first" in letter["error"] and str(2 * 1024 * 1024) in letter["error"]
+
+
+# --- no clear address in a dead letter, decodable or not (issue 11, finding 3) -----------------
+
+ADDRESS = "Jane.Doe+shop@Example.co.uk"
+
+
+def _click_with(**fields) -> bytes:
+    return wire("clickstream", {"event_id": "e-1", "ts": T0_MS, "device_id": "d-1", "type": "page_view", **fields})
+
+
+def _undecodable_layouts() -> dict[str, bytes]:
+    with_email = _click_with(email=ADDRESS)
+    end = with_email.index(ADDRESS.encode()) + len(ADDRESS)
+    other = {"type": "record", "name": "Contact", "fields": [{"name": "id", "type": "long"},
+                                                            {"name": "contact", "type": "string"}]}
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(other), {"id": 7, "contact": f"mailto:{ADDRESS}"})
+    bad_utf8 = _click_with(email="\u00a7" + ADDRESS + "\u00a7").replace("\u00a7".encode(), b"\xff\xfe")
+    return {
+        "truncated just after the address": with_email[:end],
+        "truncated in the address's TLD": with_email[:end - 1],
+        "wrong schema": buf.getvalue(),
+        "another topic's schema": wire("crm_changes", {"change_id": "c", "ts": T0_MS, "customer_id": "C1",
+                                                       "op": "upsert", "email": ADDRESS}),
+        "plain JSON": json.dumps({"event_id": "e-1", "email": ADDRESS, "type": "login"}).encode(),
+        "bad UTF-8 around the address": b"\xff\xfe\x00" + ADDRESS.encode() + b"\xc3\x28\xff",
+        "bad UTF-8 around it, in an Avro click": bad_utf8[:-1],
+        "address in a URL, percent-encoded, trailing bytes": _click_with(
+            url=f"https://shop.example/?e={ADDRESS.replace('@', '%40')}") + b"\x00\x01",
+        "valid click, address in the url, rejected for its quantity": _click_with(
+            type="add_to_cart", product_id="p", quantity=0, url=f"https://x.example/?to={ADDRESS}"),
+        "valid crm change, address in an attribute, rejected for its ts": wire("crm_changes", {
+            "change_id": "c", "ts": 0, "customer_id": "C1", "op": "upsert", "attributes": {"contact": ADDRESS}}),
+        "over 64 KiB, the address at the cut": b"x" * (DEAD_LETTER_VALUE_BYTES - 10) + ADDRESS.encode() + b"y" * 99,
+        "over 1 MiB": ADDRESS.encode() + b"\x00" * MAX_VALUE_BYTES,
+    }
+
+
+def _no_address_in(letter: dict) -> None:
+    local, domain = ADDRESS.lower().split("@")
+    for where, text in (("value", base64.b64decode(letter["value"])), ("key", (letter["key"] or "").encode()),
+                        ("error", letter["error"].encode())):
+        text = text.lower().replace(b"%40", b"@")
+        assert ADDRESS.lower().encode() not in text, where
+        assert f"@{domain}".encode() not in text and f"{local}@".encode() not in text, (where, text[:200])
+
+
+@pytest.mark.parametrize("layout", list(_undecodable_layouts()))
+def test_no_clear_address_survives_in_a_dead_letter(layout):
+    data = _undecodable_layouts()[layout]
+    role = "clickstream" if "crm" not in layout else "crm_changes"
+    with pytest.raises(Rejected) as info:
+        decode_input(role, data, RULES)
+    letter = dead_letter("clickstream", 0, 9, f"  {ADDRESS} ".encode(), data,
+                         f"{info.value} (sent by {ADDRESS})", T0_MS, role=role)
+    _no_address_in(letter)
+    value = base64.b64decode(letter["value"])
+    assert len(value) == min(len(data), DEAD_LETTER_VALUE_BYTES)  # same length: offsets stay
+    assert letter["key"] == "  " + "*" * len(ADDRESS) + " "
+    assert decode("dead_letters", encode("dead_letters", letter)) == letter
+
+
+def test_masking_keeps_what_is_no_address():
+    from profilestream.io.avro import mask_addresses
+
+    for text in (b"", b"no at sign", b"a@b", b"@example.com", b"x@localhost.", b"price 5@3.99",
+                 b"x@1.2.3.4"):
+        assert mask_addresses(text) == text
+    assert mask_addresses(b"to jane@example.com, bob@shop.example") == b"to " + b"*" * 16 + b", " + b"*" * 16
+    assert mask_addresses(b"jane@exa") == b"*" * 8  # cut short by the end of the data
+    assert mask_addresses("Jürgen@Bücher.de".encode()) == b"*" * 18
+
+
+def test_masking_is_linear_on_hostile_bytes():
+    import time
+
+    from profilestream.io.avro import mask_addresses
+
+    started = time.perf_counter()
+    for data in (b"a" * MAX_VALUE_BYTES, b"a@" * (MAX_VALUE_BYTES // 2), b"@" + b"a." * (MAX_VALUE_BYTES // 2),
+                 b"a" * MAX_VALUE_BYTES + b"@example.com"):
+        mask_addresses(data)
+    assert time.perf_counter() - started < 2.0

@@ -13,10 +13,11 @@ from profilestream.io import avro
 from profilestream.io.avro import Rejected, decode_input, encode, from_json, to_event
 from profilestream.domain.events import CLICK_TYPES, CRM_OPS
 from profilestream.domain.rules import Rules
-from profilestream.io.validation import END_TS, MIN_TS
+from profilestream.io.validation import END_TS, MAX_ID_LENGTH, MAX_QUANTITY, MIN_TS
 from profilestream.sample import ShopSpec, generate
 
 RULES = Rules()
+NOW = 1_795_169_700_123 + 600_000  # the wall clock the decoders are given (a valid record's ts: 10 min before)
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +96,13 @@ def test_decode_input_errors_are_fastavro_s(role):
 #
 # `decode_input` tries `avro._DIRECT[role]` first and takes the general path on any exception. The
 # tests compare with the pipeline as it was before the direct decoders: fastavro's reader, then
-# `to_event` (the event, its types included via repr, or the `Rejected` field and reason).
+# `to_event` (the event, its types included via repr, or the `Rejected` field and reason), both
+# given the same wall clock (`NOW`, or none) for `time.max_future`.
 
 
-def _old_pipeline(role: str, data: bytes):
+def _old_pipeline(role: str, data: bytes, now: int | None = NOW):
     try:
-        return to_event(role, avro._read_fastavro(role, data, "surrogateescape", RULES), RULES)
+        return to_event(role, avro._read_fastavro(role, data, "surrogateescape", RULES), RULES, now)
     except Exception as exc:  # Rejected, as a rule
         return exc
 
@@ -113,16 +115,16 @@ def _outcome(result) -> tuple:
     return (type(result).__name__, repr(result))
 
 
-def _decode_input(role: str, data: bytes):
+def _decode_input(role: str, data: bytes, now: int | None = NOW):
     try:
-        return decode_input(role, data, RULES)
+        return decode_input(role, data, RULES, now)
     except Exception as exc:
         return exc
 
 
-def _direct_or_none(role: str, data: bytes):
+def _direct_or_none(role: str, data: bytes, now: int | None = NOW):
     try:
-        return avro._DIRECT[role](data, RULES)
+        return avro._DIRECT[role](data, RULES, now)
     except Exception:
         return None  # left to the general path
 
@@ -134,7 +136,7 @@ def test_direct_decoders_match_the_schemas():
 
 def test_direct_decoders_read_the_sample_shop_themselves(shop):
     for role, data in shop:
-        event = avro._DIRECT[role](data, RULES)  # raises if it would leave the record to the general path
+        event = avro._DIRECT[role](data, RULES, NOW)  # raises if it would leave the record to the general path
         assert _outcome(event) == _outcome(_old_pipeline(role, data))
 
 
@@ -157,16 +159,21 @@ def test_decode_input_on_mutated_bytes_is_the_old_pipeline_s(shop):
 
 
 # Records written with fastavro (so they may break the input contract): a valid record where each
-# field is, now and then, a value at the edge of some check: blank and blocked ids, times around the
-# limits and of other varint sizes, non-finite numbers, e-mails with and without a key, non-ASCII,
-# long (two-byte length) strings, invalid UTF-8. product_id and order_id (needed by some types) and
-# the e-mail are drawn evenly.
+# field is, now and then, a value at the edge of some check: blank, blocked and over-long ids (the
+# limit is in characters: 1,024 three-byte ones are fine), times around the limits (2100, and an
+# hour ahead of the clock) and of other varint sizes, negative and non-finite numbers, quantities
+# around 1..100,000, e-mails with and without a key, non-ASCII, long (two-byte length) strings,
+# invalid UTF-8. product_id and order_id (needed by some types) and the e-mail are drawn evenly;
+# the clock is `NOW` or, now and then, the wall clock (None).
 _INVALID_UTF8 = "\u00a7\u00a7"  # written as 4 bytes, then replaced by 4 bytes of invalid UTF-8
 _TEXTS = ["", " ", "x", "null", " NULL ", "Test", "p-1", "o-1", "\u00fcber", "\u65e5\u672c", "a" * 70, " \t",
-          _INVALID_UTF8]
+          _INVALID_UTF8, "i" * MAX_ID_LENGTH, "i" * (MAX_ID_LENGTH + 1), "\u65e5" * MAX_ID_LENGTH,
+          "\u65e5" * (MAX_ID_LENGTH + 1), " " * MAX_ID_LENGTH + "null"]
 _OPTIONAL_TEXTS = [None, *_TEXTS]
-_TIMES = [0, -1, 1, MIN_TS - 1, MIN_TS, END_TS - 1, END_TS, 1 << 41, (1 << 41) - 1, 1 << 62, -(1 << 63)]
-_NUMBERS = [None, 0.0, -1.5, 1e308, float("nan"), float("inf"), float("-inf")]
+_TIMES = [0, -1, 1, MIN_TS - 1, MIN_TS, END_TS - 1, END_TS, 1 << 41, (1 << 41) - 1, 1 << 62, -(1 << 63),
+          NOW + 3_600_000, NOW + 3_600_001]
+_NUMBERS = [None, 0.0, -0.0, -1.5, 5e-324, -5e-324, 1e308, -1e308, float("nan"), float("inf"), float("-inf")]
+_QUANTITIES = [0, 1, -1, 64, MAX_QUANTITY, MAX_QUANTITY + 1, (1 << 31) - 1, -(1 << 31)]
 _EMAILS = [None, "", "  ", "Foo@Example.com ", "\u00fc@example.com", _INVALID_UTF8]
 
 
@@ -191,7 +198,7 @@ _clicks = st.fixed_dictionaries({
     "customer_key": _usually(None, _TEXTS), "email": st.sampled_from(_EMAILS),
     "url": _usually("https://shop.example/p/1", _OPTIONAL_TEXTS), "referrer": _usually(None, _TEXTS),
     "page_category": _usually("toys", _OPTIONAL_TEXTS), "product_id": st.sampled_from(_OPTIONAL_TEXTS),
-    "price": _usually(19.99, _NUMBERS), "quantity": _usually(None, [0, 1, -1, 64, (1 << 31) - 1, -(1 << 31)]),
+    "price": _usually(19.99, _NUMBERS), "quantity": _usually(None, _QUANTITIES),
     "order_id": st.sampled_from(_OPTIONAL_TEXTS), "revenue": _usually(None, _NUMBERS[1:]),
     "campaign": st.one_of(st.none(), st.fixed_dictionaries({
         "source": _usually("newsletter", _OPTIONAL_TEXTS), "medium": _usually(None, _TEXTS),
@@ -214,13 +221,14 @@ _crm_changes = st.fixed_dictionaries({
 
 
 @settings(max_examples=1500, deadline=None)
-@given(st.one_of(st.tuples(st.just("clickstream"), _clicks), st.tuples(st.just("crm_changes"), _crm_changes)))
-def test_decode_input_on_edge_records_is_the_old_pipeline_s(role_record):
+@given(st.one_of(st.tuples(st.just("clickstream"), _clicks), st.tuples(st.just("crm_changes"), _crm_changes)),
+       st.sampled_from([NOW, NOW, None]))
+def test_decode_input_on_edge_records_is_the_old_pipeline_s(role_record, now):
     role, record = role_record
     data = _written(role, record)
-    old = _outcome(_old_pipeline(role, data))
-    assert _outcome(_decode_input(role, data)) == old
-    fast = _direct_or_none(role, data)
+    old = _outcome(_old_pipeline(role, data, now))
+    assert _outcome(_decode_input(role, data, now)) == old
+    fast = _direct_or_none(role, data, now)
     if fast is not None:
         assert _outcome(fast) == old
 
@@ -305,3 +313,41 @@ def test_unusual_values_are_left_to_fastavro():
         avro._fast_writer("merges")(as_datetime)
     with pytest.raises(Exception):  # not a symbol: fastavro's error, as before
         avro.encode("merges", {**merge, "reason": "no such reason"})
+
+
+# --- the bounds of issue 11, at their edges: the direct decoders accept exactly what `to_event` does
+
+_CLICK = {"event_id": "e-1", "ts": NOW, "device_id": "d-1", "type": "add_to_cart", "product_id": "p-1",
+          "price": 5.0, "quantity": 2}
+_CHANGE = {"change_id": "c-1", "ts": NOW, "customer_id": "C1", "op": "upsert", "customer_key": "k-1"}
+_LONG, _LONGER = "\u65e5" * MAX_ID_LENGTH, "\u65e5" * (MAX_ID_LENGTH + 1)  # 3 bytes a character
+
+
+@pytest.mark.parametrize("role, changes, direct", [
+    ("clickstream", {"ts": NOW + RULES.max_future}, True),
+    ("clickstream", {"ts": NOW + RULES.max_future + 1}, False),
+    ("clickstream", {"quantity": MAX_QUANTITY}, True),
+    ("clickstream", {"quantity": MAX_QUANTITY + 1}, False),
+    ("clickstream", {"quantity": 0}, False),
+    ("clickstream", {"price": -0.0}, True),
+    ("clickstream", {"price": -5e-324}, False),
+    ("clickstream", {"device_id": "d" * MAX_ID_LENGTH}, True),
+    ("clickstream", {"device_id": "d" * (MAX_ID_LENGTH + 1)}, False),
+    ("clickstream", {"product_id": _LONG}, True),
+    ("clickstream", {"product_id": _LONGER}, False),
+    ("clickstream", {"customer_key": _LONGER, "email": "jane@example.com"}, False),  # the key wins: too long
+    ("clickstream", {"customer_key": " " * MAX_ID_LENGTH + "null", "email": "jane@example.com"}, True),  # the hash
+    ("clickstream", {"customer_key": " " * MAX_ID_LENGTH + "null"}, False),
+    ("crm_changes", {"ts": NOW + RULES.max_future + 1}, False),
+    ("crm_changes", {"customer_id": _LONG}, True),
+    ("crm_changes", {"customer_id": _LONGER}, False),
+    ("crm_changes", {"order_id": "o" * (MAX_ID_LENGTH + 1)}, False),
+])
+def test_direct_decoders_take_the_bounds_as_the_general_path_does(role, changes, direct):
+    data = _written(role, {**(_CLICK if role == "clickstream" else _CHANGE), **changes})
+    old = _outcome(_old_pipeline(role, data))
+    assert (_direct_or_none(role, data) is not None) == direct
+    assert (old[0] != "rejected") == direct
+    assert _outcome(_decode_input(role, data)) == old
+    if direct:
+        assert _outcome(_direct_or_none(role, data)) == old

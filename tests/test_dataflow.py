@@ -120,3 +120,37 @@ def test_a_process_that_may_not_read_lists_no_input_partition():
     assert len(InputSource({}, topics, None).list_parts()) == 5
     assert InputSource({}, topics, None, local=False).list_parts() == []
 
+
+
+def test_the_poison_pill_of_issue_11_is_dead_lettered_at_the_input():
+    """Two valid-looking add_to_cart clicks of quantity 2**31 - 1 on one product once overflowed the
+    cart's Avro int at the output and stopped the flow for everyone: now the input refuses them."""
+    pill = {"ts": click(2, "d9").ts, "device_id": "d9", "type": "add_to_cart", "product_id": "p1",
+            "quantity": 2**31 - 1}
+    bad = [Raw("clickstream", "clickstream", 0, 50 + i, b"d9",
+               avro.encode("clickstream", {**pill, "event_id": f"pill-{i}"}), pill["ts"]) for i in range(2)]
+    result = run_flow([click(0, "d1"), click(1, "d1", "add_to_cart", product_id="p1", quantity=100_000)], extra=bad)
+    letters = result.dead_letters
+    assert len(letters) == 2 and all(d["error"].startswith("field 'quantity': 2147483647 is outside") for d in letters)
+    assert result.of("d1")["cart"] == [{"product_id": "p1", "quantity": 100_000, "price": None}]
+    assert not result.has("d9")
+
+
+def test_dead_letters_of_the_dataflow_carry_no_clear_address():
+    address = "Jane.Doe@Example.org"
+    good = avro.encode("clickstream", {"event_id": "x", "ts": click(0, "d9").ts, "device_id": "d9",
+                                       "type": "login", "customer_key": "k"})
+    with_address = good[:-1] + b"\x02" + bytes([2 * len(address)]) + address.encode()  # cut after the address
+    bad = [
+        Raw("clickstream", "clickstream", 0, 100, address.encode(), with_address, 1),
+        Raw("clickstream", "clickstream", 1, 101, None, b'{"email": "%s", "type": "login"}' % address.encode(), 2),
+        Raw("crm_changes", "crm-changes", 2, 102, b"\xff" + address.encode() + b"\xfe",
+            b"\x00\xc3" + address.encode(), 3),
+    ]
+    result = run_flow([click(0, "d1")], extra=bad)
+    letters = result.dead_letters
+    assert len(letters) == 3
+    for letter in letters:
+        for text in (base64.b64decode(letter["value"]), (letter["key"] or "").encode(), letter["error"].encode()):
+            assert b"example.org" not in text.lower() and b"jane.doe" not in text.lower()
+    assert result.of("d1")["page_views"] == 1

@@ -26,7 +26,7 @@ from profilestream.io.validation import hash_email
 
 pytestmark = pytest.mark.broker
 
-T0 = 1_793_700_000_000  # 2026-11-03, inside the shop's period
+T0 = 1_788_256_800_000  # 2026-09-01, inside the shop's period (sample.ShopSpec start)
 
 
 def raw_avro(role: str, record: dict) -> bytes:

@@ -21,19 +21,20 @@ import base64
 import functools
 import io
 import json
-import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.validation import validate
 
 import profilestream
 from profilestream.domain.events import Click, CrmChange
 from profilestream.domain.rules import Rules
 from profilestream.io import compiled
-from profilestream.io.validation import INPUT_ROLES, Rejected, absorb_email, hash_email, to_event
+from profilestream.io.validation import INPUT_ROLES, Rejected, absorb_email, finite, hash_email, now, to_event
 
 SCHEMA_DIR = Path(profilestream.__file__).resolve().parent.parent / "schemas"
 SCHEMA_FILES = {
@@ -90,15 +91,19 @@ def encode(role: str, record: dict[str, Any]) -> bytes:
 
     Records of plain values (what the dataflow emits) go through a writer compiled from the schema
     (see `_compile_writer`); anything else (a datetime for a time, a missing field left to its
-    default, a value of the wrong type) is written, or refused, by fastavro as before."""
+    default, a value of the wrong type) is written, or refused, by fastavro as before, after
+    fastavro's validation: its writer alone would write an int beyond 32 bits (a cart quantity
+    that overflowed) as a longer varint, bytes that no other Avro reader takes."""
     if role in INPUT_ROLES and record.get("email") is not None:
         record = absorb_email(dict(record))
     try:
         return _fast_writer(role)(record)
     except Exception:  # unusual: fastavro writes it or says what is wrong
         pass
+    schema = _schema(role).full
+    validate(record, schema, raise_errors=True)
     buf = io.BytesIO()
-    schemaless_writer(buf, _schema(role).full, record)
+    schemaless_writer(buf, schema, record)
     return buf.getvalue()
 
 
@@ -153,21 +158,25 @@ def decode(role: str, data: bytes) -> dict[str, Any]:
     return _read(role, data, "strict")
 
 
-def decode_input(role: str, data: bytes | None, rules: Rules) -> Click | CrmChange:
+def decode_input(role: str, data: bytes | None, rules: Rules, now_ms: int | None = None) -> Click | CrmChange:
     """Input bytes -> domain event, or `Rejected` (values over 1 MiB are refused unread; invalid
-    UTF-8 is read with surrogateescape so that `to_event` can name the field).
+    UTF-8 is read with surrogateescape so that `to_event` can name the field). `now_ms` is the
+    wall clock at which the record is read (None: now; the dataflow reads it once per batch): a
+    `ts` more than `rules.max_future` after it is rejected. See `validation` for every bound.
 
     A well-formed, valid record is read by its role's direct decoder (`_DIRECT`); anything else
     (including every record that ends up rejected) by the general path, which alone decides."""
     if data is not None and len(data) > MAX_VALUE_BYTES:
         raise Rejected("value", f"{len(data)} bytes, over the {MAX_VALUE_BYTES}-byte (1 MiB) limit")
+    if now_ms is None:
+        now_ms = now()
     direct = _DIRECT.get(role)
     if direct is not None:
         try:
-            return direct(data, rules)
+            return direct(data, rules, now_ms)
         except Exception:  # not plain, or not valid: the general path reads it, or says what is wrong
             pass
-    return to_event(role, _read(role, data, "surrogateescape", rules), rules)  # type: ignore[arg-type]
+    return to_event(role, _read(role, data, "surrogateescape", rules), rules, now_ms)  # type: ignore[arg-type]
 
 
 _DIRECT = compiled.direct_decoders({role: _schema(role).wire for role in INPUT_ROLES})
@@ -175,19 +184,93 @@ _DIRECT = compiled.direct_decoders({role: _schema(role).wire for role in INPUT_R
 
 DEAD_LETTER_VALUE_BYTES = 64 * 1024
 
+# --- clear e-mail addresses in dead letters ----------------------------------------------------
+#
+# A dead letter keeps the original bytes so that a producer's developer can see what was sent; but
+# an address in them would be personal data in clear on an output topic. So anything that looks
+# like an address (local@domain.tld, or local%40domain.tld as in a URL) is overwritten with `*` of
+# the same length (offsets stay), wherever it is: in a decodable record's strings (masked inside
+# each string, so the Avro framing stays intact), then in the bytes as a whole (records that do
+# not decode: truncated, another schema, plain JSON, invalid UTF-8 around the address), and in the
+# dead letter's key and error text.
+#
+# The domain must have a dot followed by two ASCII letters (a TLD, perhaps run together with the
+# next field's bytes), or, plain ASCII, reach the very end of the data (a record cut inside the
+# address): an '@' is common in random bytes (one byte in 256), a domain like that after it is not
+# (a few false hits in 10 MB of random bytes). The local part is
+# whatever address characters or non-ASCII bytes precede the '@' (up to 256 bytes). The regex
+# finds only the '@' and its domain, and the local part is walked back from there: a regex with
+# the local part in front would backtrack quadratically on a long run of letters with no '@' (a
+# 64 KiB value would take seconds); this stays linear.
+
+_LABEL = rb"(?:[A-Za-z0-9-]|[\xc2-\xf4][\x80-\xbf]{1,3})++"
+_ADDRESS_AT = re.compile(rb"(?:@|%40)" + _LABEL + rb"(?:\." + _LABEL + rb")*+\.?")  # '@' and a domain
+_TLD = re.compile(rb"\.[A-Za-z]{2}")
+_CUT = re.compile(rb"(?:@|%40)[A-Za-z0-9.-]{3,}")  # an address cut off by the end of the data, at least
+_LOCAL_BYTES = frozenset(  # what a local part is made of (RFC 5322 atext and dots), and non-ASCII bytes
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+/=?^_`{|}~.-") | frozenset(range(0x80, 0x100))
+_LOCAL_MAX = 256  # bytes masked before an '@' at most (an address's local part has at most 64)
+
+
+def mask_addresses(data: bytes) -> bytes:
+    """`data` with every e-mail address in it overwritten by `*` of the same length."""
+    if b"@" not in data and b"%40" not in data:
+        return data
+    out: bytearray | None = None
+    floor = 0  # the end of the last masked address: the next one's local part starts after it
+    for found in _ADDRESS_AT.finditer(data):
+        at, end = found.start(), found.end()
+        start, low = at, max(floor, at - _LOCAL_MAX)
+        while start > low and data[start - 1] in _LOCAL_BYTES:
+            start -= 1
+        if start == at:  # nothing before the '@': not an address
+            continue
+        if not _TLD.search(data, at, end) and not (  # no TLD: then only an address cut short by the end
+                end == len(data) and _CUT.fullmatch(data, at, end) and data[at - 2:at].isascii() and at - start >= 2):
+            continue
+        if out is None:
+            out = bytearray(data)
+        out[start:end] = b"*" * (end - start)
+        floor = end
+    return data if out is None else bytes(out)
+
+
+def _mask_text(text: str) -> str:
+    return mask_addresses(text.encode("utf-8", errors="replace")).decode("utf-8", errors="replace")
+
+
+def _strings(value: Any):
+    """Every string in a decoded record, its keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
 
 def _redact_email(role: str, value: bytes) -> bytes:
-    """The original bytes with a clear `email` overwritten by `*` of the same length (the Avro
-    framing stays intact): a record rejected for another reason must not leak an address."""
+    """The original bytes with a clear `email` overwritten by `*` of the same length, and any
+    address inside another string too, without touching the Avro framing (when they decode)."""
     try:
-        record = schemaless_reader(io.BytesIO(value), _schema(role).wire, None, handle_unicode_errors="ignore")
-    except Exception:  # not decodable: nothing we can recognise as an address
+        record = schemaless_reader(io.BytesIO(value), _schema(role).wire, None, handle_unicode_errors="surrogateescape")
+    except Exception:  # not decodable: `dead_letter` masks the bytes as a whole
         return value
-    email = record.get("email") if isinstance(record, dict) else None
-    if not email:
+    if not isinstance(record, dict):
         return value
-    clear = email.encode("utf-8")
-    return value.replace(clear, b"*" * len(clear))
+    email = record.get("email")
+    if email:
+        clear = email.encode("utf-8", errors="surrogateescape")
+        value = value.replace(clear, b"*" * len(clear))
+    for text in _strings(record):
+        raw = text.encode("utf-8", errors="surrogateescape")
+        masked = mask_addresses(raw)
+        if masked is not raw:
+            value = value.replace(raw, masked)
+    return value
 
 
 def dead_letter(
@@ -196,23 +279,48 @@ def dead_letter(
 ) -> dict[str, Any]:
     """The dead-letters record for an input that could not be used (a null value gives "").
 
-    The value is the original bytes, with two exceptions: a clear `email` in a decodable input is
-    overwritten (privacy by design), and a value longer than 64 KiB is cut to its first 64 KiB (the
-    error says so), since its base64 would not fit in a Kafka record of the default size limit."""
+    The value is the original bytes, with two exceptions: e-mail addresses are overwritten (a
+    clear `email`, and anything that looks like an address, decodable or not: see
+    `mask_addresses`), and a value longer than 64 KiB is cut to its first 64 KiB (the error says
+    so), since its base64 would not fit in a Kafka record of the default size limit. Addresses in
+    the key and the error text are masked likewise."""
     if value is not None and role in INPUT_ROLES and len(value) <= MAX_VALUE_BYTES:
         value = _redact_email(role, value)
     if value is not None and len(value) > DEAD_LETTER_VALUE_BYTES:
         error = f"{error} (value cut to its first {DEAD_LETTER_VALUE_BYTES} of {len(value)} bytes)"
         value = value[:DEAD_LETTER_VALUE_BYTES]
+    if value is not None:
+        value = mask_addresses(bytes(value))
     return {
         "topic": topic,
         "partition": partition,
         "offset": offset,
-        "key": None if key is None else bytes(key).decode("utf-8", errors="replace"),
+        "key": None if key is None else mask_addresses(bytes(key)).decode("utf-8", errors="replace"),
         "value": "" if value is None else base64.b64encode(value).decode("ascii"),
-        "error": error.encode("utf-8", errors="replace").decode("utf-8"),
+        "error": _mask_text(error),
         "ts": ts_ms,
     }
+
+
+def encode_fault(role: str, record: Any, exc: BaseException) -> str:
+    """Why an output record could not be encoded, naming the first field that breaks its schema
+    (e.g. `field 'cart[0].quantity': 4294967296 is out of range for an Avro int`). Only numbers
+    out of range are quoted, never a string's content: the record may hold personal data."""
+    try:
+        _record(_schema(role).raw, record, "", extra_ok=True)
+    except Rejected as fault:
+        return _mask_text(str(fault))
+    except Exception:
+        pass
+    return f"not encodable as {role} ({type(exc).__name__})"
+
+
+def output_dead_letter(topic: str, key: str | None, error: str, ts_ms: int) -> dict[str, Any]:
+    """The dead-letters record for an output record that could not be written: `topic` and
+    `key` are the output's, `value` is empty (the record is not kept: it may hold personal data),
+    partition and offset -1 (it was never on a partition)."""
+    return dead_letter(topic, -1, -1, None if key is None else key.encode("utf-8", errors="replace"), None, error,
+                       ts_ms)
 
 
 # --- JSON ----------------------------------------------------------------------------------
@@ -242,8 +350,9 @@ def _kind(t: Any) -> str:
     return t if isinstance(t, str) else t["type"] if isinstance(t, dict) else "union"
 
 
-def _from(t: Any, v: Any, path: str) -> Any:
-    """Check one JSON value against a schema node; return its record form or raise Rejected."""
+def _from(t: Any, v: Any, path: str, extra_ok: bool = False) -> Any:
+    """Check one JSON value against a schema node; return its record form or raise Rejected.
+    `extra_ok`: fields a record has beyond its schema's are left out instead of rejected."""
     if isinstance(t, list):
         if v is None:
             if "null" in t:
@@ -251,10 +360,10 @@ def _from(t: Any, v: Any, path: str) -> Any:
             raise Rejected(path, "required field is null")
         branches = [b for b in t if b != "null"]
         if len(branches) == 1:
-            return _from(branches[0], v, path)
+            return _from(branches[0], v, path, extra_ok)
         for branch in branches:
             try:
-                return _from(branch, v, path)
+                return _from(branch, v, path, extra_ok)
             except Rejected:
                 pass
         raise Rejected(path, f"expected one of {', '.join(map(_kind, branches))}, got {type(v).__name__}")
@@ -288,9 +397,7 @@ def _from(t: Any, v: Any, path: str) -> Any:
     if kind in ("double", "float"):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise Rejected(path, f"expected a number, got {type(v).__name__}")
-        if not math.isfinite(v):
-            raise Rejected(path, f"not a finite number: {v!r}")
-        return float(v)
+        return finite(v, path)
     if kind == "enum":
         if v not in t["symbols"]:
             raise Rejected(path, f"{v!r} is not one of {', '.join(t['symbols'])}")
@@ -298,29 +405,29 @@ def _from(t: Any, v: Any, path: str) -> Any:
     if kind == "array":
         if not isinstance(v, list):
             raise Rejected(path, f"expected an array, got {type(v).__name__}")
-        return [_from(t["items"], item, f"{path}[{i}]") for i, item in enumerate(v)]
+        return [_from(t["items"], item, f"{path}[{i}]", extra_ok) for i, item in enumerate(v)]
     if kind == "map":
         if not isinstance(v, dict):
             raise Rejected(path, f"expected an object (map), got {type(v).__name__}")
-        return {_from("string", k, path): _from(t["values"], x, f"{path}.{k}") for k, x in v.items()}
+        return {_from("string", k, path): _from(t["values"], x, f"{path}.{k}", extra_ok) for k, x in v.items()}
     if kind == "record":
-        return _record(t, v, path)
+        return _record(t, v, path, extra_ok)
     raise TypeError(f"schema type {kind!r} at {path or 'top level'} is not supported by from_json")
 
 
-def _record(t: dict[str, Any], v: Any, path: str) -> dict[str, Any]:
+def _record(t: dict[str, Any], v: Any, path: str, extra_ok: bool = False) -> dict[str, Any]:
     prefix = f"{path}." if path else ""
     if not isinstance(v, dict):
         raise Rejected(path or "value", f"expected an object, got {type(v).__name__}")
     known = {f["name"] for f in t["fields"]}
     for name in v:
-        if name not in known:
+        if name not in known and not extra_ok:
             raise Rejected(f"{prefix}{name}", f"unknown field (known: {', '.join(sorted(known))})")
     out = {}
     for f in t["fields"]:
         name = f["name"]
         if name in v:
-            out[name] = _from(f["type"], v[name], prefix + name)
+            out[name] = _from(f["type"], v[name], prefix + name, extra_ok)
         elif "default" in f:
             out[name] = f["default"]
         else:
@@ -328,17 +435,19 @@ def _record(t: dict[str, Any], v: Any, path: str) -> dict[str, Any]:
     return out
 
 
-def from_json(role: str, obj: Any, rules: Rules | None = None) -> dict[str, Any]:
+def from_json(role: str, obj: Any, rules: Rules | None = None, now_ms: int | None = None) -> dict[str, Any]:
     """Validate a JSON object (one parsed JSONL line) for a topic and return the record ready
     to `encode`: times to epoch ms, enums, types, required fields checked, unknown fields
     rejected; for an input topic `email` is hashed into an absent `customer_key` and removed.
     With `rules`, an input record must also pass `to_event` (so `produce` can refuse up front
-    what the dataflow would dead-letter: blocked device, ts out of range, missing product_id...)."""
+    what the dataflow would dead-letter: blocked device, ts out of range or more than
+    `rules.max_future` ahead of `now_ms` (None: the wall clock now), quantity out of range, an
+    id too long, missing product_id...)."""
     record = _record(_schema(role).raw, obj, "")
     if role in INPUT_ROLES:
         absorb_email(record, rules)
         if rules is not None:
-            to_event(role, record, rules)
+            to_event(role, record, rules, now_ms)
     return record
 
 
@@ -373,5 +482,6 @@ def to_json(role: str, record: dict[str, Any]) -> dict[str, Any]:
 
 __all__ = [
     "MAX_VALUE_BYTES", "ROLES", "SCHEMA_DIR", "Rejected", "dead_letter", "decode", "decode_input",
-    "encode", "format_time", "from_json", "hash_email", "parse_time", "schema_for", "to_event", "to_json",
+    "encode", "encode_fault", "format_time", "from_json", "hash_email", "mask_addresses", "output_dead_letter",
+    "parse_time", "schema_for", "to_event", "to_json",
 ]

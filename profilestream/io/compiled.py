@@ -20,6 +20,9 @@ from profilestream.io.validation import (
     CLICKSTREAM,
     CRM_CHANGES,
     END_TS,
+    MAX_ID_LENGTH,
+    MAX_QUANTITY,
+    MIN_QUANTITY,
     MIN_TS,
     NEEDS_PRODUCT,
     customer_key_of,
@@ -371,8 +374,9 @@ def _compile(node: Any, named: dict[str, Any], namespace: str | None = None):
 #     slice, but then the position is past the end and the final length check fails);
 #   - a string that is not strict UTF-8 (strict decoding yields no lone surrogates, so such a
 #     string passes `to_event`'s UTF-8 checks as it is);
-#   - any record `to_event` would reject (blank id, time out of range, blocked device, missing
-#     product_id / order_id, a non-finite number).
+#   - any record `to_event` would reject (blank id, time out of range or too far ahead of the
+#     clock, blocked device, missing product_id / order_id, an id over `MAX_ID_LENGTH`
+#     characters, quantity outside 1..100,000, a negative price, a non-finite number).
 # The general path then accepts the same event or gives the same `Rejected` as before; so this
 # changes speed only (tests/test_codec_fast.py compares both on mutated and generated records).
 # Each decoder is written for one schema layout and is used only while the wire schema is still
@@ -440,7 +444,12 @@ def _enum_at(data: bytes, pos: int, symbols: tuple[str, ...]) -> tuple[str, int]
     return symbols[index >> 1], pos + 1
 
 
-def _click_direct(data: bytes, rules: Rules) -> Click:
+def _long(*ids: str | None) -> bool:
+    """Is any of these ids over `MAX_ID_LENGTH` characters? (The usual short id: no call.)"""
+    return any(i is not None and len(i) > MAX_ID_LENGTH for i in ids)
+
+
+def _click_direct(data: bytes, rules: Rules, now_ms: int) -> Click:
     """The `Click` in clickstream bytes, or an exception where the general path must decide."""
     event_id, pos = _string_at(data, 0)
     ts, pos = _read_time(data, pos)
@@ -479,17 +488,27 @@ def _click_direct(data: bytes, rules: Rules) -> Click:
     # to_event's checks (validation._click), in any order: each failing one only means "not here"
     if not (MIN_TS <= ts < END_TS and event_id.strip() and rules.usable(device_id) is not None):
         raise _Unusual
+    ahead = rules.max_future
+    if ahead is not None and ts - now_ms > ahead:
+        raise _Unusual
     if type_ in NEEDS_PRODUCT and not (product_id and product_id.strip()):
         raise _Unusual
     if type_ == "purchase" and not (order_id and order_id.strip()):
         raise _Unusual
+    if quantity is not None and not MIN_QUANTITY <= quantity <= MAX_QUANTITY:
+        raise _Unusual
+    if price is not None and price < 0:
+        raise _Unusual
+    customer_key = customer_key_of(customer_key, email, rules)
+    if len(data) > MAX_ID_LENGTH and _long(event_id, device_id, customer_key, product_id, order_id):
+        raise _Unusual  # (a shorter record cannot hold an id that long)
     return Click(
-        event_id, ts, device_id, type_, customer_key_of(customer_key, email, rules), url, referrer, page_category,
+        event_id, ts, device_id, type_, customer_key, url, referrer, page_category,
         product_id, price, quantity, order_id, revenue, campaign,
     )
 
 
-def _crm_change_direct(data: bytes, rules: Rules) -> CrmChange:
+def _crm_change_direct(data: bytes, rules: Rules, now_ms: int) -> CrmChange:
     """The `CrmChange` in crm_changes bytes, or an exception where the general path must decide."""
     change_id, pos = _string_at(data, 0)
     ts, pos = _read_time(data, pos)
@@ -540,10 +559,13 @@ def _crm_change_direct(data: bytes, rules: Rules) -> CrmChange:
     # to_event's checks (validation._crm_change); customer_id need only be present, as it is here
     if not (MIN_TS <= ts < END_TS and change_id.strip()):
         raise _Unusual
-    return CrmChange(
-        change_id, ts, customer_id, op, customer_key_of(customer_key, email, rules), attributes, lead_status, consent,
-        order_id,
-    )
+    ahead = rules.max_future
+    if ahead is not None and ts - now_ms > ahead:
+        raise _Unusual
+    customer_key = customer_key_of(customer_key, email, rules)
+    if len(data) > MAX_ID_LENGTH and _long(change_id, customer_id, customer_key, order_id):
+        raise _Unusual
+    return CrmChange(change_id, ts, customer_id, op, customer_key, attributes, lead_status, consent, order_id)
 
 
 def _layout(node: Any) -> str:
@@ -616,7 +638,7 @@ def reader(wire: Any):
 
 
 def direct_decoders(wire: dict[str, Any]) -> dict[str, Any]:
-    """`{role: (bytes, rules) -> event}` for the input roles whose wire schema (`wire[role]`) is
-    still exactly the layout its decoder was written for."""
+    """`{role: (bytes, rules, now_ms) -> event}` for the input roles whose wire schema
+    (`wire[role]`) is still exactly the layout its decoder was written for."""
     return {role: decoder for role, (layout, decoder) in _LAYOUTS.items()
             if role in wire and _layout(wire[role]) == layout}
