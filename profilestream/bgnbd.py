@@ -27,6 +27,29 @@ from typing import Any, Iterable
 
 DAY_MS = 86_400_000
 PAPER_CDNOW = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}  # FHL 2005, table of estimates
+A_STEP = 1e-6  # either side of a = 1, where eq. 10 divides by zero (see `BgNbd.expected`)
+
+
+def _logistic(z: float) -> float:
+    """1 / (1 + e^-z) without overflow for any z (NaN stays NaN)."""
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+def _probability(value: float) -> float | None:
+    return value if 0.0 <= value <= 1.0 else None  # False for NaN
+
+
+def _count(value: float) -> float | None:
+    """An expected number of purchases, or None: not finite, or negative beyond rounding (what is
+    left when the two terms of eq. 10 cancel in floating point)."""
+    if not math.isfinite(value):
+        return None
+    if value < 0.0:
+        return 0.0 if value > -1e-9 else None
+    return value + 0.0  # -0.0 is 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,24 +73,35 @@ class BgNbd:
     def p_alive(self, x: int, t_x: float, T: float) -> float:
         """P(the customer is still active at T | x, t_x, T) (FHL 2005, eq. 13 of the note). A
         customer without repeat purchases (x = 0) is alive for sure in this model: it assumes
-        dropping out can only happen right after a purchase."""
+        dropping out can only happen right after a purchase. Computed as the logistic of the
+        log-odds, which stays in [0, 1] where the odds themselves overflow (many purchases long
+        ago: odds of e^1000 are P = 0, not an OverflowError)."""
         if x == 0:
             return 1.0
-        return 1.0 / (1.0 + math.exp(self._log_dead_odds(x, t_x, T)))
+        return _logistic(-self._log_dead_odds(x, t_x, T))
 
     def expected(self, t: float, x: int, t_x: float, T: float) -> float:
-        """E[purchases in (T, T + t] | x, t_x, T] (FHL 2005, eq. 10)."""
-        from scipy.special import hyp2f1
-
-        r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        """E[purchases in (T, T + t] | x, t_x, T] (FHL 2005, eq. 10). The formula divides by
+        a - 1, though the expectation is continuous at a = 1: there it is the mean of its values
+        at 1 -/+ 1e-6 (relative error about 1e-10). Where floating point cannot hold a term
+        (huge x, T or parameters) the result may be NaN or infinite: `score_days` turns that
+        into None."""
         if t <= 0:
             return 0.0
-        z = t / (alpha + T + t)
-        gauss = hyp2f1(r + x, b + x, a + b + x - 1, z)
+        if self.a == 1.0:
+            return (self._expected(t, x, t_x, T, 1.0 - A_STEP) + self._expected(t, x, t_x, T, 1.0 + A_STEP)) / 2
+        return self._expected(t, x, t_x, T, self.a)
+
+    def _expected(self, t: float, x: int, t_x: float, T: float, a: float) -> float:
+        from scipy.special import hyp2f1
+
+        r, alpha, b = self.r, self.alpha, self.b
+        gauss = float(hyp2f1(r + x, b + x, a + b + x - 1, t / (alpha + T + t)))  # float: no numpy warnings
         head = (a + b + x - 1) / (a - 1)
-        body = 1.0 - math.exp((r + x) * math.log((alpha + T) / (alpha + T + t))) * gauss
-        denominator = 1.0 + (math.exp(self._log_dead_odds(x, t_x, T)) if x > 0 else 0.0)
-        return float(head * body / denominator)
+        # ((α+T)/(α+T+t))^(r+x) as the exp of a log that is never positive: no overflow
+        body = 1.0 - math.exp((r + x) * (math.log(alpha + T) - math.log(alpha + T + t))) * gauss
+        # eq. 10 divides by 1 + [x > 0] (dead odds): that is multiplying by P(alive)
+        return float(head * body * (self.p_alive(x, t_x, T) if x > 0 else 1.0))
 
     def _log_dead_odds(self, x: int, t_x: float, T: float) -> float:
         """log of a/(b+x-1) * ((α+T)/(α+t_x))^(r+x): the odds of having dropped out after the
@@ -75,11 +109,23 @@ class BgNbd:
         return (math.log(self.a) - math.log(self.b + x - 1)
                 + (self.r + x) * (math.log(self.alpha + T) - math.log(self.alpha + t_x)))
 
-    def score_days(self, x: int, t_x_days: float, T_days: float, horizon_days: float = 30.0) -> tuple[float, float]:
-        """(P(alive), expected purchases in the next `horizon_days`), times given in days."""
+    def score_days(self, x: int, t_x_days: float, T_days: float,
+                   horizon_days: float = 30.0) -> tuple[float | None, float | None]:
+        """(P(alive), expected purchases in the next `horizon_days`), times given in days. Each is
+        None (null in the profile) when it cannot be computed in floating point: profiles'
+        numbers come from any valid input (a billion orders, a century of history) and from any
+        fitted parameters, and a record must never carry NaN or infinity (issue 11)."""
         u = self.unit_days
         t_x, T = t_x_days / u, T_days / u
-        return self.p_alive(x, t_x, T), self.expected(horizon_days / u, x, t_x, T)
+        try:
+            p_alive = self.p_alive(x, t_x, T)
+        except (ArithmeticError, ValueError):
+            p_alive = math.nan
+        try:
+            expected = self.expected(horizon_days / u, x, t_x, T)
+        except (ArithmeticError, ValueError):
+            expected = math.nan
+        return _probability(p_alive), _count(expected)
 
     # --- files --------------------------------------------------------------------------------
 

@@ -88,3 +88,21 @@ def test_timeline_of_an_earlier_build_loads_and_orders():
     old.arrive("a", Click("e3", 15, "d", "page_view"), 0)
     old.end()
     assert [e.event_key for e in old.due()] == ["c1", "e3", "e2"]
+
+
+def test_a_profile_pickled_before_order_ids_existed_loads_without_them(monkeypatch):
+    """Fields added to a compactly pickled class go last with a default: an earlier build's
+    field tuple is one shorter and still rebuilds the profile."""
+    from dataclasses import fields
+
+    profile = Profile("p-1", customer_id="C1", device_ids={"d1"}, spans=[[1, 2]])
+    names = [f.name for f in fields(Profile)]
+    assert names[-1] == "order_ids"
+    earlier = tuple(getattr(profile, name) for name in names[:-1])
+    monkeypatch.setattr(Profile, "__reduce__", lambda self: (Profile, earlier))
+    old = pickle.dumps(profile, protocol=pickle.HIGHEST_PROTOCOL)
+    monkeypatch.undo()
+    copy = pickle.loads(old)
+    assert copy == profile and copy.order_ids is None
+    copy.add_order("O1")
+    assert copy.order_ids == {"O1"}

@@ -2,8 +2,10 @@
 
 One `Engine` holds the whole state of a run: the timeline that orders events by the watermark,
 the identity graph with its profiles, per-device visits, order numbers waiting for their match,
-pending cart deadlines and the ids seen for de-duplication. The stream shell feeds it batches of
-`(source, event)` and writes out what it returns; it knows nothing of Kafka or Bytewax.
+pending cart deadlines, the ids seen for de-duplication and the erased customers' identifiers
+(`erasure.py`). The stream shell feeds it batches of `(source, event)` and writes out what it
+returns; it knows nothing of Kafka or Bytewax. A snapshot (recovery) is the engine pickled whole;
+`__setstate__` brings one of an earlier build up to date.
 
 Profiles and the CRM feed are coalesced: a call marks the profiles it changes and emits each one
 once, at the end of the call, or (with `emit_every`) at the end of the first call at least that
@@ -22,8 +24,10 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from . import outputs, triggers
+from .bounds import INT_MAX, finite_double
 from .dedup import Dedup
-from .events import Click, CrmChange, Event
+from .erasure import Erased
+from .events import Click, CrmChange, Event, order_key
 from .identity import Change, IdentityGraph, Merged, Moved, OrderBook, Rekeyed
 from .outputs import Output
 from .profile import Profile, crm_feed_of
@@ -48,15 +52,33 @@ class Engine:
     def __post_init__(self) -> None:
         r = self.rules
         self.timeline = Timeline(r.allowed_lateness, r.idle_after, self.always_on)
-        self.graph = IdentityGraph(r.session_gap)
+        self.graph = IdentityGraph(r.return_visit_after)  # joins runs of activity (profile.py)
         self.orders = OrderBook(r.order_match_window)
         self.dedup = Dedup(r.dedup_window)
         self.devices: dict[str, DeviceVisit] = {}
         self.deadlines: list[tuple[int, str]] = []
+        self.erased = Erased()
         self._dirty: set[str] = set()
         self.scorer = Scorer(r.scores)  # scores at emission, not per event (scores.py)
         self._out: list[Output] = []
         self._now = 0
+
+    def __setstate__(self, state: dict) -> None:
+        """A snapshot of an earlier build: what it lacks starts empty (no erased customers are
+        remembered from before it, so late data of customers erased before such a snapshot is
+        let in as it was then); its activity runs, joined at the session gap, were finer than
+        needed and stay exact, new ones join at `return_visit_after`; sums that earlier builds
+        let overflow (an infinite revenue, a cart line over an Avro int) are brought within
+        their types once, so the profile encodes again."""
+        self.__dict__.update(state)
+        if "erased" in state:
+            return
+        self.erased = Erased()
+        self.graph.gap = self.rules.return_visit_after
+        for profile in self.graph.profiles.values():
+            profile.revenue = finite_double(profile.revenue)
+            for line in profile.cart.lines.values():
+                line.quantity = min(line.quantity, INT_MAX)
 
     # --- the shell's interface ------------------------------------------------------------------
 
@@ -119,6 +141,10 @@ class Engine:
         if self.dedup.repeat(("k|" if isinstance(event, Click) else "c|") + event.event_key, event.ts):
             self.stats["duplicates"] += 1
             return
+        erased = self.erased
+        if erased.customers and erased.covers(event):  # an erased customer never comes back from late data
+            self.stats["dropped_erased"] += 1
+            return
         if not late:
             self._fire_due(event.ts)  # a deadline at T has passed once an event later than T applies
         if isinstance(event, Click):
@@ -150,6 +176,7 @@ class Engine:
             if target is not None:
                 self._changed(self._bring(device_id, target), ts, late)
                 profile = target
+            profile.add_order(order_id)
 
         if visit.count_in(profile.profile_id):
             profile.visits += 1
@@ -158,8 +185,9 @@ class Engine:
         # checking them again could only let a late event's activity fire a trigger.
         if starts_visit and not late:
             self._check_return(device_id, visit, profile, ts)
-        profile.record_activity(ts, rules.session_gap)
-        profile.count_click(click)
+        profile.record_activity(ts, rules.return_visit_after)
+        if profile.count_click(click):
+            self.stats["clamped.revenue"] += 1
         self._cart(profile, click, device_id, late)
         self._dirty.add(profile.profile_id)
 
@@ -169,9 +197,9 @@ class Engine:
         cart = profile.cart
         kind = click.type
         if kind == "add_to_cart" and click.product_id is not None:
-            cart.add(click.product_id, 1 if click.quantity is None else click.quantity, click.price)
+            clamped = cart.add(click.product_id, 1 if click.quantity is None else click.quantity, click.price)
         elif kind == "remove_from_cart" and click.product_id is not None:
-            cart.remove(click.product_id, 1 if click.quantity is None else click.quantity)
+            clamped = cart.remove(click.product_id, 1 if click.quantity is None else click.quantity)
         elif kind == "purchase":
             if late:
                 cart.lines.clear()
@@ -180,6 +208,8 @@ class Engine:
             return
         else:
             return
+        if clamped:
+            self.stats["clamped.quantity"] += 1
         if not late:
             cart.touch(click.ts, device_id, self.rules.cart_abandon_after, opens=kind == "add_to_cart")
             self._schedule(profile)
@@ -190,7 +220,7 @@ class Engine:
             self.stats["blocked_customer"] += 1
             return
         if change.op == "erase":
-            self._erase(change.customer_id)
+            self._erase(change)
             return
         profile, changes = self.graph.upsert_customer(
             change.customer_id, rules.usable(change.customer_key), change.change_id
@@ -201,12 +231,24 @@ class Engine:
             device_id = self.orders.crm_order(order_id, change.customer_id, change.ts)
             if device_id is not None:
                 self._changed(self._bring(device_id, profile), change.ts, late)
+            profile.add_order(order_id)
         profile.apply_crm(change)
         self._dirty.add(profile.profile_id)
 
-    def _erase(self, customer_id: str) -> None:
-        self.orders.forget_customer(customer_id)
+    def _erase(self, change: CrmChange) -> None:
+        """Forget the customer, and remember its identifiers for late data (`erasure.py`)."""
+        rules = self.rules
+        customer_id = change.customer_id
+        key, order_id = rules.usable(change.customer_key), rules.usable(change.order_id)
+        keys = [] if key is None else [key]
+        orders = [] if order_id is None else [order_id]
         profile = self.graph.erase(customer_id)
+        if profile is not None:
+            if profile.customer_key is not None:
+                keys.append(profile.customer_key)
+            orders += profile.order_ids or ()
+        self.erased.add(order_key(change), customer_id, keys, orders)
+        self.orders.forget_customer(customer_id, orders)
         if profile is None:
             return
         self._dirty.discard(profile.profile_id)
@@ -220,8 +262,10 @@ class Engine:
     # --- consequences of identity changes -------------------------------------------------------
 
     def _changed(self, changes: list[Change], ts: int, late: bool) -> None:
-        """Emit merges and tombstones, keep visits and deadlines in step with the graph, and give
-        a visit that now belongs to another profile its chance of being a return visit."""
+        """Emit merges and tombstones, keep visits and deadlines in step with the graph, and check
+        again every open visit whose profile's activity changed: on a merge every open visit of
+        the merged profile (either side: the older activity may be on the other one), on a move
+        the device's own (CONTRACT.md, return_visit, version 2)."""
         gap = self.rules.session_gap
         for change in changes:
             if isinstance(change, Rekeyed):
@@ -232,6 +276,8 @@ class Engine:
             if isinstance(change, Merged):
                 source_id = change.source.profile_id
                 self.stats["merges." + change.reason] += 1
+                for name in change.clamped:
+                    self.stats["clamped." + name] += 1
                 self._dirty.discard(source_id)
                 self._out.append(Output(outputs.PROFILES, source_id, None))
                 self._out.append(Output(outputs.MERGES, into.profile_id, {
@@ -240,7 +286,6 @@ class Engine:
                     "reason": change.reason,
                     "ts": ts,
                 }))
-                devices = change.source.device_ids
                 # `into` now holds the source's devices; one that moved from the source to `into`
                 # during its current visit had that visit counted in both, and summed twice
                 for device_id in into.device_ids:
@@ -248,10 +293,11 @@ class Engine:
                     if visit is not None and visit.renamed(source_id, into.profile_id):
                         into.visits -= 1
                 self._schedule(into)
+                devices = into.device_ids
             else:
                 assert isinstance(change, Moved)
                 self._dirty.add(change.source.profile_id)
-                devices = {change.device_id}
+                devices = {change.device_id}  # its new profile's activity did not change
                 visit = self.devices.get(change.device_id)
                 if visit is not None and visit.in_progress(ts, gap) and visit.count_in(into.profile_id):
                     into.visits += 1

@@ -15,17 +15,20 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from .profile import Profile
 
 
 @dataclass(frozen=True, slots=True)
 class Merged:
-    """`source` was merged into `into` and no longer exists."""
+    """`source` was merged into `into` and no longer exists; `clamped` names the sums that had
+    to saturate when the two added up (bounds.py)."""
 
     source: Profile
     into: Profile
     reason: str
+    clamped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +60,7 @@ def profile_id(kind: str, value: str, event_key: str) -> str:
 
 @dataclass
 class IdentityGraph:
-    gap: int  # the session gap, used when merged profiles' activity is joined
+    gap: int  # runs of activity less than this apart are joined when profiles merge (profile.py)
     profiles: dict[str, Profile] = field(default_factory=dict)
     by_device: dict[str, str] = field(default_factory=dict)
     by_key: dict[str, str] = field(default_factory=dict)
@@ -102,9 +105,9 @@ class IdentityGraph:
             del self.by_key[source.customer_key]
             key, source.customer_key = source.customer_key, None
             self.set_key(into, key)
-        into.absorb(source, self.gap)
+        clamped = into.absorb(source, self.gap)
         del self.profiles[source.profile_id]
-        return Merged(source, into, reason)
+        return Merged(source, into, reason, clamped)
 
     def move_device(self, device_id: str, source: Profile, into: Profile) -> Moved:
         source.device_ids.discard(device_id)
@@ -211,9 +214,14 @@ class OrderBook:
             return None
         return other[0]
 
-    def forget_customer(self, customer_id: str) -> None:
+    def forget_customer(self, customer_id: str, order_ids: Iterable[str] = ()) -> None:
+        """An erase: the customer's CRM orders, and its order numbers on the web side too (an
+        order number is a link: a CRM change after the erase naming one of them must not reach
+        back to the device that placed it)."""
         for order_id in [o for o, (c, _) in self.crm.items() if c == customer_id]:
             del self.crm[order_id]
+        for order_id in order_ids:
+            self.web.pop(order_id, None)
 
     def expire(self, watermark: int) -> None:
         """Drop orders no future event within the window can match: memory follows the window."""

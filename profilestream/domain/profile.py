@@ -3,6 +3,20 @@
 A profile holds at most one `customer_id` and one `customer_key` (merge protection lives in
 `identity`); this module only knows how a click or a CRM change updates the record and how two
 records add up when one is merged into another.
+
+The lookback of return visits. "The last activity before a visit's start" is answered from the
+profile's runs of activity (`spans`): clicks, on any of its devices, less than the
+`[triggers] return_visit_after` setting apart are one run, so a profile holds at most one run per
+`return_visit_after` of its active life, plus one (a customer active over three years: at most
+157 runs of two integers; most profiles hold one or two). Why that join is exact, and not just a
+bound: for a visit starting at `s`, the latest click strictly before `s` is the end of the newest
+run that begins before `s` when that run ends before `s`; when the run reaches `s` or beyond, the
+click before `s` and the next one are less than `return_visit_after` apart, so `s` is less than
+that after the click before it and the visit is no return visit: the exact time is not needed,
+only that it is too recent (`last_activity_before` answers `s - 1`). Earlier builds kept the eight
+newest runs joined at the session gap; that lost the answer for a visit begun before eight runs
+of its new profile (a device moving in mid-visit), and is gone. `tests/test_return_merge.py`
+checks the lookback against a reference that keeps every click.
 """
 
 from __future__ import annotations
@@ -10,13 +24,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .bounds import add_double
 from .cart import Cart
 from .compact import pickled_as_fields
 from .events import Campaign, Click, CrmChange
 from .scores import DEFAULT_SCORER
 
 RECENT_PRODUCTS = 20
-ACTIVITY_SPANS = 8
 
 
 @pickled_as_fields
@@ -49,9 +63,13 @@ class Profile:
     lead_status: str | None = None
     marketing_consent: bool | None = None
     updated_at: int = 0
-    # Runs of activity (clicks no further apart than the session gap) across all devices, newest
-    # last: enough to answer "the last activity before a visit's start" for return visits.
+    # Runs of activity across all devices, oldest first (see the module's docstring): clicks less
+    # than the join distance apart (`rules.return_visit_after`) are one run `[first, last]`.
     spans: list[list[int]] = field(default_factory=list)
+    # Every order number of this person: web orders counted here, CRM orders of the customer;
+    # what an erase suppresses besides the ids (`erasure.py`). None until the first one (most
+    # profiles never have one). New fields go last: snapshots hold the field values in order.
+    order_ids: set[str] | None = None
 
     @property
     def anonymous(self) -> bool:
@@ -60,23 +78,35 @@ class Profile:
 
     # --- clicks -------------------------------------------------------------------------------
 
-    def record_activity(self, ts: int, gap: int) -> None:
+    def record_activity(self, ts: int, join: int) -> None:
+        """A click at `ts`; `join` is the distance below which runs of activity are one
+        (`rules.return_visit_after`, see the module's docstring)."""
         self.first_seen = ts if self.first_seen is None else min(self.first_seen, ts)
         self.last_seen = ts if self.last_seen is None else max(self.last_seen, ts)
-        _add_to_spans(self.spans, ts, gap)
+        _add_to_spans(self.spans, ts, join)
 
     def last_activity_before(self, start: int) -> int | None:
-        """The latest click strictly before `start`, or None. Inside a span that began before
-        `start` the exact click is not kept; it lies within one session gap, so `start - 1` is
-        returned, which is never far enough back to make a return visit."""
+        """The latest click strictly before `start`, or None. Inside a run that began before
+        `start` the exact click is not kept; it lies less than the join distance before `start`,
+        so `start - 1` is returned, which is never far enough back to make a return visit."""
         for span_start, span_end in reversed(self.spans):
             if span_start >= start:
                 continue
             return span_end if span_end < start else start - 1
         return None
 
-    def count_click(self, click: Click) -> None:
-        """The counters a click moves (not the cart: that carries trigger state, see engine)."""
+    def add_order(self, order_id: str) -> None:
+        """An order number of this person (the engine passes only usable ones: a blocked value
+        is no order number)."""
+        if self.order_ids is None:
+            self.order_ids = {order_id}
+        else:
+            self.order_ids.add(order_id)
+
+    def count_click(self, click: Click) -> bool:
+        """The counters a click moves (not the cart: that carries trigger state, see engine).
+        True when the revenue sum had to saturate (bounds.py)."""
+        clamped = False
         kind = click.type
         if kind == "page_view":
             self.page_views += 1
@@ -86,7 +116,8 @@ class Profile:
                 self.view(click.product_id, click.ts)
         elif kind == "purchase":
             self.orders += 1
-            self.revenue += click.revenue or 0.0
+            if click.revenue:
+                self.revenue, clamped = add_double(self.revenue, click.revenue)
             if self.last_order_ts is None or click.ts > self.last_order_ts:
                 self.last_order_ts = click.ts
             if self.first_order_ts is None or click.ts < self.first_order_ts:
@@ -94,6 +125,7 @@ class Profile:
         if click.campaign is not None:
             self.touch_campaign(click.campaign, click.ts)
         self.updated_at = max(self.updated_at, click.ts)
+        return clamped
 
     def view(self, product_id: str, ts: int) -> None:
         previous = self.viewed.get(product_id)
@@ -126,9 +158,10 @@ class Profile:
 
     # --- merging ------------------------------------------------------------------------------
 
-    def absorb(self, other: Profile, gap: int) -> None:
+    def absorb(self, other: Profile, join: int) -> tuple[str, ...]:
         """Everything `other` has belongs to this profile from now on (identifiers are moved by
-        `identity`, which owns the indexes)."""
+        `identity`, which owns the indexes). `join`: as in `record_activity`. Returns the names of
+        the sums that had to saturate (bounds.py): "revenue", "quantity" (once per cart line)."""
         self.device_ids |= other.device_ids
         if other.first_seen is not None:
             self.first_seen = other.first_seen if self.first_seen is None else min(self.first_seen, other.first_seen)
@@ -138,7 +171,7 @@ class Profile:
         self.page_views += other.page_views
         self.product_views += other.product_views
         self.orders += other.orders
-        self.revenue += other.revenue
+        self.revenue, revenue_clamped = add_double(self.revenue, other.revenue)
         if other.last_order_ts is not None and (self.last_order_ts is None or other.last_order_ts > self.last_order_ts):
             self.last_order_ts = other.last_order_ts
         if other.first_order_ts is not None and (self.first_order_ts is None or other.first_order_ts < self.first_order_ts):
@@ -158,10 +191,16 @@ class Profile:
             self.lead_status = other.lead_status
         if self.marketing_consent is None:
             self.marketing_consent = other.marketing_consent
-        self.cart.absorb(other.cart)
+        lines_clamped = self.cart.absorb(other.cart)
         for span_start, span_end in other.spans:
-            _add_to_spans(self.spans, span_start, gap, span_end)
+            _add_to_spans(self.spans, span_start, join, span_end)
+        if other.order_ids:
+            if self.order_ids is None:
+                self.order_ids = set(other.order_ids)
+            else:
+                self.order_ids |= other.order_ids
         self.updated_at = max(self.updated_at, other.updated_at)
+        return ("revenue",) * revenue_clamped + ("quantity",) * lines_clamped
 
     # --- output -------------------------------------------------------------------------------
 
@@ -235,23 +274,25 @@ def _first_touch(item: tuple[tuple, CampaignTouch]) -> tuple:
     return touch.first_ts, source or "", medium or "", name or ""
 
 
-def _add_to_spans(spans: list[list[int]], start: int, gap: int, end: int | None = None) -> None:
-    """Insert the activity [start, end] and join runs closer than `gap`; keep the newest few."""
+def _add_to_spans(spans: list[list[int]], start: int, join: int, end: int | None = None) -> None:
+    """Insert the activity [start, end] and join runs less than `join` apart (see the module's
+    docstring for why that is exact for return visits; nothing is dropped)."""
     end = start if end is None else end
     if spans and start >= spans[-1][0]:  # the common case: activity in time order
         last = spans[-1]
-        if start - last[1] <= gap:
-            last[1] = max(last[1], end)
+        if start - last[1] < join:
+            if end > last[1]:
+                last[1] = end
         else:
             spans.append([start, end])
-            del spans[:-ACTIVITY_SPANS]
         return
     spans.append([start, end])
     spans.sort()
     merged: list[list[int]] = []
     for span in spans:
-        if merged and span[0] - merged[-1][1] <= gap:
-            merged[-1][1] = max(merged[-1][1], span[1])
+        if merged and span[0] - merged[-1][1] < join:
+            if span[1] > merged[-1][1]:
+                merged[-1][1] = span[1]
         else:
             merged.append(span)
-    spans[:] = merged[-ACTIVITY_SPANS:]
+    spans[:] = merged
