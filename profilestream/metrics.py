@@ -209,6 +209,7 @@ class Counters:
             "applied": applied,
             "duplicates": engine.get("duplicates", 0),
             "late": engine.get("late", 0),
+            "dropped_erased": engine.get("dropped_erased", 0),
             "merges": sum(v for k, v in engine.items() if k.startswith("merges.")),
             "triggers": sum(v for k, v in engine.items() if k.startswith("triggers.")),
             "watermark": iso_ms(self.watermark),
@@ -313,6 +314,10 @@ class _Collector:
         yield from_engine("profilestream_applied_crm_changes", "CRM changes applied, per op (engine total)", "crm.", "op")
         yield from_engine("profilestream_late_events", "Events older than the watermark on arrival (engine total)", "late", None)
         yield from_engine("profilestream_duplicate_events", "Repeated event/change ids dropped (engine total)", "duplicates", None)
+        yield from_engine("profilestream_dropped_erased", "Late events of an erased customer (ts before the erase) "
+                          "dropped (engine total)", "dropped_erased", None)
+        yield from_engine("profilestream_clamped", "Sums saturated at their output type's bound, by field "
+                          "(revenue, quantity; engine total)", "clamped.", "field")
         yield from_engine("profilestream_merges", "Profile merges, by reason (engine total)", "merges.", "reason")
         yield from_engine("profilestream_triggers", "Triggers emitted, by type (engine total)", "triggers.", "type")
         yield from_engine("profilestream_triggers_suppressed", "Triggers withheld for lack of consent, by type (engine total)",

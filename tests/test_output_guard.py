@@ -141,7 +141,11 @@ def test_the_failures_are_a_prometheus_counter_per_topic(counters):
 
 class PoisonedEngine(Engine):
     """The engine, but its first profile record comes with a twin whose cart overflows an Avro int
-    (what two clicks of quantity 2**31 - 1 once made); the engine's own records are untouched."""
+    (what two clicks of quantity 2**31 - 1 once made); the engine's own records are untouched.
+    `keys` collects the key of each poisoned record (which profile that is depends on how the
+    workers batch the input: a profile record that a one-worker run coalesces away may be emitted)."""
+
+    keys: list[str] = []
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -155,6 +159,7 @@ class PoisonedEngine(Engine):
                 twin["cart"][0]["quantity"] = 2**32
                 out = [*out, Output("profiles", o.key, twin)]
                 self.poisoned = True
+                PoisonedEngine.keys.append(o.key)
                 break
         return out
 
@@ -208,6 +213,7 @@ def shop():
 @pytest.mark.parametrize("workers", [1, 2])
 def test_an_unencodable_engine_output_is_dead_lettered_and_the_rest_written(counters, workers):
     events = shop()
+    PoisonedEngine.keys.clear()
     clean = run_encoded(events, workers)
     poisoned = run_encoded(events, workers, PoisonedEngine)  # it finishes: no exception from the encode step
     letters = [m for m in poisoned if m.topic == NAMES["dead_letters"]]
@@ -215,9 +221,24 @@ def test_an_unencodable_engine_output_is_dead_lettered_and_the_rest_written(coun
     assert letter["topic"] == "t-profiles" and letter["error"].startswith("field 'cart[0].quantity': ")
     assert _readable([m for m in poisoned if m not in letters]) == _readable(clean)
     profiles = {m.key: avro.decode("profiles", m.value) for m in clean if m.topic == "t-profiles" and m.value}
-    assert letter["key"].encode() in profiles
+    assert [letter["key"]] == PoisonedEngine.keys
     [cart] = [p["cart"] for p in profiles.values() if "d1" in p["device_ids"]][-1:]
     assert cart == [{"product_id": "p1", "quantity": 200_000, "price": 5.0}]
     assert counters.encode_failures == {"t-profiles": 1}
     assert any(m.topic == NAMES["triggers"] for m in poisoned)
     assert base64.b64decode(letter["value"]) == b""
+
+
+def test_engine_drops_and_clamps_are_prometheus_counters(counters):
+    """The engine's counts of erased customers' late events dropped and of saturated sums reach
+    the metrics endpoint and the progress line (domain/erasure.py, domain/bounds.py)."""
+    from collections import Counter
+
+    from prometheus_client import generate_latest
+
+    counters.engine_state(Counter({"dropped_erased": 3, "clamped.revenue": 2, "clamped.quantity": 1}), 0, 0)
+    text = generate_latest(metrics.registry(counters)).decode()
+    assert "profilestream_dropped_erased_total 3.0" in text
+    assert 'profilestream_clamped_total{field="revenue"} 2.0' in text
+    assert 'profilestream_clamped_total{field="quantity"} 1.0' in text
+    assert counters.summary()["dropped_erased"] == 3
