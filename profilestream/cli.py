@@ -293,6 +293,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _coded() -> tuple[type, ...]:
+    """The failures that carry their exit code: a store directory that is not writable (2), full
+    or failing (1), and a run that failed (1). Only a loaded module raises its own, so the commands
+    that use neither are spared importing RocksDB and Bytewax to catch them."""
+    found = []
+    for module, name in (("profilestream.store", "StoreError"), ("profilestream.runner", "RunFailed")):
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None:
+            found.append(cls)
+    return tuple(found)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from profilestream.io.kafka import BrokerError
@@ -306,6 +318,11 @@ def main(argv: list[str] | None = None) -> int:
     except (BrokerError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         print(f"profilestream: {exc}", file=sys.stderr)
         return 1
+    except RuntimeError as exc:
+        if not isinstance(exc, _coded()):
+            raise
+        print(f"profilestream: {exc}", file=sys.stderr)
+        return exc.code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `consume ... | head`: the reader left; not an error

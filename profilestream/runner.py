@@ -17,6 +17,21 @@ for an external backup to copy, not how often snapshots are taken).
 Operations: JSON log lines on stderr (`start`, `partitions`, `partition`, `progress` every
 `run.progress_interval` (10s), `end`) and, with `metrics_port`, a Prometheus endpoint
 (`profilestream.metrics`); in a cluster, process i serves on `metrics_port + i`.
+
+Before anything is read (issue 11), everything that can be wrong is checked, so a mistake is one
+line and not a failure minutes into the run: the rules (segments, the `scores.model` file), the
+recovery directory (writable, not full; it holds personal data, so it is made 0700 and the run
+keeps umask 077: what Bytewax's SQLite writes there is 0600), the metrics port, the broker, and
+every configured topic. A run never creates topics (`profilestream topics create` does): a
+missing one is an error naming it (exit 1). The topics' ids and partition counts noted here are
+watched while the run goes on (`kafka.TopicWatch`).
+
+A failure while the run goes on is one line on stderr and exit 1 (`RunFailed`): a broker
+problem as it is, a full or read-only recovery disk by name, anything else with the error that
+caused it; the whole error is kept in the `end` log line. A Rust panic in Bytewax prints its
+message and backtrace straight to the process's stderr before Python sees the error, so the
+`run` command passes the native stderr through a filter while the dataflow runs, which holds
+back that panic (`_NativeStderr`); its JSON log lines go to the terminal as before.
 """
 
 from __future__ import annotations
@@ -31,26 +46,37 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import re
 import tempfile
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
 
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
-from confluent_kafka.admin import AdminClient
 
 from flows.profiles import INPUT_ROLES, build_flow, engine_worker
 from profilestream import metrics
 from profilestream.io.inflight import InFlight
-from profilestream.io.kafka import BrokerError, create_topics, end_offsets
+from profilestream.io import sink
+from profilestream.io.kafka import (
+    BrokerError, BrokerUnreachable, changed, end_offsets, require_topics, topic_changed, topic_states, watch_topics,
+)
 from profilestream.io.source import STOP
+from profilestream.store import StoreError, check_writable, make_private, private_files
 
 RECOVERY_PARTITIONS = 1
 
+__all__ = ["BrokerUnreachable", "RecoveryDirError", "RunFailed", "run", "describe"]
 
-class BrokerUnreachable(BrokerError):
-    pass
+
+class RunFailed(RuntimeError):
+    """The run failed while it went on; the message is the one line for the user."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
 
 
 class RecoveryDirError(ValueError):
@@ -62,37 +88,15 @@ class RecoveryDirError(ValueError):
         self.code = code
 
 
-def _silent_logger() -> logging.Logger:
-    """For the first contact: librdkafka's own connection errors would print a screenful while it
-    retries; `BrokerUnreachable` says it in one line instead."""
-    quiet = logging.getLogger("profilestream.kafka.connect")
-    quiet.propagate = False
-    if not quiet.handlers:
-        quiet.addHandler(logging.NullHandler())
-    return quiet
-
-
-def input_layout(config, bounded: bool) -> tuple[dict[str, int], dict | None]:
-    """Partition counts of the input topics (creating missing topics first) and, for a bounded
-    run, the exact offsets each input partition starts and ends at."""
-    timeout = config.run.connect_timeout / 1000
-    admin = AdminClient({**config.kafka.client_config(), "logger": _silent_logger()})
-    try:
-        metadata = admin.list_topics(timeout=timeout)
-    except Exception as exc:  # KafkaException: transport failure / timeout
-        why = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
-        raise BrokerUnreachable(
-            f"no Kafka broker answered at kafka.brokers = {config.kafka.brokers} within "
-            f"run.connect_timeout = {timeout:g}s ({why}); check kafka.brokers, or start one with "
-            "`profilestream broker`"
-        ) from None
+def input_layout(config, bounded: bool) -> tuple[dict[str, int], dict | None, dict]:
+    """Partition counts of the input topics, for a bounded run the exact offsets each input
+    partition starts and ends at, and the state (id, partition count) of every configured topic
+    for the watch. Every configured topic must exist: `MissingTopics` names those that do not."""
+    states = require_topics(config, config.topics.names().values())
     names = {role: config.topics.name(role) for role in INPUT_ROLES}
-    if any(name not in metadata.topics for name in config.topics.names().values()):
-        create_topics(config)
-        metadata = admin.list_topics(timeout=timeout)
-    partitions = {role: len(metadata.topics[name].partitions) for role, name in names.items()}
+    partitions = {role: states[name].partitions for role, name in names.items()}
     spans = {role: end_offsets(config, name) for role, name in names.items()} if bounded else None
-    return partitions, spans
+    return partitions, spans, states
 
 
 def prepare_recovery(recovery_dir: str | None) -> Path | None:
@@ -109,14 +113,35 @@ def prepare_recovery(recovery_dir: str | None) -> Path | None:
     if not parts and path.exists() and any(p.name != LOCK_NAME for p in path.iterdir()):
         raise RecoveryDirError(f"--recovery-dir {recovery_dir}: the directory is not empty and holds no "
                                "recovery partitions (part-*.sqlite3); give an empty or new directory")
-    path.mkdir(parents=True, exist_ok=True)
-    _lock(path, recovery_dir)
+    try:  # a read-only or full disk is told now, not as a Rust panic in the middle of the run
+        check_writable(path, "--recovery-dir")
+    except StoreError as exc:
+        raise RecoveryDirError(str(exc), code=exc.code) from None
+    with private_files():
+        _lock(path, recovery_dir)
+        try:
+            return _open_recovery(path)
+        except BaseException:
+            release_recovery(path)
+            raise
+
+
+def _open_recovery(path: Path) -> Path:
+    """Resume from the partitions there, or create them (SQLite: a full disk panics in Rust)."""
     parts = sorted(path.glob("part-*.sqlite3"))
     if parts:
         metrics.log("recovery", dir=str(path), state="resume", partitions=len(parts),
                     committed_epoch=_committed_epoch(parts))
         return path
-    init_db_dir(path, RECOVERY_PARTITIONS)
+    try:
+        with _NativeStderr(True):  # a full disk panics in Rust: one line (below), no backtrace
+            init_db_dir(path, RECOVERY_PARTITIONS)
+    except BaseException as exc:  # pyo3's PanicException is a BaseException
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise RecoveryDirError(_disk_problem(str(path), exc) or f"--recovery-dir {path}: {_summary(exc)}",
+                               code=1) from None
+    make_private(path)
     metrics.log("recovery", dir=str(path), state="new", partitions=RECOVERY_PARTITIONS)
     return path
 
@@ -173,21 +198,48 @@ def run(config, workers: int = 1, processes: int = 1, until_idle: bool = False,
         recovery_dir: str | None = None, metrics_port: int | None = None, logs: bool = False) -> int:
     """Run the dataflow; `until_idle` makes it bounded (end of input = end of time). `logs` turns
     on the JSON log lines on stderr (the `run` command does; in-process callers may not want
-    them). Returns the exit code: 0 done, 130 stopped by SIGINT/SIGTERM, 2 bad recovery dir."""
+    them). Returns the exit code: 0 done, 130 stopped by SIGINT/SIGTERM, 2 bad usage (a flag, the
+    recovery dir), 1 failed. Raises `ConfigError` (bad rules), `BrokerError` (no broker, missing
+    or changed topics) and `RunFailed` (the run failed while it went on)."""
+    problem = usage_problem(workers, processes, metrics_port)
+    if problem is not None:
+        print(f"profilestream: {problem}", file=sys.stderr)
+        return 2
+    config.rules()  # segments and the scores.model file: a ConfigError now, not after reading began
     if logs:
         metrics.setup_logging()
-    partitions, spans = input_layout(config, until_idle)
-    try:
-        recovery = prepare_recovery(recovery_dir)
-    except RecoveryDirError as exc:
-        print(f"profilestream: {exc}", file=sys.stderr)
-        return exc.code
-    if metrics_port is not None:
-        problem = _port_problem(metrics_port, processes)
-        if problem is not None:
+    with private_files():
+        try:
+            recovery = prepare_recovery(recovery_dir)
+        except RecoveryDirError as exc:
+            print(f"profilestream: {exc}", file=sys.stderr)
+            return exc.code
+        try:
+            if metrics_port is not None:
+                problem = _port_problem(metrics_port, processes)
+                if problem is not None:
+                    print(f"profilestream: --metrics-port {metrics_port}: {problem}", file=sys.stderr)
+                    return 2
+            partitions, spans, topics = input_layout(config, until_idle)
+            return _start(config, workers, processes, until_idle, recovery, metrics_port, logs,
+                          partitions, spans, topics)
+        finally:
             release_recovery(recovery)
-            print(f"profilestream: --metrics-port {metrics_port}: {problem}", file=sys.stderr)
-            return 2
+            if recovery is not None:
+                make_private(recovery)
+
+
+def usage_problem(workers: int, processes: int, metrics_port: int | None) -> str | None:
+    """What is wrong with the run's flags, naming the flag; None if nothing."""
+    for flag, value in (("--workers", workers), ("--processes", processes)):
+        if value < 1:
+            return f"{flag} {value}: must be 1 or more"
+    if metrics_port is not None and not 1 <= metrics_port <= 65536 - processes:
+        return f"--metrics-port {metrics_port}: must be a port from 1 to {65536 - processes}"
+    return None
+
+
+def _start(config, workers, processes, until_idle, recovery, metrics_port, logs, partitions, spans, topics) -> int:
     snapshot_every = timedelta(milliseconds=config.run.snapshot_interval)
     metrics.log("start", brokers=config.kafka.brokers, mode="bounded" if until_idle else "always-on",
                 workers=workers, processes=processes,
@@ -200,15 +252,12 @@ def run(config, workers: int = 1, processes: int = 1, until_idle: bool = False,
             for role in INPUT_ROLES for p, (low, end) in sorted(spans[role].items())})
     job = {"config": config, "workers": workers, "recovery_dir": None if recovery is None else str(recovery),
            "partitions": partitions, "spans": spans, "snapshot_every": snapshot_every,
-           "metrics_port": metrics_port, "logs": logs}
-    try:
-        if processes > 1:
-            # the engine's process leaves reading and decoding to the others (`engine_worker`)
-            job["engine_process"] = engine_worker(processes * workers) // workers
-            return _run_cluster(job, processes)
-        return _execute(job, None, None)
-    finally:
-        release_recovery(recovery)
+           "metrics_port": metrics_port, "logs": logs, "topics": topics}
+    if processes > 1:
+        # the engine's process leaves reading and decoding to the others (`engine_worker`)
+        job["engine_process"] = engine_worker(processes * workers) // workers
+        return _run_cluster(job, processes)
+    return _execute(job, None, None)
 
 
 def _port_problem(port: int, processes: int) -> str | None:
@@ -224,13 +273,7 @@ def _port_problem(port: int, processes: int) -> str | None:
 
 def _broker_error(exc: BaseException) -> BrokerError | None:
     """A `BrokerError` raised inside a step reaches us wrapped by Bytewax: find it."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, BrokerError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
+    return next((e for e in _chain(exc) if isinstance(e, BrokerError)), None)
 
 
 class _GracefulStop:
@@ -297,36 +340,174 @@ def _execute(job: dict, process_id: int | None, addresses: list[str] | None) -> 
     inflight = None
     if job.get("inflight") is not None:  # a cluster: readers wait for the engine (`io.inflight`)
         inflight = InFlight(job["inflight"], len(addresses or ()), process_id or 0, engine_process)
-    flow = build_flow(job["config"], job["partitions"], job["spans"], recovery=job["recovery_dir"] is not None,
-                      read=process_id is None or process_id != engine_process, inflight=inflight)
-    progress = metrics.Progress(job["config"].run.progress_interval / 1000, **fields).start()
+    # before the flow is built: its readers and writers take the watch when Bytewax builds them
+    watch = watch_topics(job["config"].kafka.client_config(), job.get("topics"))
+    sink.CLOSE_FAILURES.clear()
+    progress = None
     started = time.monotonic()
+    native = _NativeStderr(job.get("logs", False))
     try:
-        with _GracefulStop(fields) as stop:
+        flow = build_flow(job["config"], job["partitions"], job["spans"], recovery=job["recovery_dir"] is not None,
+                          read=process_id is None or process_id != engine_process, inflight=inflight)
+        progress = metrics.Progress(job["config"].run.progress_interval / 1000, **fields).start()
+        with _GracefulStop(fields) as stop, native:
             cli_main(flow, workers_per_process=job["workers"], process_id=process_id, addresses=addresses,
                      epoch_interval=job["snapshot_every"], recovery_config=_recovery_config(job["recovery_dir"]))
+        _raise_late(watch)  # what the sinks' close found, or the watch found last
     except KeyboardInterrupt:
         metrics.log("end", reason="interrupted", seconds=round(time.monotonic() - started, 3),
                     **fields, **metrics.COUNTERS.summary())
         raise
-    except Exception as exc:
-        broker = _broker_error(exc)
+    except BaseException as exc:  # pyo3's PanicException is no Exception
+        if isinstance(exc, SystemExit):
+            raise
         if isinstance(exc.__cause__, KeyboardInterrupt):  # Bytewax's "signal received"
             metrics.log("end", reason="interrupted", seconds=round(time.monotonic() - started, 3), **fields)
             raise KeyboardInterrupt from None
-        metrics.log("end", logging.ERROR, reason="failed", error=str(broker or exc).splitlines()[0],
+        if watch is not None and watch.problem is not None:  # a changed topic explains what followed
+            try:
+                watch.raise_problem()
+            except BrokerError as topic_error:
+                exc = topic_error
+        message = _failure(exc, job["recovery_dir"])
+        metrics.log("end", logging.ERROR, reason="failed", error=message, detail=_detail(exc, native.panic),
                     seconds=round(time.monotonic() - started, 3), **fields)
+        broker = _broker_error(exc)
         if broker is not None:
             raise broker from None
-        raise
+        raise RunFailed(message) from None
     finally:
-        progress.stop()
+        watch_topics(None, None)
+        if progress is not None:
+            progress.stop()
         if server is not None:
             server.shutdown()
             server.server_close()
     metrics.log("end", reason="stopped" if stop.stopped else "done", seconds=round(time.monotonic() - started, 3),
                 **fields, **metrics.COUNTERS.summary())
     return 130 if stop.stopped else 0
+
+
+def _raise_late(watch) -> None:
+    """Failures found where they could not be raised (`sink.CLOSE_FAILURES`): a changed topic first."""
+    if watch is not None:
+        watch.raise_problem()
+    if sink.CLOSE_FAILURES:
+        raise sink.CLOSE_FAILURES[0]
+
+
+class _NativeStderr:
+    """While the dataflow runs, what native code (Bytewax's Rust, librdkafka) writes to the
+    process's stderr goes through a pipe and is passed on to the real stderr as it comes, except
+    a Rust panic's message and backtrace: from a line `thread '...' panicked at` on, the text is
+    held (`panic`) and the run's one-line error replaces it (see the module doc); it is passed on
+    after all if the run then ends well. Python's own stderr (the JSON log lines) writes to the
+    real stderr directly. Off (`enabled` False) for in-process callers of `run`."""
+
+    PANIC = re.compile(r"^thread '.*' panicked at ")
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.panic = ""
+        self._saved: int | None = None
+        self._python = None
+
+    def __enter__(self) -> "_NativeStderr":
+        if not self.enabled:
+            return self
+        sys.stderr.flush()
+        try:
+            self._saved = os.dup(2)
+        except OSError:  # no stderr at all: nothing to filter
+            return self
+        try:
+            own = sys.stderr.fileno() == 2
+        except (AttributeError, OSError, ValueError):
+            own = False
+        if own:  # Python's writes go to the real stderr, not through the pipe
+            self._python = sys.stderr
+            sys.stderr = open(os.dup(self._saved), "w", encoding=getattr(self._python, "encoding", None) or "utf-8",
+                              errors="backslashreplace", buffering=1)
+        read, write = os.pipe()
+        os.dup2(write, 2)
+        os.close(write)
+        self._held: list[bytes] = []
+        self._reader = threading.Thread(target=self._forward, args=(read, os.dup(self._saved)), daemon=True,
+                                        name="native-stderr")
+        self._reader.start()
+        return self
+
+    def _forward(self, read: int, out: int) -> None:
+        with os.fdopen(read, "rb") as pipe, os.fdopen(out, "wb", buffering=0) as real:
+            for line in pipe:
+                if self._held or self.PANIC.match(line.decode("utf-8", "replace")):
+                    self._held.append(line)
+                else:
+                    real.write(line)
+
+    def __exit__(self, *exc) -> None:
+        if self._saved is None:
+            return
+        os.dup2(self._saved, 2)  # closes the pipe's last write end: the reader sees its end
+        self._reader.join(5)
+        if self._python is not None:  # back first; left open: a log line may be on its way to it
+            spare, sys.stderr, self._python = sys.stderr, self._python, None
+            spare.flush()
+        os.close(self._saved)
+        self._saved = None
+        self.panic = b"".join(self._held).decode("utf-8", "replace")
+        if exc[0] is None and self.panic:  # it ended well: nothing replaces what was said
+            sys.stderr.write(self.panic)
+            sys.stderr.flush()
+
+
+_DISK_FULL = ("DiskFull", "disk is full", "No space left")
+_READ_ONLY = ("ReadOnly", "readonly database", "Read-only file system")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The error, the one it was raised from or during, and so on (Bytewax wraps steps' errors)."""
+    found, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        found.append(exc)
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return found
+
+
+def _summary(exc: BaseException) -> str:
+    """The error that caused it all (Bytewax wraps a step's error in its own), in one line."""
+    root = _chain(exc)[-1]
+    text = str(root).strip().splitlines()
+    return f"{type(root).__name__}: {text[0]}" if text else type(root).__name__
+
+
+def _disk_problem(recovery_dir: str, exc: BaseException) -> str | None:
+    """A full or read-only recovery disk, from the error SQLite gave Bytewax (or None)."""
+    text = " ".join(str(e) for e in _chain(exc))
+    if any(word in text for word in _DISK_FULL):
+        return (f"--recovery-dir {recovery_dir}: the disk is full (database or disk is full); free some "
+                "space and start the run again: it resumes from the last complete snapshot")
+    if any(word in text for word in _READ_ONLY):
+        return f"--recovery-dir {recovery_dir}: can no longer be written (read-only file system)"
+    return None
+
+
+def _failure(exc: BaseException, recovery_dir: str | None) -> str:
+    """The one line that says why the run failed."""
+    broker = _broker_error(exc)
+    if broker is not None:
+        return str(broker)
+    problem = _disk_problem(recovery_dir, exc) if recovery_dir is not None else None
+    return problem or f"the run failed: {_summary(exc)}"
+
+
+def _detail(exc: BaseException, panic: str) -> str:
+    """The whole error, for the `end` log line (the user sees `_failure`'s line)."""
+    import traceback
+
+    text = "".join(traceback.format_exception(exc)) + (f"\n{panic}" if panic else "")
+    return text[-8000:]
 
 
 def _free_ports(n: int) -> list[int]:
@@ -363,15 +544,49 @@ def _run_cluster(job: dict, processes: int) -> int:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-    return max(codes, key=abs)
+    return _cluster_code(job, codes)
+
+
+def _cluster_code(job: dict, codes: list[int]) -> int:
+    """The cluster's exit code. A process killed by a signal other than our own stop signals
+    (SIGSEGV: librdkafka 2.16 crashes in its metadata cache when a topic it reads is deleted, on
+    Tansu at least) said nothing itself: say why in one line, the topics' change if that was it."""
+    crashed = [(i, -code) for i, code in enumerate(codes) if code < 0 and -code not in (signal.SIGINT, signal.SIGTERM)]
+    if not crashed:
+        return max(codes, key=abs)
+    if not any(code in (1, 2) for code in codes):  # no process has told its own failure
+        problem = _topics_problem(job)
+        i, signum = crashed[0]
+        print("profilestream: " + (problem or f"process {i} of the cluster died of {signal.Signals(signum).name}"),
+              file=sys.stderr, flush=True)
+    return 1
+
+
+def _topics_problem(job: dict) -> str | None:
+    """The change of a topic since the run started (`kafka.changed`), as the watch would tell it."""
+    config, expected = job["config"], job.get("topics") or {}
+    try:
+        now = topic_states(config, expected)
+    except BrokerError:
+        return None
+    for name, was in expected.items():
+        problem = changed(name, was, now.get(name))
+        if problem is not None:
+            return str(topic_changed(config.kafka.brokers, problem))
+    return None
 
 
 def _child(job_path: str, process_id: str) -> None:
+    """One process of a local cluster. Its failure is one line on stderr, as in a single process;
+    the parent exits with the worst of the codes."""
     job = pickle.loads(Path(job_path).read_bytes())
     try:
         code = _execute(job, int(process_id), job["addresses"])
     except KeyboardInterrupt:
         code = 130
+    except (BrokerError, RunFailed) as exc:
+        print(f"profilestream: {exc}", file=sys.stderr, flush=True)
+        code = getattr(exc, "code", 1)
     sys.exit(code)
 
 

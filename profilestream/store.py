@@ -9,11 +9,24 @@ disagree. The consumed offsets live there too: catching up is incremental.
 Two ways to keep it current: `profilestream serve-store` follows the topic continuously, and
 `profilestream profile get` first catches up to the end of the topic (unless a `serve-store`
 holds the store, in which case it reads what that process has written).
+
+Personal data at rest (issue 11): the store, like the run's recovery directory and a recording,
+holds profiles (identifiers, behaviour, CRM attributes). `private_files` and `make_private` make
+such a directory its owner's alone: directories 0700, files 0600, including the files RocksDB
+(or Bytewax's SQLite) creates later while it runs, because the umask is 077 for as long as the
+directory is in use and the tree is swept again when it is closed. A directory that cannot be
+written (read-only disk, no permission) or whose disk is full is found before any work starts
+(`check_writable`), and a RocksDB error during the work is a `StoreError` naming `store.path`:
+one line for the user, not a traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -22,7 +35,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from rocksdict import AccessType, Rdict, WriteBatch
 
 from profilestream.io import avro
-from profilestream.io.kafka import end_offsets
+from profilestream.io.kafka import end_offsets, quiet
 
 INDEXES = (("device", "device_ids"), ("key", "customer_key"), ("customer", "customer_id"))
 
@@ -42,24 +55,177 @@ def _identifiers(profile: dict) -> list[str]:
     return ids
 
 
+# --- files that hold personal data --------------------------------------------------------------
+
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
+MIN_FREE = 1 << 20  # bytes a directory of personal data needs free to start work in
+_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+class StoreError(RuntimeError):
+    """A directory of personal data that cannot be used; the message names it (the key or
+    flag). `code`: 2 when it cannot be written at all (a configuration to correct), 1 when the
+    work failed (a full disk, a RocksDB error)."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+_umask_lock = threading.Lock()
+_umask_holds = 0
+_umask_saved = 0
+
+
+def hold_private() -> None:
+    """umask 077 from now until the matching `release_private` (see `private_files`)."""
+    global _umask_holds, _umask_saved
+    with _umask_lock:
+        if _umask_holds == 0:
+            _umask_saved = os.umask(0o077)
+        _umask_holds += 1
+
+
+def release_private() -> None:
+    global _umask_holds
+    with _umask_lock:
+        _umask_holds -= 1
+        if _umask_holds == 0:
+            os.umask(_umask_saved)
+
+
+@contextmanager
+def private_files() -> Iterator[None]:
+    """umask 077 while personal data is written, so what RocksDB, SQLite and we create is
+    0600/0700 from the start. The umask is the process's: nested and concurrent holds share one
+    setting, and the caller's umask comes back when the last one ends."""
+    hold_private()
+    try:
+        yield
+    finally:
+        release_private()
+
+
+def make_private(root: str | Path) -> None:
+    """Directories 0700 and files 0600 under `root` (itself included): for a tree made by an
+    older version or under another umask. Symbolic links are neither followed nor changed."""
+    root = Path(root)
+    paths = [root]
+    for dirpath, dirnames, filenames in os.walk(root):
+        paths.extend(Path(dirpath) / name for name in dirnames + filenames)
+    for path in paths:
+        try:
+            mode = path.lstat().st_mode
+            if stat.S_ISDIR(mode) and stat.S_IMODE(mode) != PRIVATE_DIR:
+                path.chmod(PRIVATE_DIR)
+            elif stat.S_ISREG(mode) and stat.S_IMODE(mode) != PRIVATE_FILE:
+                path.chmod(PRIVATE_FILE)
+        except FileNotFoundError:  # removed meanwhile (a RocksDB log rolled over)
+            continue
+
+
+def check_writable(path: str | Path, name: str) -> Path:
+    """Create the directory `path` (0700) if need be and prove it can take work: a probe file is
+    written, synced and removed, and at least `MIN_FREE` bytes must be free. `name` is what the
+    user set it by (`store.path`, `--recovery-dir`), for the message. Raises `StoreError`."""
+    path = Path(path)
+    try:
+        with private_files():
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / f".profilestream-probe-{os.getpid()}"
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+            try:
+                os.write(fd, b"\0" * 4096)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                probe.unlink(missing_ok=True)
+        free = os.statvfs(path)
+        available = free.f_bavail * free.f_frsize
+    except OSError as exc:
+        raise _dir_error(path, name, exc) from None
+    if available < MIN_FREE:
+        raise StoreError(f"{name} {path}: the disk is full ({available:,} bytes free, at least "
+                         f"{MIN_FREE >> 20} MiB needed); free some space or choose another directory")
+    make_private(path)
+    return path
+
+
+def _dir_error(path: Path, name: str, exc: OSError) -> StoreError:
+    why = (exc.strerror or str(exc)).lower()
+    if exc.errno in _FULL:
+        return StoreError(f"{name} {path}: the disk is full ({why}); free some space or choose another directory")
+    if exc.errno in _NOT_WRITABLE:
+        return StoreError(f"{name} {path}: not writable ({why}); choose a directory this user can write to",
+                          code=2)
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        return StoreError(f"{name} {path}: exists and is not a directory", code=2)
+    return StoreError(f"{name} {path}: cannot use it ({why})")
+
+
+def _rocks_error(path: str | Path, exc: Exception) -> StoreError:
+    """A RocksDB failure (rocksdict raises a plain Exception) as one line naming the store."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    lower = text.lower()
+    if "no space left" in lower or "disk is full" in lower:
+        return StoreError(f"store.path {path}: the disk is full (no space left on device); free some space "
+                          f"and try again ({text})")
+    if "read-only" in lower or "permission denied" in lower:
+        return StoreError(f"store.path {path}: not writable ({text})", code=2)
+    return StoreError(f"store.path {path}: the profile store failed: {text}")
+
+
 class ProfileStore:
+    """The store at `path`, private to its owner (see the module doc) while it is open."""
+
     def __init__(self, path: str | Path, read_only: bool = False):
-        Path(path).mkdir(parents=True, exist_ok=True)
-        access = AccessType.read_only() if read_only else AccessType.read_write()
-        self._db = Rdict(str(path), access_type=access)
+        self.path = Path(path)
+        hold_private()  # until `close`: RocksDB writes new files as long as it is open
+        self._held = True
+        try:
+            if not read_only:
+                check_writable(self.path, "store.path")
+            access = AccessType.read_only() if read_only else AccessType.read_write()
+            try:
+                self._db = Rdict(str(path), access_type=access)
+            except Exception as exc:  # rocksdict raises a plain Exception
+                if "lock" in str(exc).lower():
+                    raise
+                raise _rocks_error(path, exc) from None
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        if self._held:
+            self._held = False
+            release_private()
+
+    def __del__(self) -> None:  # a store never closed must not keep the process's umask at 077
+        if getattr(self, "_held", False):
+            self._release()
 
     @classmethod
     def open(cls, path: str | Path) -> tuple["ProfileStore", bool]:
         """Open for writing, or read-only when a `serve-store` process holds the lock."""
         try:
             return cls(path), True
+        except StoreError:
+            raise
         except Exception as exc:  # rocksdict raises a plain Exception on a held lock
             if "lock" not in str(exc).lower():
                 raise
             return cls(path, read_only=True), False
 
     def close(self) -> None:
-        self._db.close()
+        try:
+            self._db.close()
+        except Exception as exc:
+            raise _rocks_error(self.path, exc) from None
+        finally:
+            make_private(self.path)
+            self._release()
 
     # --- applying the topic -------------------------------------------------------------------
 
@@ -78,7 +244,10 @@ class ProfileStore:
         else:
             batch.put(f"p:{key}", json.dumps(profile, sort_keys=True))
         batch.put(f"o:{partition}", str(offset + 1))
-        self._db.write(batch)
+        try:
+            self._db.write(batch)
+        except Exception as exc:  # rocksdict raises a plain Exception (a full disk, ...)
+            raise _rocks_error(self.path, exc) from None
 
     def offset(self, partition: int) -> int | None:
         value = self._db.get(f"o:{partition}")
@@ -116,8 +285,8 @@ class ProfileStore:
 def _records(config, store: ProfileStore, follow: bool, poll: float = 0.2) -> Iterator[tuple]:
     """Records of the profiles topic after the store's offsets; to the current end, or forever."""
     topic = config.topics.name("profiles")
-    consumer = Consumer({**config.kafka.client_config(), "group.id": "profilestream-store",
-                         "enable.auto.commit": False})
+    consumer = Consumer(quiet({**config.kafka.client_config(), "group.id": "profilestream-store",
+                               "enable.auto.commit": False}))
     try:
         ends = {}
         assignment = []

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from profilestream import runner
+from profilestream.io.kafka import create_topics
 from profilestream.io.broker import EmbeddedBroker, free_port
 from profilestream.sample import ShopSpec
 from runkit import Run, clean_env, load_shop, outputs, write_config
@@ -44,6 +45,7 @@ def test_broker_paused_for_30s_in_the_middle_of_a_run_is_waited_for_and_nothing_
         _, reference = write_config(tmp_path / "reference.toml", broker.bootstrap, "pause", "ref")
         toml, paused = write_config(tmp_path / "paused.toml", broker.bootstrap, "pause", "paused")
         assert load_shop(reference, ShopSpec(events=EVENTS, seed=31)) == EVENTS
+        create_topics(paused)  # its own outputs: `run` creates no topics
         assert runner.run(reference, until_idle=True) == 0
         expected = outputs(reference)
 

@@ -55,7 +55,7 @@ def test_kafka_security_settings_reach_every_client(secure, monkeypatch, tmp_pat
         return client
 
     for module, names in ((source_module, ("Consumer",)), (sink_module, ("Producer",)),
-                          (runner, ("AdminClient",)), (kafka, ("Consumer", "Producer", "AdminClient")),
+                          (kafka, ("Consumer", "Producer", "AdminClient")),
                           (store, ("Consumer",))):
         for name in names:
             monkeypatch.setattr(module, name, fake(f"{module.__name__}.{name}"))
@@ -81,8 +81,7 @@ def test_kafka_security_settings_reach_every_client(secure, monkeypatch, tmp_pat
         store.sync(secure, store.ProfileStore(tmp_path / "store"))
 
     assert set(built) == {
-        "profilestream.io.source.Consumer", "profilestream.io.sink.Producer", "profilestream.runner.AdminClient",
-        "profilestream.io.kafka.AdminClient", "profilestream.io.kafka.Producer", "profilestream.io.kafka.Consumer",
+        "profilestream.io.source.Consumer", "profilestream.io.sink.Producer", "profilestream.io.kafka.AdminClient", "profilestream.io.kafka.Producer", "profilestream.io.kafka.Consumer",
         "profilestream.store.Consumer"}
     for name, conf in built.items():
         assert conf["bootstrap.servers"] == "kafka-1:9093,kafka-2:9093", name

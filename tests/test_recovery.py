@@ -19,6 +19,7 @@ import time
 import pytest
 
 from profilestream import runner
+from profilestream.io.kafka import create_topics
 from profilestream.sample import ShopSpec
 from runkit import Run, clean_env, load_shop, outputs, write_config
 
@@ -40,6 +41,7 @@ def test_killed_three_times_and_resumed_gives_the_outputs_of_an_uninterrupted_ru
     crash_toml, crashed = write_config(tmp_path / "crash.toml", broker.bootstrap, prefix, "crash", extra)
     began = time.monotonic()
     assert load_shop(reference, ShopSpec(events=EVENTS, seed=23)) == EVENTS
+    create_topics(crashed)  # its own outputs: `run` creates no topics
     loaded = time.monotonic()
     assert runner.run(reference, until_idle=True) == 0
     uninterrupted = time.monotonic() - loaded
@@ -99,6 +101,7 @@ def test_sigterm_stops_in_order_and_a_restart_goes_on_without_repeats(broker, tm
     toml, stopped = write_config(tmp_path / "stop.toml", broker.bootstrap, prefix, "stop", extra)
     events = 30_000
     assert load_shop(reference, ShopSpec(events=events, seed=29)) == events
+    create_topics(stopped)  # its own outputs: `run` creates no topics
     assert runner.run(reference, until_idle=True) == 0
     expected = outputs(reference)
 

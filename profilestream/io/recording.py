@@ -28,6 +28,15 @@ addresses; the dataflow's result is the same).
 
 Progress goes to stderr as a tqdm bar when stderr is a terminal; the counts are returned for the
 command's final line.
+
+A recording holds personal data, so `record` makes its directory 0700 and its files 0600. A
+recording is also input from elsewhere, so `replay` checks all of it before it produces anything
+(issue 11): the manifest's shape (a message naming the key, not a `KeyError`), every partition
+file inside the recording's directory once resolved (no absolute names, no `..`, no symbolic
+link out of it: a manifest must not make `replay` read and publish any file the user can read),
+and every file an Avro container of recorded messages whose blocks hold the records the manifest
+counts (a truncated or damaged file is found before the first record is sent, not half-way).
+Each problem is a `RecordingError` naming the file.
 """
 
 from __future__ import annotations
@@ -39,16 +48,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from confluent_kafka import KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import KafkaError, Producer
+from fastavro import block_reader
 from fastavro import reader as avro_reader
 from fastavro.write import Writer
 from tqdm import tqdm
 
 from profilestream.io import avro
 from profilestream.io.kafka import (
-    BrokerError, client_config, create_missing, end_offsets, new_topic, read_topic, role_of,
+    BrokerError, admin_client, client_config, create_missing, end_offsets, metadata, new_topic, quiet, read_topic,
+    role_of,
 )
+from profilestream.store import make_private, private_files
 
 FORMAT = "profilestream-recording"
 VERSION = 1
@@ -134,8 +145,20 @@ def record(config, topics: Iterable[str], out: str | Path) -> list[TopicCount]:
     if not roles:
         raise RecordingError("no topics to record")
     spans = {role: end_offsets(config, config.topics.name(role)) for role in roles}  # checks they exist
+    with private_files():  # personal data: the directory 0700, the files 0600
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            counts = _record(config, roles, spans, out)
+        except OSError as exc:
+            raise RecordingError(f"--out {out}: cannot write the recording: {exc.strerror or exc}") from None
+        finally:
+            if out.is_dir():
+                make_private(out)
+    return counts
+
+
+def _record(config, roles: list[str], spans: dict, out: Path) -> list[TopicCount]:
     total = sum(end - low for ends in spans.values() for low, end in ends.values())
-    out.mkdir(parents=True, exist_ok=True)
     counts = []
     with _progress(total, "recording") as bar:
         for role in roles:
@@ -191,6 +214,9 @@ def record(config, topics: Iterable[str], out: str | Path) -> list[TopicCount]:
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """The manifest, checked: its shape, and every partition file inside `directory`, readable
+    as a recording file of its topic with the records the manifest counts. Each entry of
+    `topics[].files[]` gets `path`, the file resolved."""
     path = Path(directory) / MANIFEST
     if not path.is_file():
         raise RecordingError(f"{directory} is not a recording (no {MANIFEST}; make one with `profilestream record`)")
@@ -198,23 +224,121 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise RecordingError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecordingError(f"{path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
         raise RecordingError(f"{path}: not a {FORMAT} version {VERSION} manifest")
+    root = Path(directory).resolve()
+    for t, entry in enumerate(_field(path, manifest, "topics", list)):
+        where = f"topics[{t}]"
+        entry = _field(path, {where: entry}, where, dict)
+        role = _field(path, entry, "role", str, where)  # what the values are encoded with, and where they go
+        if role not in avro.SCHEMA_FILES:
+            raise RecordingError(f"{path}: {where}.role: unknown topic role {role!r}")
+        _field(path, entry, "topic", str, where)
+        count = _field(path, entry, "partitions", int, where)
+        if count < 1:
+            raise RecordingError(f"{path}: {where}.partitions: must be 1 or more, got {count}")
+        entry.setdefault("undecodable", 0)
+        seen: set[int] = set()
+        files = _field(path, entry, "files", list, where)
+        for f, partition in enumerate(files):
+            at = f"{where}.files[{f}]"
+            partition = _field(path, {at: partition}, at, dict)
+            number = _field(path, partition, "partition", int, at)
+            if not 0 <= number < count or number in seen:
+                raise RecordingError(f"{path}: {at}.partition: {number} is not one of the topic's "
+                                     f"{count} partitions, or is there twice")
+            seen.add(number)
+            records = _field(path, partition, "records", int, at)
+            partition["path"] = _inside(path, root, Path(directory), _field(path, partition, "file", str, at))
+            _check_file(partition["path"], Path(directory) / partition["file"], role, records)
+        entry["records"] = sum(p["records"] for p in files)
     return manifest
 
 
+_JSON_TYPES = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
+
+
+def _field(path: Path, table: dict, key: str, kind: type, where: str = ""):
+    """`table[key]`, of type `kind`; otherwise a `RecordingError` naming the manifest and the key."""
+    name = f"{where}.{key}" if where else key
+    if key not in table:
+        raise RecordingError(f"{path}: {name} is missing")
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise RecordingError(f"{path}: {name} must be {_JSON_TYPES[kind]}, got {json.dumps(value)[:60]}")
+    return value
+
+
+def _inside(manifest: Path, root: Path, directory: Path, name: str) -> Path:
+    """The partition file `name`, resolved (symbolic links too) and inside the recording."""
+    given = directory / name
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        raise RecordingError(f"{manifest}: the partition file {name!r} is outside the recording "
+                             f"{directory} (files must be named relative to it, without ..)")
+    try:
+        resolved = given.resolve(strict=True)
+    except FileNotFoundError:
+        raise RecordingError(f"{given}: no such file (named in {manifest})") from None
+    except (OSError, RuntimeError) as exc:  # a symbolic link loop
+        raise RecordingError(f"{given}: cannot resolve it ({exc})") from None
+    if not resolved.is_relative_to(root):
+        raise RecordingError(f"{manifest}: the partition file {name!r} is outside the recording {directory} "
+                             f"(it leads to {resolved})")
+    if not resolved.is_file():
+        raise RecordingError(f"{given}: not a regular file (named in {manifest})")
+    return resolved
+
+
+_FIELDS = {"offset", "timestamp", "key", "value", "raw"}
+
+
+def _check_file(path: Path, shown: Path, role: str | None, records: int) -> None:
+    """A recording file of `role` holding `records` records: its header, and its blocks read
+    (decompressed, not decoded: a truncated or damaged file shows there, cheaply)."""
+    try:
+        with open(path, "rb") as fh:
+            blocks = block_reader(fh)
+            names = {f.get("name") for f in blocks.writer_schema.get("fields", ())} \
+                if isinstance(blocks.writer_schema, dict) else set()
+            if not _FIELDS <= names:
+                raise RecordingError(f"{shown}: not a recording file (its records lack "
+                                     f"{', '.join(sorted(_FIELDS - names))})")
+            found = sum(block.num_records for block in blocks)
+    except RecordingError:
+        raise
+    except KeyError as exc:  # fastavro: a header without `avro.schema` (or `avro.codec`)
+        raise RecordingError(f"{shown}: not a recording file (its header has no {exc.args[0]})") from None
+    except OSError as exc:
+        raise RecordingError(f"{shown}: cannot read it ({exc.strerror or exc})") from None
+    except Exception as exc:  # fastavro: not Avro, truncated, a damaged block or sync marker
+        raise RecordingError(f"{shown}: not a readable Avro container file, or truncated "
+                             f"({type(exc).__name__}: {exc})") from None
+    if found != records:
+        raise RecordingError(f"{shown}: holds {found} records, the manifest counts {records} (truncated?)")
+
+
 def messages(directory: str | Path, entry: dict[str, Any], partition: dict[str, Any]):
-    """`(key, value bytes or None, timestamp ms)` of one recorded partition, in offset order."""
-    role = entry["role"]
-    with open(Path(directory) / partition["file"], "rb") as fh:
-        for rec in avro_reader(fh):
-            if rec["raw"] is not None:
-                value = rec["raw"]
-            elif rec["value"] is not None:
-                value = avro.encode(role, rec["value"])
-            else:
-                value = None
-            yield rec["key"], value, rec["timestamp"]
+    """`(key, value bytes or None, timestamp ms)` of one recorded partition, in offset order.
+    The file is `partition["path"]` as `read_manifest` checked it."""
+    role = entry.get("role")
+    shown = Path(directory) / partition["file"]
+    n = 0
+    try:
+        with open(partition["path"], "rb") as fh:
+            for rec in avro_reader(fh):
+                if rec["raw"] is not None:
+                    value = rec["raw"]
+                elif rec["value"] is not None:
+                    value = avro.encode(role, rec["value"])
+                else:
+                    value = None
+                n += 1
+                yield rec["key"], value, rec["timestamp"]
+    except Exception as exc:  # fastavro or the encoder: damage inside a block
+        raise RecordingError(f"{shown}: record {n + 1} cannot be read ({type(exc).__name__}: {exc}); "
+                             f"{n} records of this file were replayed") from None
 
 
 def _target(config, entry: dict[str, Any]) -> str:
@@ -226,11 +350,8 @@ def _prepare_topics(config, wanted: dict[str, tuple[str | None, int]]) -> set[st
     """Create the missing ones of `{topic: (role, partitions)}`; an existing one needs at least
     the recorded partitions. Returns the names created."""
     timeout = config.run.connect_timeout / 1000
-    admin = AdminClient(client_config(config))
-    try:
-        existing = admin.list_topics(timeout=timeout).topics
-    except KafkaException as exc:
-        raise BrokerError(f"no Kafka broker answered within {timeout:.0f}s: {exc.args[0].str()}") from None
+    admin = admin_client(config)
+    existing = metadata(config, admin).topics
     for name, (_, partitions) in wanted.items():
         if name in existing and len(existing[name].partitions) < partitions:
             raise BrokerError(f'topic "{name}" has {len(existing[name].partitions)} partitions, '
@@ -245,13 +366,10 @@ def replay(config, directory: str | Path) -> list[TopicCount]:
     counts per topic. Any delivery error raises `BrokerError`."""
     manifest = read_manifest(directory)
     entries = manifest["topics"]
-    for entry in entries:
-        if entry.get("role") is not None and entry["role"] not in avro.SCHEMA_FILES:
-            raise RecordingError(f"unknown topic role {entry['role']!r} in the manifest")
     wanted = {_target(config, e): (e.get("role"), e["partitions"]) for e in entries}
     created = _prepare_topics(config, wanted)
-    producer = Producer({"enable.idempotence": True, "allow.auto.create.topics": False,
-                         "message.max.bytes": MAX_MESSAGE_BYTES, **client_config(config)})
+    producer = Producer(quiet({"enable.idempotence": True, "allow.auto.create.topics": False,
+                               "message.max.bytes": MAX_MESSAGE_BYTES, **client_config(config)}))
     errors: list[KafkaError] = []
 
     def delivered(err, _msg):

@@ -20,6 +20,13 @@ without a word. Here:
 
 Any `[kafka]` property (SASL/SSL, ...) reaches the producer; the user's settings win over the
 defaults here.
+
+Topics that change under the run (issue 11): the producer never asks the broker to create a
+topic (`allow.auto.create.topics = false`: Tansu would create a missing output topic with 4
+partitions, so a broker that came back empty got the run's remaining outputs without a word),
+and each batch, each wait for the broker and the final flush ask the process's `TopicWatch`
+whether the output topics are still those the run started with; if not, the run stops
+(`TopicChanged`) instead of writing on.
 """
 
 from __future__ import annotations
@@ -32,12 +39,13 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, Producer
 
 from profilestream import metrics
-from profilestream.io.kafka import BrokerError
+from profilestream.io.kafka import BrokerError, topic_watch
 
 PRODUCER_DEFAULTS = {
     "enable.idempotence": "true",
     "message.timeout.ms": "0",  # infinite: wait for the broker, never drop a record
     "linger.ms": "5",
+    "allow.auto.create.topics": "false",  # a missing output topic is an error, never a new topic
 }
 WAIT_STEP = 1.0  # seconds between flush attempts while records are unacknowledged
 WARN_EVERY = 10.0
@@ -54,6 +62,7 @@ class _SinkPartition(StatelessSinkPartition):
         self._acked: Counter = Counter()
         self._failed: list[KafkaError] = []
         self._warn = metrics.Every(WARN_EVERY)
+        self._watch = topic_watch()
         self._producer = Producer({
             **producer_config(conf),
             "error_cb": self._error,
@@ -72,7 +81,12 @@ class _SinkPartition(StatelessSinkPartition):
         else:
             self._acked[message.topic()] += 1
 
+    def _check_topics(self) -> None:
+        if self._watch is not None:
+            self._watch.check()
+
     def write_batch(self, items: list) -> None:
+        self._check_topics()
         produce, poll = self._producer.produce, self._producer.poll
         for message in items:
             while True:
@@ -99,6 +113,7 @@ class _SinkPartition(StatelessSinkPartition):
             waited += WAIT_STEP
             if self._failed:
                 break
+            self._check_topics()  # a broker that came back empty: stop rather than wait for it
             if waited >= WARN_EVERY and self._warn.ready():
                 metrics.log("waiting_for_broker", logging.WARNING, client="producer",
                             unacknowledged=left, waited_s=round(waited))
@@ -112,8 +127,22 @@ class _SinkPartition(StatelessSinkPartition):
             raise BrokerError(f"{len(self._failed)} output record(s) could not be delivered: {error.str()}")
 
     def close(self) -> None:
-        self._wait()
-        self._report()
+        """Deliver what is left. Never raises: Bytewax closes sinks while it unwinds from another
+        error too, and a second error there aborts the process (a Rust "panic in a destructor"),
+        so a failure here goes to `CLOSE_FAILURES`, which the runner raises once Bytewax is done."""
+        try:
+            self._check_topics()
+            self._wait()
+            self._report()
+            if self._watch is not None:  # what was just delivered went to the topics the run began with
+                self._watch.verify()
+        except BrokerError as exc:
+            if self._watch is not None and self._watch.problem is not None:
+                self._producer.purge()  # not one more record into a topic the run did not start with
+            CLOSE_FAILURES.append(exc)
+
+
+CLOSE_FAILURES: list[BrokerError] = []  # see `_SinkPartition.close`
 
 
 class OutputSink(DynamicSink):

@@ -13,6 +13,12 @@ Broker trouble: a broker that stops answering is librdkafka's to wait out (it re
 retries by itself); the transient errors it reports meanwhile (transport failure, all brokers
 down, timed out) are logged, rate-limited, and reading goes on where it was. Any other error
 stops the run. Every consumer gets the `[kafka]` table's settings (SASL/SSL, ...) as they are.
+
+Topics that change under the run (issue 11): a partition whose offsets go back (the topic was
+recreated, or the broker lost its data and came back empty) stops the run at once, and every
+read asks the process's `TopicWatch` (set by the runner), which looks at the topics' ids and
+partition counts every few seconds without blocking: reading on would mix two topics' offsets
+in one snapshot, or silently read nothing from a topic that no longer exists.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from profilestream import metrics
 from profilestream.domain.compact import pickled_as_fields
+from profilestream.io.kafka import topic_changed, topic_watch
 
 IDLE_POLL = timedelta(milliseconds=5)
 TRANSIENT = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT,
@@ -99,6 +106,8 @@ class _Partition(StatefulSourcePartition):
         self._source = f"{topic}/{partition}"
         self._batch_size = batch_size
         self._gate = gate
+        self._watch = topic_watch()
+        self._brokers = conf.get("bootstrap.servers", "?")
         self._next = OFFSET_BEGINNING if offset is None else offset
         self._end: int | None = None
         if span is not None:  # bounded: read [first, end) as measured when this run started
@@ -137,6 +146,8 @@ class _Partition(StatefulSourcePartition):
     def next_batch(self):
         if self._done or STOP.is_set():
             raise StopIteration()
+        if self._watch is not None:
+            self._watch.check()
         if self._end is not None and self._next >= self._end:
             self._done = True
             return [PartitionEnd(self._source)]
@@ -155,6 +166,9 @@ class _Partition(StatefulSourcePartition):
                     continue
                 raise KafkaException(error)
             offset = m.offset()
+            if offset < self._next:
+                raise topic_changed(self._brokers, f'partition {self._source} went back from offset {self._next} '
+                                    f"to {offset} (the topic was recreated, or the broker lost its data)")
             if self._end is not None and offset >= self._end:
                 continue
             batch.append(Raw(self._role, self._topic, self._partition, offset, m.key(), m.value(), m.timestamp()[1]))
