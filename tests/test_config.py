@@ -51,6 +51,7 @@ order_match_window = "30d"
 allowed_lateness = "30s"         # events out of order by up to this much give the same results as in order
 idle_after = "10s"               # always-on: a partition silent this long stops holding the watermark back
 dedup_window = "1d"              # a repeated event_id / change_id within this much event time counts once
+max_future = "1h"                # version 2: an event more than this far ahead of the wall clock is dead-lettered ("off": no bound)
 """
 
 MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
