@@ -27,8 +27,8 @@ from e2e import latest, records
 from profilestream import cli
 from profilestream.io import avro
 from profilestream.io.kafka import create_topics
-from test_hostile_input import UTF8_FIELDS, _broken_utf8, _extra_symbol, _without, _write, good_traffic, produce_raw
-from test_record_replay import other_config
+from test_hostile_input import (UTF8_FIELDS, _broken_utf8, _extra_symbol, _without, _write, good_traffic, produce_raw,
+                                run_alone)
 
 HOSTILE = 10_500
 LONG_ID = 1025  # one over the documented id limit (1,024 characters)
@@ -155,11 +155,7 @@ def test_ten_thousand_hostile_records_change_nothing_and_all_are_dead_lettered(b
         named[kind] += 1
     assert len(named) == 11
 
-    path_b, config_b = other_config(tmp_path, broker.bootstrap, "valid-")
-    create_topics(config_b)
-    produce_raw(config_b, good)
-    assert cli.main(["run", "--config", str(path_b), "--until-idle"]) == 0
-    assert records(config_b, "dead_letters") == []
+    config_b = run_alone(good, tmp_path, broker.bootstrap, "valid-")
     assert latest(config, "profiles") == latest(config_b, "profiles")
     assert latest(config, "crm_feed") == latest(config_b, "crm_feed")
     ids = lambda c: sorted(t["trigger_id"] for t in records(c, "triggers"))

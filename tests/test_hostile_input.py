@@ -170,6 +170,16 @@ def produce_raw(config, messages: list[tuple[str, bytes | None, bytes]]) -> list
     return placed
 
 
+def run_alone(good: list[tuple[str, bytes, bytes]], tmp_path, bootstrap: str, prefix: str):
+    """`run --until-idle` of the good traffic alone, on topics of its own; returns their config."""
+    path_b, config_b = other_config(tmp_path, bootstrap, prefix)
+    create_topics(config_b)
+    produce_raw(config_b, good)
+    assert cli.main(["run", "--config", str(path_b), "--until-idle"]) == 0
+    assert records(config_b, "dead_letters") == []
+    return config_b
+
+
 @pytest.mark.broker
 def test_bad_records_are_dead_lettered_and_the_good_ones_processed(broker, config, config_path, tmp_path):
     good = good_traffic(1500, seed=3)
@@ -205,11 +215,7 @@ def test_bad_records_are_dead_lettered_and_the_good_ones_processed(broker, confi
     assert {f for (k, f) in reasons if k == "unknown type"} <= {"field 'value'", "field 'type'", "field 'op'"}
 
     # the good traffic alone, on topics of its own: the same profiles, merges and triggers
-    path_b, config_b = other_config(tmp_path, broker.bootstrap, "good-")
-    create_topics(config_b)
-    produce_raw(config_b, good)
-    assert cli.main(["run", "--config", str(path_b), "--until-idle"]) == 0
-    assert records(config_b, "dead_letters") == []
+    config_b = run_alone(good, tmp_path, broker.bootstrap, "good-")
     assert latest(config, "profiles") == latest(config_b, "profiles")
     same = lambda role, c: sorted(json.dumps({k: v for k, v in r.items() if k != "emitted_at"}, sort_keys=True)
                                   for r in records(c, role))  # emitted_at: the clock when it fired
