@@ -1,0 +1,1 @@
+"""Operations: JSON log lines and Prometheus metrics (`metrics`)."""
