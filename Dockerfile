@@ -11,7 +11,7 @@ COPY pyproject.toml README.md ./
 COPY profilestream ./profilestream
 COPY flows ./flows
 COPY schemas ./schemas
-RUN pip install -e .
+RUN pip install .  # the wheel: not an editable checkout
 
 # Override with -e PROFILESTREAM_KAFKA_BROKERS=host:port (and any PROFILESTREAM_* setting).
 ENV PROFILESTREAM_KAFKA_BROKERS=kafka:9092

@@ -36,15 +36,15 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, cluster_main
 
-from profilestream import metrics
+from profilestream.codec import avro
 from profilestream.domain.engine import Engine
 from profilestream.domain.events import Click
 from profilestream.domain.outputs import DEAD_LETTERS, Output
 from profilestream.domain.rules import Rules
-from profilestream.io import avro
-from profilestream.io.inflight import InFlight
-from profilestream.io.sink import OutputSink
-from profilestream.io.source import STOP, InputSource, PartitionEnd, Raw
+from profilestream.kafka.inflight import InFlight
+from profilestream.kafka.sink import OutputSink
+from profilestream.kafka.source import STOP, InputSource, PartitionEnd, Raw
+from profilestream.ops import metrics
 
 INPUT_ROLES = ("clickstream", "crm_changes")
 OUTPUT_ROLES = ("profiles", "merges", "triggers", "crm_feed", "dead_letters")

@@ -16,7 +16,7 @@ for an external backup to copy, not how often snapshots are taken).
 
 Operations: JSON log lines on stderr (`start`, `partitions`, `partition`, `progress` every
 `run.progress_interval` (10s), `end`) and, with `metrics_port`, a Prometheus endpoint
-(`profilestream.metrics`); in a cluster, process i serves on `metrics_port + i`.
+(`profilestream.ops.metrics`); in a cluster, process i serves on `metrics_port + i`.
 
 Before anything is read (issue 11), everything that can be wrong is checked, so a mistake is one
 line and not a failure minutes into the run: the rules (segments, the `scores.model` file), the
@@ -37,16 +37,16 @@ back that panic (`_NativeStderr`); its JSON log lines go to the terminal as befo
 from __future__ import annotations
 
 import fcntl
+import gc
 import logging
 import os
-import gc
 import pickle
+import re
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
-import re
 import tempfile
 import threading
 import time
@@ -56,14 +56,21 @@ from pathlib import Path
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from flows.profiles import INPUT_ROLES, build_flow, engine_worker
-from profilestream import metrics
-from profilestream.io.inflight import InFlight
-from profilestream.io import sink
-from profilestream.io.kafka import (
-    BrokerError, BrokerUnreachable, changed, end_offsets, require_topics, topic_changed, topic_states, watch_topics,
+from profilestream.flows.profiles import INPUT_ROLES, build_flow, engine_worker
+from profilestream.kafka import sink
+from profilestream.kafka.clients import (
+    BrokerError,
+    BrokerUnreachable,
+    changed,
+    end_offsets,
+    require_topics,
+    topic_changed,
+    topic_states,
+    watch_topics,
 )
-from profilestream.io.source import STOP
+from profilestream.kafka.inflight import InFlight
+from profilestream.kafka.source import STOP
+from profilestream.ops import metrics
 from profilestream.store import StoreError, check_writable, make_private, private_files
 
 RECOVERY_PARTITIONS = 1
@@ -531,7 +538,7 @@ def _run_cluster(job: dict, processes: int) -> int:
         inflight = Path(tmp) / "inflight"  # the counters the readers pace themselves by
         InFlight.create(inflight, processes)
         path.write_bytes(pickle.dumps({**job, "addresses": addresses, "inflight": str(inflight)}))
-        children = [subprocess.Popen([sys.executable, "-m", "profilestream.runner", str(path), str(i)])
+        children = [subprocess.Popen([sys.executable, "-m", "profilestream.flows.runner", str(path), str(i)])
                     for i in range(processes)]
         def forward(signum, frame):
             for child in children:

@@ -222,7 +222,9 @@ def fit(x, t_x, T, unit_days: float = 7.0) -> Fit:
 def _ms(value: Any) -> int | None:
     if value is None or isinstance(value, int):
         return value
-    from profilestream.io.avro import parse_time  # profile store JSON: ISO-8601 strings
+    from profilestream.codec.avro import (
+        parse_time,  # profile store JSON: ISO-8601 strings
+    )
 
     return parse_time(value)
 

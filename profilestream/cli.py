@@ -14,11 +14,12 @@ import os
 import sys
 from typing import Callable
 
+from profilestream import __version__
 from profilestream.config import ConfigError, load_config
 
 
 def _broker(config, args) -> int:
-    from profilestream.io.broker import BrokerStartError, serve
+    from profilestream.devtools.broker import BrokerStartError, serve
 
     port = args.port if args.port is not None else _local_port(config.kafka.brokers)
     try:
@@ -39,7 +40,7 @@ def _local_port(brokers: str) -> int | None:
 
 
 def _topics_create(config, args) -> int:
-    from profilestream.io.kafka import create_topics
+    from profilestream.kafka.clients import create_topics
 
     created = set(create_topics(config))
     for name in config.topics.names().values():
@@ -59,8 +60,8 @@ def _lines(path: str):
 
 
 def _produce(config, args) -> int:
-    from profilestream.io import avro
-    from profilestream.io.kafka import key_of, produce_records, role_of
+    from profilestream.codec import avro
+    from profilestream.kafka.clients import key_of, produce_records, role_of
 
     role = role_of(config, args.topic)
     rules = config.rules()
@@ -88,8 +89,8 @@ def _produce(config, args) -> int:
 
 
 def _consume(config, args) -> int:
-    from profilestream.io import avro
-    from profilestream.io.kafka import read_topic, role_of
+    from profilestream.codec import avro
+    from profilestream.kafka.clients import read_topic, role_of
 
     role = role_of(config, args.topic)
     unreadable = 0
@@ -108,7 +109,7 @@ def _consume(config, args) -> int:
 
 
 def _run(config, args) -> int:
-    from profilestream import runner
+    from profilestream.flows import runner
 
     return runner.run(config, workers=args.workers, processes=args.processes,
                       until_idle=args.until_idle, recovery_dir=args.recovery_dir,
@@ -116,7 +117,7 @@ def _run(config, args) -> int:
 
 
 def _demo(config, args) -> int:
-    from profilestream import demo
+    from profilestream.devtools import demo
 
     return demo.main(config)
 
@@ -142,7 +143,7 @@ def _serve_store(config, args) -> int:
 
 
 def _record(config, args) -> int:
-    from profilestream.io import recording
+    from profilestream.kafka import recording
 
     topics = [t.strip() for t in args.topics.split(",") if t.strip()]
     try:
@@ -158,7 +159,7 @@ def _record(config, args) -> int:
 
 
 def _replay(config, args) -> int:
-    from profilestream.io import recording
+    from profilestream.kafka import recording
 
     try:
         counts = recording.replay(config, args.dir)
@@ -173,21 +174,21 @@ def _replay(config, args) -> int:
 
 
 def _describe(config, args) -> int:
-    from profilestream import runner
+    from profilestream.flows import runner
 
     print(runner.describe(config))
     return 0
 
 
 def _bench(config, args) -> int:
-    from profilestream import bench
+    from profilestream.devtools import bench
 
     return bench.main(config, args)
 
 
 def _fit_model(config, args) -> int:
     from profilestream import bgnbd, store
-    from profilestream.io.avro import format_time, parse_time
+    from profilestream.codec.avro import format_time, parse_time
 
     as_of = None
     if args.as_of is not None:
@@ -220,7 +221,8 @@ def _fit_model(config, args) -> int:
 
 
 def _report_campaigns(config, args) -> int:
-    from profilestream import report, store
+    from profilestream import store
+    from profilestream.commands import report
 
     rows = report.campaign_report(store.all_profiles(config))
     if args.format == "csv":
@@ -236,6 +238,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="TOML configuration (default: $PROFILESTREAM_CONFIG, else built-in defaults)")
     parser = argparse.ArgumentParser(prog="profilestream", parents=[common],
                                      description="Real-time unified customer profiles on Kafka.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, call: Callable, help: str, parent=commands) -> argparse.ArgumentParser:
@@ -287,7 +290,9 @@ def _parser() -> argparse.ArgumentParser:
                   report.add_subparsers(dest="report_command", required=True, metavar="COMMAND"))
     sub.add_argument("--format", choices=["table", "csv"], default="table", help="output format (default: table)")
     command("describe", _describe, "print the dataflow's steps and topics")
-    from profilestream.bench import add_arguments as bench_arguments  # stdlib imports only: cheap
+    from profilestream.devtools.bench import (
+        add_arguments as bench_arguments,  # stdlib imports only: cheap
+    )
 
     bench_arguments(command("bench", _bench, "the reference benchmark on the embedded broker: ceiling, throughput, latency, memory"))
     return parser
@@ -298,7 +303,7 @@ def _coded() -> tuple[type, ...]:
     or failing (1), and a run that failed (1). Only a loaded module raises its own, so the commands
     that use neither are spared importing RocksDB and Bytewax to catch them."""
     found = []
-    for module, name in (("profilestream.store", "StoreError"), ("profilestream.runner", "RunFailed")):
+    for module, name in (("profilestream.store", "StoreError"), ("profilestream.flows.runner", "RunFailed")):
         cls = getattr(sys.modules.get(module), name, None)
         if cls is not None:
             found.append(cls)
@@ -307,7 +312,7 @@ def _coded() -> tuple[type, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from profilestream.io.kafka import BrokerError
+    from profilestream.kafka.clients import BrokerError
 
     try:
         config = load_config(getattr(args, "config", None) or os.environ.get("PROFILESTREAM_CONFIG") or None)

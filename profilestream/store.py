@@ -34,8 +34,8 @@ from typing import Iterator
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from rocksdict import AccessType, Rdict, WriteBatch
 
-from profilestream.io import avro
-from profilestream.io.kafka import end_offsets, quiet
+from profilestream.codec import avro
+from profilestream.kafka.clients import end_offsets, quiet
 
 INDEXES = (("device", "device_ids"), ("key", "customer_key"), ("customer", "customer_id"))
 

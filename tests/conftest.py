@@ -12,7 +12,7 @@ import os
 import pytest
 
 from profilestream.config import TOPIC_ROLES, load_config
-from profilestream.io.broker import EmbeddedBroker
+from profilestream.devtools.broker import EmbeddedBroker
 
 _serial = itertools.count()
 
@@ -49,8 +49,7 @@ def config(config_path):
 def scenario_level(request, monkeypatch):
     """Run a scenario module twice: on the domain engine alone, and through the whole Bytewax
     dataflow (Avro-encoded records over several partitions, decoded, ordered, applied)."""
-    import flowkit
-    import scenario
+    from support import flowkit, scenario
 
     monkeypatch.setattr(scenario, "RUNNER", scenario.run_engine if request.param == "engine" else flowkit.run_scenario)
     return request.param

@@ -24,19 +24,26 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.validation import validate
 
-import profilestream
+from profilestream.codec import compiled
+from profilestream.codec.validation import (
+    INPUT_ROLES,
+    Rejected,
+    absorb_email,
+    finite,
+    hash_email,
+    now,
+    to_event,
+)
 from profilestream.domain.events import Click, CrmChange
 from profilestream.domain.rules import Rules
-from profilestream.io import compiled
-from profilestream.io.validation import INPUT_ROLES, Rejected, absorb_email, finite, hash_email, now, to_event
 
-SCHEMA_DIR = Path(profilestream.__file__).resolve().parent.parent / "schemas"
+SCHEMAS = resources.files("profilestream.schemas")  # the .avsc files: package data (pyproject.toml)
 SCHEMA_FILES = {
     "clickstream": "clickstream.avsc",
     "crm_changes": "crm-changes.avsc",
@@ -73,7 +80,7 @@ def _strip_logical(node: Any) -> Any:
 def _schema(role: str) -> _Schema:
     if role not in SCHEMA_FILES:
         raise KeyError(f"unknown topic role {role!r} (known: {', '.join(ROLES)})")
-    raw = json.loads((SCHEMA_DIR / SCHEMA_FILES[role]).read_text(encoding="utf-8"))
+    raw = json.loads((SCHEMAS / SCHEMA_FILES[role]).read_text(encoding="utf-8"))
     return _Schema(raw, parse_schema(raw), parse_schema(_strip_logical(raw)))
 
 
@@ -107,7 +114,7 @@ def encode(role: str, record: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-# --- the hot paths (profilestream/io/compiled.py) ----------------------------------------------
+# --- the hot paths (profilestream/codec/compiled.py) -------------------------------------------
 
 
 @functools.cache
@@ -481,7 +488,7 @@ def to_json(role: str, record: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = [
-    "MAX_VALUE_BYTES", "ROLES", "SCHEMA_DIR", "Rejected", "dead_letter", "decode", "decode_input",
+    "MAX_VALUE_BYTES", "ROLES", "SCHEMAS", "Rejected", "dead_letter", "decode", "decode_input",
     "encode", "encode_fault", "format_time", "from_json", "hash_email", "mask_addresses", "output_dead_letter",
     "parse_time", "schema_for", "to_event", "to_json",
 ]

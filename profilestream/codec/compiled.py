@@ -2,7 +2,7 @@
 
 Why a module of its own: `avro` is the codec's meaning (schemas, records, JSON, dead letters);
 this is only its speed. Everything here either gives exactly what fastavro (and `to_event`) give,
-or raises, and `avro` then takes the general path, which decides (tests/test_codec_fast.py
+or raises, and `avro` then takes the general path, which decides (tests/unit/test_codec_fast.py
 compares the two on the sample shop and on mutated and generated records).
 
 Entry points: `writer(wire_schema)`, `reader(wire_schema)` and `direct_decoders(wire_schemas)`.
@@ -14,9 +14,7 @@ import math
 import struct
 from typing import Any
 
-from profilestream.domain.events import CLICK_TYPES, CRM_OPS, Campaign, Click, CrmChange
-from profilestream.domain.rules import Rules
-from profilestream.io.validation import (
+from profilestream.codec.validation import (
     CLICKSTREAM,
     CRM_CHANGES,
     END_TS,
@@ -27,6 +25,8 @@ from profilestream.io.validation import (
     NEEDS_PRODUCT,
     customer_key_of,
 )
+from profilestream.domain.events import CLICK_TYPES, CRM_OPS, Campaign, Click, CrmChange
+from profilestream.domain.rules import Rules
 
 _DOUBLE = struct.Struct("<d")
 _FLOAT = struct.Struct("<f")
@@ -39,7 +39,7 @@ RANGES = {"int": (-(1 << 31), (1 << 31) - 1), "long": (-(1 << 63), (1 << 63) - 1
 # after decoding. The closures below write only values of exactly the schema's plain types (int
 # for int/long within range, float for double, str, bool, None, list, dict, a known enum symbol)
 # and raise on anything else, so `avro.encode` can hand that record to fastavro: the bytes are the same
-# wherever the compiled writer writes (tests/test_codec_fast.py checks it), and nothing that
+# wherever the compiled writer writes (tests/unit/test_codec_fast.py checks it), and nothing that
 # fastavro accepted or refused changes.
 
 
@@ -378,7 +378,7 @@ def _compile(node: Any, named: dict[str, Any], namespace: str | None = None):
 #     clock, blocked device, missing product_id / order_id, an id over `MAX_ID_LENGTH`
 #     characters, quantity outside 1..100,000, a negative price, a non-finite number).
 # The general path then accepts the same event or gives the same `Rejected` as before; so this
-# changes speed only (tests/test_codec_fast.py compares both on mutated and generated records).
+# changes speed only (tests/unit/test_codec_fast.py compares both on mutated and generated records).
 # Each decoder is written for one schema layout and is used only while the wire schema is still
 # exactly that layout (`_LAYOUTS`); otherwise that role takes the general path.
 

@@ -86,7 +86,9 @@ class CampaignRow:
 def _ms(value: Any) -> int:
     if isinstance(value, int):
         return value
-    from profilestream.io.avro import parse_time  # the store holds JSON: ISO-8601 strings
+    from profilestream.codec.avro import (
+        parse_time,  # the store holds JSON: ISO-8601 strings
+    )
 
     return parse_time(value)
 

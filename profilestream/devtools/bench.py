@@ -195,9 +195,9 @@ def load(config, events: int, seed: int = 7) -> tuple[list[tuple[str, bytes, byt
     (role, key, value) in generation order, with a summary."""
     from confluent_kafka import Producer
 
-    from profilestream.io import avro
-    from profilestream.io.kafka import key_of
-    from profilestream.sample import ShopSpec, generate
+    from profilestream.codec import avro
+    from profilestream.devtools.sample import ShopSpec, generate
+    from profilestream.kafka.clients import key_of
 
     started = time.perf_counter()
     sent: list[tuple[str, bytes, bytes]] = []
@@ -250,8 +250,8 @@ def ceiling(config, total: int, decode: bool = True) -> dict[str, Any]:
     """One consumer, every input partition assigned, read (and decode) every record once."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from profilestream.io import avro
-    from profilestream.io.kafka import end_offsets
+    from profilestream.codec import avro
+    from profilestream.kafka.clients import end_offsets
 
     rules = config.rules()
     roles = {config.topics.name(role): role for role in INPUT_ROLES}
@@ -295,7 +295,7 @@ def _peak_rss_kb() -> int:
 
 
 def _child_run(job: dict) -> dict:
-    from profilestream import runner
+    from profilestream.flows import runner
 
     started = time.perf_counter()
     code = runner.run(job["config"], until_idle=True, processes=job["processes"])
@@ -312,7 +312,7 @@ def _in_child(kind: str, job: dict, timeout: float = 3600) -> dict:
     with tempfile.TemporaryDirectory(prefix="profilestream-bench-") as tmp:
         job_path, out_path = Path(tmp) / "job.pickle", Path(tmp) / "result.json"
         job_path.write_bytes(pickle.dumps(job))
-        proc = subprocess.run([sys.executable, "-m", "profilestream.bench", kind, str(job_path), str(out_path)],
+        proc = subprocess.run([sys.executable, "-m", "profilestream.devtools.bench", kind, str(job_path), str(out_path)],
                               timeout=timeout)
         if proc.returncode != 0 or not out_path.exists():
             raise RuntimeError(f"bench child {kind} failed with exit code {proc.returncode}")
@@ -320,7 +320,7 @@ def _in_child(kind: str, job: dict, timeout: float = 3600) -> dict:
 
 
 def dataflow(config, total: int, processes: int, run_id: str) -> dict[str, Any]:
-    from profilestream.io.kafka import create_topics
+    from profilestream.kafka.clients import create_topics
 
     run_config = dataclasses.replace(config, topics=dataclasses.replace(config.topics, **_names(f"bench-{run_id}-")))
     create_topics(run_config)
@@ -345,8 +345,8 @@ def dataflow(config, total: int, processes: int, run_id: str) -> dict[str, Any]:
 
 
 def _trigger_ids(config) -> list[str]:
-    from profilestream.io import avro
-    from profilestream.io.kafka import read_topic
+    from profilestream.codec import avro
+    from profilestream.kafka.clients import read_topic
 
     ids = []
     for m in read_topic(config, config.topics.name("triggers")):
@@ -359,11 +359,10 @@ def _trigger_ids(config) -> list[str]:
 
 
 def _child_state(job: dict) -> dict:
+    from profilestream.codec import avro
+    from profilestream.devtools.sample import ShopSpec, generate
     from profilestream.domain.engine import Engine
-    from profilestream.io import avro
-    from profilestream.sample import ShopSpec, generate
-
-    from profilestream.runner import tune_gc
+    from profilestream.flows.runner import tune_gc
 
     tune_gc()  # as the dataflow runs it
     config = job["config"]
@@ -441,7 +440,7 @@ class _TriggerWatch(threading.Thread):
     def run(self) -> None:
         from confluent_kafka import Consumer, TopicPartition
 
-        from profilestream.io import avro
+        from profilestream.codec import avro
 
         topic = self.config.topics.name("triggers")
         consumer = Consumer({**self.config.kafka.client_config(), "group.id": f"bench-{uuid.uuid4().hex}",
@@ -468,8 +467,8 @@ def broker_latency(config, rate: float, warmup_s: float, measure_s: float) -> di
     from confluent_kafka import Consumer, Producer, TopicPartition
     from confluent_kafka.admin import AdminClient
 
-    from profilestream.io.kafka import create_missing, new_topic
-    from profilestream.io.sink import PRODUCER_DEFAULTS
+    from profilestream.kafka.clients import create_missing, new_topic
+    from profilestream.kafka.sink import PRODUCER_DEFAULTS
 
     topic = f"bench-broker-{uuid.uuid4().hex[:6]}"
     create_missing(AdminClient(config.kafka.client_config()), [new_topic(topic, None, 3)], 30)
@@ -515,7 +514,7 @@ def _latency(config, workload: list[tuple[str, bytes, bytes]], rate: float, late
     """One always-on run fed live at `rate` events/s; see the module doc."""
     from confluent_kafka import Producer
 
-    from profilestream.io.kafka import create_topics
+    from profilestream.kafka.clients import create_topics
 
     tag = f"bench-lat{lateness}-{uuid.uuid4().hex[:6]}-"
     names = {**_names(tag), **_names(tag, INPUT_ROLES)}
@@ -671,8 +670,8 @@ def run_bench(config, events: int = DEFAULT_EVENTS, repeat: int = 1, skip_latenc
               skip_two: bool = False, skip_memory: bool = False, latency_seconds: float = 20.0,
               default_lateness: bool = False, config_path: str | None = None, seed: int = 7,
               latency_rates: tuple[float, ...] = ()) -> dict[str, Any]:
-    from profilestream.io.broker import EmbeddedBroker
-    from profilestream.io.kafka import create_topics
+    from profilestream.devtools.broker import EmbeddedBroker
+    from profilestream.kafka.clients import create_topics
 
     result: dict[str, Any] = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -14,11 +14,18 @@ import tempfile
 import time
 from collections import Counter
 
-from profilestream import report, runner, store
-from profilestream.io import avro
-from profilestream.io.broker import EmbeddedBroker
-from profilestream.io.kafka import create_topics, key_of, produce_records, read_topic
-from profilestream.sample import ShopSpec, generate
+from profilestream import store
+from profilestream.codec import avro
+from profilestream.commands import report
+from profilestream.devtools.broker import EmbeddedBroker
+from profilestream.devtools.sample import ShopSpec, generate
+from profilestream.flows import runner
+from profilestream.kafka.clients import (
+    create_topics,
+    key_of,
+    produce_records,
+    read_topic,
+)
 
 
 def _step(message: str) -> float:

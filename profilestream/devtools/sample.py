@@ -841,9 +841,9 @@ def write_jsonl(spec: ShopSpec, clickstream_path: str | Path, crm_path: str | Pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m profilestream.sample [--events N] [--seed S] [--out DIR]`: write
+    """`python -m profilestream.devtools.sample [--events N] [--seed S] [--out DIR]`: write
     DIR/clickstream.jsonl and DIR/crm-changes.jsonl, or without --out just time the generator."""
-    parser = argparse.ArgumentParser(prog="python -m profilestream.sample", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m profilestream.devtools.sample", description=main.__doc__)
     parser.add_argument("--events", type=int, default=ShopSpec.events)
     parser.add_argument("--customers", type=int, default=None)
     parser.add_argument("--seed", type=int, default=ShopSpec.seed)

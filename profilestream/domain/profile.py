@@ -15,7 +15,7 @@ click before `s` and the next one are less than `return_visit_after` apart, so `
 that after the click before it and the visit is no return visit: the exact time is not needed,
 only that it is too recent (`last_activity_before` answers `s - 1`). Earlier builds kept the eight
 newest runs joined at the session gap; that lost the answer for a visit begun before eight runs
-of its new profile (a device moving in mid-visit), and is gone. `tests/test_return_merge.py`
+of its new profile (a device moving in mid-visit), and is gone. `tests/flow/test_return_merge.py`
 checks the lookback against a reference that keeps every click.
 """
 

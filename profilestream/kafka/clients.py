@@ -28,11 +28,18 @@ import time
 import uuid
 from typing import Any, Iterable, Iterator, NamedTuple
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicCollection,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from profilestream.codec import avro
 from profilestream.config import TOPIC_ROLES
-from profilestream.io import avro
 
 KEY_FIELDS = {  # the record field that is the message key, per CONTRACT.md
     "clickstream": "device_id",

@@ -1,7 +1,7 @@
 """How far the reading processes of a cluster may run ahead of the engine's process.
 
 Why: Bytewax (timely dataflow underneath) has no backpressure between processes. In a cluster the
-engine's process reads nothing and the others read and decode for it (`flows.profiles`); reading
+engine's process reads nothing and the others read and decode for it (`profilestream.flows.profiles`); reading
 is faster than the engine, so with a backlog the events sent ahead pile up in the engine
 process's memory (measured on the 1,000,000-event shop: peak RSS 872 MB for the engine's process
 of a 2-process run, against 438 MB for a whole 1-process run). The processes of a local cluster

@@ -54,9 +54,17 @@ from fastavro import reader as avro_reader
 from fastavro.write import Writer
 from tqdm import tqdm
 
-from profilestream.io import avro
-from profilestream.io.kafka import (
-    BrokerError, admin_client, client_config, create_missing, end_offsets, metadata, new_topic, quiet, read_topic,
+from profilestream.codec import avro
+from profilestream.kafka.clients import (
+    BrokerError,
+    admin_client,
+    client_config,
+    create_missing,
+    end_offsets,
+    metadata,
+    new_topic,
+    quiet,
+    read_topic,
     role_of,
 )
 from profilestream.store import make_private, private_files
@@ -97,7 +105,7 @@ class TopicCount:
 def _topic_schema(role: str) -> dict[str, Any]:
     """The topic's .avsc as JSON (the parsed form cannot be nested into another schema), times
     as plain longs (see the module doc)."""
-    raw = json.loads((avro.SCHEMA_DIR / avro.SCHEMA_FILES[role]).read_text(encoding="utf-8"))
+    raw = json.loads((avro.SCHEMAS / avro.SCHEMA_FILES[role]).read_text(encoding="utf-8"))
     return avro._strip_logical(raw)
 
 

@@ -38,8 +38,8 @@ from typing import Any
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, Producer
 
-from profilestream import metrics
-from profilestream.io.kafka import BrokerError, topic_watch
+from profilestream.kafka.clients import BrokerError, topic_watch
+from profilestream.ops import metrics
 
 PRODUCER_DEFAULTS = {
     "enable.idempotence": "true",

@@ -30,11 +30,17 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Optional
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
-from profilestream import metrics
 from profilestream.domain.compact import pickled_as_fields
-from profilestream.io.kafka import topic_changed, topic_watch
+from profilestream.kafka.clients import topic_changed, topic_watch
+from profilestream.ops import metrics
 
 IDLE_POLL = timedelta(milliseconds=5)
 TRANSIENT = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT,

@@ -6,11 +6,11 @@ import base64
 
 import pytest
 
-from flowkit import run_flow
+from profilestream.codec import avro
 from profilestream.domain.rules import Rules
-from profilestream.io import avro
-from profilestream.io.source import Raw
-from scenario import DAY, MINUTE, click, crm, erase, run
+from profilestream.kafka.source import Raw
+from support.flowkit import run_flow
+from support.scenario import DAY, MINUTE, click, crm, erase, run
 
 
 def shop():
@@ -105,7 +105,7 @@ def test_end_of_input_fires_every_pending_deadline():
 
 
 def test_engine_worker_names_one_worker_and_always_the_same():
-    from flows.profiles import engine_worker
+    from profilestream.flows.profiles import engine_worker
 
     assert engine_worker(1) == 0
     for count in (2, 3, 4):
@@ -114,7 +114,7 @@ def test_engine_worker_names_one_worker_and_always_the_same():
 
 
 def test_a_process_that_may_not_read_lists_no_input_partition():
-    from profilestream.io.source import InputSource
+    from profilestream.kafka.source import InputSource
 
     topics = {"clickstream": ("clicks", 3), "crm_changes": ("crm", 2)}
     assert len(InputSource({}, topics, None).list_parts()) == 5

@@ -15,7 +15,7 @@ import pytest
 
 from profilestream.domain.engine import Engine
 from profilestream.domain.rules import Rules
-from scenario import DAY, HOUR, MINUTE, T0, Result, click, crm, run
+from support.scenario import DAY, HOUR, MINUTE, T0, Result, click, crm, run
 
 both = pytest.mark.usefixtures("scenario_level")  # engine and dataflow level
 

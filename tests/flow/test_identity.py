@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from profilestream.domain.rules import DEFAULT_BLOCKED, Rules
-from scenario import DAY, MINUTE, T0, click, crm, erase, run
+from support.scenario import DAY, MINUTE, T0, click, crm, erase, run
 
 pytestmark = pytest.mark.usefixtures("scenario_level")  # engine and dataflow level
 

@@ -18,14 +18,14 @@ import zlib
 import fastavro
 import pytest
 
-from flowkit import record, run_flow
+from profilestream.codec import avro
+from profilestream.codec.avro import Rejected, decode_input, from_json, to_event
+from profilestream.codec.validation import MAX_ID_LENGTH, MAX_QUANTITY
 from profilestream.domain.events import Click
 from profilestream.domain.rules import DAY, HOUR, MINUTE, Rules
-from profilestream.io import avro
-from profilestream.io.avro import Rejected, decode_input, from_json, to_event
-from profilestream.io.source import Raw
-from profilestream.io.validation import MAX_ID_LENGTH, MAX_QUANTITY
-from scenario import T0, click, crm, snapshot
+from profilestream.kafka.source import Raw
+from support.flowkit import record, run_flow
+from support.scenario import T0, click, crm, snapshot
 
 RULES = Rules()
 NOW = T0 + 10 * DAY  # the wall clock the codec-level tests read at

@@ -19,15 +19,20 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, cluster_main, run_main
 
-import flows.profiles
-from flowkit import ListSource, raw_partitions
-from flows.profiles import encode_batch, max_record_bytes, profile_stream, to_message
-from profilestream import metrics
+import profilestream.flows.profiles
+from profilestream.codec import avro
 from profilestream.domain.engine import Engine
 from profilestream.domain.outputs import Output
 from profilestream.domain.rules import Rules
-from profilestream.io import avro
-from scenario import click, crm
+from profilestream.flows.profiles import (
+    encode_batch,
+    max_record_bytes,
+    profile_stream,
+    to_message,
+)
+from profilestream.ops import metrics
+from support.flowkit import ListSource, raw_partitions
+from support.scenario import click, crm
 
 NAMES = {role: f"t-{role.replace('_', '-')}" for role in ("profiles", "merges", "triggers", "crm_feed", "dead_letters")}
 ROLE_OF = {name: role for role, name in NAMES.items()}
@@ -104,8 +109,8 @@ def test_good_outputs_and_tombstones_are_written_as_before(counters):
 
 
 def test_an_output_too_large_for_a_kafka_record_becomes_a_dead_letter(counters):
-    assert max_record_bytes({}) == 1_000_000 - flows.profiles.RECORD_OVERHEAD
-    assert max_record_bytes({"message.max.bytes": "2000000"}) == 2_000_000 - flows.profiles.RECORD_OVERHEAD
+    assert max_record_bytes({}) == 1_000_000 - profilestream.flows.profiles.RECORD_OVERHEAD
+    assert max_record_bytes({"message.max.bytes": "2000000"}) == 2_000_000 - profilestream.flows.profiles.RECORD_OVERHEAD
     big = Output("profiles", "p-1", a_profile(device_ids=[f"d-{i}" for i in range(100)]))
     size = len(avro.encode("profiles", big.value))
     assert to_message(NAMES, big, max_bytes=size + 3).topic == "t-profiles"  # value + key fit
@@ -174,7 +179,7 @@ def run_encoded(events, workers: int = 1, engine: type[Engine] = Engine) -> list
     messages = op.flat_map_batch("encode", outputs, lambda batch: encode_batch(NAMES, batch, 1_000_000))
     collected: list = []
     op.output("collect", messages, TestingSink(collected))
-    with mock.patch.object(flows.profiles, "Engine", engine):
+    with mock.patch.object(profilestream.flows.profiles, "Engine", engine):
         if workers == 1:
             run_main(flow)
         else:

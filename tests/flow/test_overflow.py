@@ -18,14 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from profilestream.bgnbd import PAPER_CDNOW, BgNbd
+from profilestream.codec import avro
 from profilestream.domain.cart import Cart
 from profilestream.domain.engine import Engine
 from profilestream.domain.events import Click, CrmChange, order_key
 from profilestream.domain.profile import Profile
 from profilestream.domain.rules import Rules
-from profilestream.domain.scores import ScoreSettings, Scorer
-from profilestream.io import avro
-from scenario import DAY, MINUTE, T0, Result, click, crm, run
+from profilestream.domain.scores import Scorer, ScoreSettings
+from support.scenario import DAY, MINUTE, T0, Result, click, crm, run
 
 INT_MAX = 2**31 - 1
 DOUBLE_MAX = sys.float_info.max
@@ -110,7 +110,7 @@ def test_many_valid_adds_of_one_product_clamp_at_the_largest_int_and_removes_cou
 
 def test_through_the_dataflow_many_valid_adds_encode():
     """The dataflow wrote nothing for anyone when one record did not encode: now it fits."""
-    import flowkit
+    from support import flowkit
 
     adds = [click(i * 0.01, "D1", "add_to_cart", product_id="P1", quantity=100_000) for i in range(21_475)]
     res = flowkit.run_flow(adds + [click(0, "D2", "page_view")], batch=1000)

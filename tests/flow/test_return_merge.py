@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from profilestream.domain import triggers
 from profilestream.domain.profile import Profile
 from profilestream.domain.rules import Rules
-from scenario import DAY, HOUR, MINUTE, T0, click, crm, run
+from support.scenario import DAY, HOUR, MINUTE, T0, click, crm, run
 
 RULES = Rules()
 RETURN = RULES.return_visit_after

@@ -8,15 +8,23 @@ import random
 
 import pytest
 
-import flowkit
 from profilestream.config import ConfigError, load_config
 from profilestream.domain.engine import Engine
 from profilestream.domain.profile import Profile
 from profilestream.domain.rules import DAY, Rules
 from profilestream.domain.scores import (
-    DEFAULT_SCORER, Band, Distribution, KllSketch, Population, ScoreSettings, Scorer, rfe_values, rfm_values,
+    DEFAULT_SCORER,
+    Band,
+    Distribution,
+    KllSketch,
+    Population,
+    Scorer,
+    ScoreSettings,
+    rfe_values,
+    rfm_values,
 )
-from scenario import T0, click, crm, erase, run_engine
+from support import flowkit
+from support.scenario import T0, click, crm, erase, run_engine
 
 AUTO = Rules(scores=ScoreSettings(mode="auto"))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from profilestream.domain.rules import Rules
-from scenario import DAY, HOUR, MINUTE, T0, Campaign, click, crm, run
+from support.scenario import DAY, HOUR, MINUTE, T0, Campaign, click, crm, run
 
 pytestmark = pytest.mark.usefixtures("scenario_level")  # engine and dataflow level
 

@@ -12,9 +12,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from e2e import records
-from profilestream.io import avro
-from profilestream.io.kafka import create_topics, produce_records
+from profilestream.codec import avro
+from profilestream.kafka.clients import create_topics, produce_records
+from support.e2e import records
 
 pytestmark = pytest.mark.broker
 

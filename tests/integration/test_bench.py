@@ -39,7 +39,7 @@ def test_bench_writes_every_figure(tmp_path, monkeypatch, capsys):
 def test_latency_rates_are_parsed_and_checked():
     import argparse
 
-    from profilestream.bench import _rates
+    from profilestream.devtools.bench import _rates
 
     assert _rates("5000, 10000") == [5000.0, 10000.0]
     for bad in ("fast", "0", "-5", ""):

@@ -9,15 +9,14 @@ import math
 
 import pytest
 
-import cdnow
-import flowkit
 from profilestream import bgnbd
-from profilestream.bgnbd import BgNbd, PAPER_CDNOW
+from profilestream.bgnbd import PAPER_CDNOW, BgNbd
+from profilestream.codec import avro
 from profilestream.config import ConfigError, load_config
 from profilestream.domain.rules import DAY, Rules
 from profilestream.domain.scores import ScoreSettings
-from profilestream.io import avro
-from scenario import T0, click, crm, run_engine
+from support import cdnow, flowkit
+from support.scenario import T0, click, crm, run_engine
 
 CDNOW_MODEL = BgNbd(0.243, 4.414, 0.793, 2.426)
 
@@ -223,8 +222,8 @@ def test_dataflow_scores_with_the_fitted_model():
 
 @pytest.mark.broker
 def test_fit_model_command_fits_cdnow_from_the_profile_store(config_path, tmp_path, capsys):
-    from e2e import produce, run
     from profilestream import cli
+    from support.e2e import produce, run
 
     clicks = [avro.to_json("clickstream", flowkit.record(c)) for c in cdnow.purchase_clicks()]
     produce(config_path, "clickstream", clicks, tmp_path)

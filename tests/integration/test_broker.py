@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from profilestream.io.broker import BrokerStartError, EmbeddedBroker, free_port
+from profilestream.devtools.broker import BrokerStartError, EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.broker
 
@@ -70,7 +70,7 @@ def test_a_busy_port_is_a_clear_error():
 
 def test_the_broker_dies_with_the_python_process_that_started_it():
     """Even a SIGKILL of the parent (no atexit, no finally) must not leave the broker running."""
-    script = ("from profilestream.io.broker import EmbeddedBroker; import time; "
+    script = ("from profilestream.devtools.broker import EmbeddedBroker; import time; "
               "b = EmbeddedBroker().start(); print(b.pid, flush=True); time.sleep(60)")
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:

@@ -12,11 +12,11 @@ import time
 
 import pytest
 
-from profilestream import runner
-from profilestream.io.kafka import create_topics
-from profilestream.io.broker import EmbeddedBroker, free_port
-from profilestream.sample import ShopSpec
-from runkit import Run, clean_env, load_shop, outputs, write_config
+from profilestream.devtools.broker import EmbeddedBroker, free_port
+from profilestream.devtools.sample import ShopSpec
+from profilestream.flows import runner
+from profilestream.kafka.clients import create_topics
+from support.runkit import Run, clean_env, load_shop, outputs, write_config
 
 pytestmark = pytest.mark.broker
 

@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from e2e import holding, latest, produce, records, raw_bytes, run, tombstones
 from profilestream import cli
+from support.e2e import holding, latest, produce, raw_bytes, records, run, tombstones
 
 pytestmark = pytest.mark.broker
 

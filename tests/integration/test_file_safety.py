@@ -16,10 +16,11 @@ import pytest
 from fastavro.write import Writer
 
 from profilestream import cli
-from profilestream.io import avro, recording
-from profilestream.io.kafka import create_topics, end_offsets, produce_records
-from profilestream.sample import ShopSpec
-from runkit import clean_env, load_shop
+from profilestream.codec import avro
+from profilestream.devtools.sample import ShopSpec
+from profilestream.kafka import recording
+from profilestream.kafka.clients import create_topics, end_offsets, produce_records
+from support.runkit import clean_env, load_shop
 
 pytestmark = pytest.mark.broker
 
@@ -208,7 +209,7 @@ def loose_umask():
 
 
 def _profiles(config, n: int) -> None:
-    from test_cli_io import sample
+    from support.cli_io import sample
 
     create_topics(config)
     produce_records(config, "profiles", [(f"p-{i:03d}", avro.from_json("profiles", sample("profiles", i)))

@@ -23,12 +23,20 @@ from collections import Counter
 
 import pytest
 
-from e2e import latest, records
 from profilestream import cli
-from profilestream.io import avro
-from profilestream.io.kafka import create_topics
-from test_hostile_input import (UTF8_FIELDS, _broken_utf8, _extra_symbol, _without, _write, good_traffic, produce_raw,
-                                run_alone)
+from profilestream.codec import avro
+from profilestream.kafka.clients import create_topics
+from support.e2e import latest, records
+from support.hostile_input import (
+    UTF8_FIELDS,
+    _broken_utf8,
+    _extra_symbol,
+    _without,
+    _write,
+    good_traffic,
+    produce_raw,
+    run_alone,
+)
 
 HOSTILE = 10_500
 LONG_ID = 1025  # one over the documented id limit (1,024 characters)

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from profilestream import store as store_module
-from profilestream.io.broker import free_port
-from profilestream.sample import ShopSpec
-from runkit import Run, clean_env, load_shop, write_config
+from profilestream.devtools.broker import free_port
+from profilestream.devtools.sample import ShopSpec
+from support.runkit import Run, clean_env, load_shop, write_config
 
 
 def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -13,15 +13,17 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
-from flows.profiles import build_flow
-from profilestream import metrics, runner, store
+from profilestream import store
 from profilestream.config import load_config
-from profilestream.io import kafka
-from profilestream.io import source as source_module
-from profilestream.io import sink as sink_module
-from profilestream.io.broker import free_port
-from profilestream.sample import ShopSpec
-from runkit import Run, clean_env, load_shop, outputs, write_config
+from profilestream.devtools.broker import free_port
+from profilestream.devtools.sample import ShopSpec
+from profilestream.flows import runner
+from profilestream.flows.profiles import build_flow
+from profilestream.kafka import clients as kafka
+from profilestream.kafka import sink as sink_module
+from profilestream.kafka import source as source_module
+from profilestream.ops import metrics
+from support.runkit import Run, clean_env, load_shop, outputs, write_config
 
 SECURITY = {
     "security.protocol": "SASL_SSL",
@@ -81,7 +83,7 @@ def test_kafka_security_settings_reach_every_client(secure, monkeypatch, tmp_pat
         store.sync(secure, store.ProfileStore(tmp_path / "store"))
 
     assert set(built) == {
-        "profilestream.io.source.Consumer", "profilestream.io.sink.Producer", "profilestream.io.kafka.AdminClient", "profilestream.io.kafka.Producer", "profilestream.io.kafka.Consumer",
+        "profilestream.kafka.source.Consumer", "profilestream.kafka.sink.Producer", "profilestream.kafka.clients.AdminClient", "profilestream.kafka.clients.Producer", "profilestream.kafka.clients.Consumer",
         "profilestream.store.Consumer"}
     for name, conf in built.items():
         assert conf["bootstrap.servers"] == "kafka-1:9093,kafka-2:9093", name

@@ -18,11 +18,17 @@ import pytest
 from confluent_kafka import Producer
 from fastavro import schemaless_writer
 
-from e2e import latest, produce, records, run
-from profilestream import cli, sample
-from profilestream.io import avro
-from profilestream.io.kafka import create_topics, key_of, produce_records, read_topic
-from profilestream.io.validation import hash_email
+from profilestream import cli
+from profilestream.codec import avro
+from profilestream.codec.validation import hash_email
+from profilestream.devtools import sample
+from profilestream.kafka.clients import (
+    create_topics,
+    key_of,
+    produce_records,
+    read_topic,
+)
+from support.e2e import latest, produce, records, run
 
 pytestmark = pytest.mark.broker
 

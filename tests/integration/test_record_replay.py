@@ -17,27 +17,24 @@ import fastavro
 import pytest
 from confluent_kafka import Producer
 
-from e2e import holding, latest, records, tombstones
-from profilestream import cli, sample
-from profilestream.config import TOPIC_ROLES, load_config
-from profilestream.io import avro
-from profilestream.io.broker import EmbeddedBroker
-from profilestream.io.kafka import create_topics, key_of, produce_records, read_topic
+from profilestream import cli
+from profilestream.codec import avro
+from profilestream.devtools import sample
+from profilestream.devtools.broker import EmbeddedBroker
+from profilestream.kafka.clients import (
+    create_topics,
+    key_of,
+    produce_records,
+    read_topic,
+)
+from support.e2e import holding, latest, records, tombstones
+from support.record_replay import other_config
 
 pytestmark = pytest.mark.broker
 
-RECORDINGS = Path(__file__).parent / "recordings"
+RECORDINGS = Path(__file__).parent.parent / "recordings"
 sys.path.insert(0, str(RECORDINGS))
 from make_recordings import ts  # noqa: E402  (the scenarios' own clock)
-
-
-def other_config(tmp_path: Path, bootstrap: str, prefix: str):
-    """A configuration with topic names of its own (like conftest's, on any broker)."""
-    names = "\n".join(f'{role} = "{prefix}{role.replace("_", "-")}"' for role in TOPIC_ROLES)
-    path = tmp_path / f"{prefix}profilestream.toml"
-    path.write_text(f'[kafka]\nbrokers = "{bootstrap}"\n\n[topics]\n{names}\npartitions = 3\n\n'
-                    f'[store]\npath = "{tmp_path / (prefix + "store")}"\n', encoding="utf-8")
-    return path, load_config(str(path), env={})
 
 
 def cli_ok(capsys, *argv) -> str:

@@ -18,11 +18,10 @@ import time
 
 import pytest
 
-from profilestream import runner
-from profilestream.io.kafka import create_topics
-from profilestream.sample import ShopSpec
-from runkit import Run, clean_env, load_shop, outputs, write_config
-
+from profilestream.devtools.sample import ShopSpec
+from profilestream.flows import runner
+from profilestream.kafka.clients import create_topics
+from support.runkit import Run, clean_env, load_shop, outputs, write_config
 
 EVENTS = 100_000
 KILL_AT = (0.25, 0.50, 0.75)
@@ -144,10 +143,10 @@ def test_a_recovery_dir_that_is_something_else_is_refused(tmp_path):
 def test_a_resumed_engine_takes_the_configured_scores_and_is_not_held_by_the_downtime():
     import dataclasses
 
-    from flows.profiles import EngineLogic, resume_engine
     from profilestream.domain.engine import Engine
     from profilestream.domain.rules import Rules
     from profilestream.domain.scores import ScoreSettings
+    from profilestream.flows.profiles import EngineLogic, resume_engine
 
     rules = Rules()
     engine = Engine(rules, always_on=True)

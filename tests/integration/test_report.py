@@ -9,14 +9,15 @@ import json
 
 import pytest
 
-from e2e import produce, run
-from profilestream import cli, report
+from profilestream import cli
+from profilestream.codec import avro
+from profilestream.codec.validation import to_event
+from profilestream.commands import report
+from profilestream.devtools.sample import ShopSpec, generate
 from profilestream.domain.events import Campaign
-from profilestream.io import avro
-from profilestream.io.validation import to_event
 from profilestream.domain.rules import Rules
-from profilestream.sample import ShopSpec, generate
-from scenario import click, crm, run_engine
+from support.e2e import produce, run
+from support.scenario import click, crm, run_engine
 
 GOOGLE = Campaign("google", "cpc", "spring")
 NEWSLETTER = Campaign("newsletter", "email", "nl-1")
@@ -145,7 +146,7 @@ def test_the_demo_shop_shows_every_column():
 
 
 def _jsonl(events: list) -> tuple[list[dict], list[dict]]:
-    import flowkit
+    from support import flowkit
 
     clicks, changes = [], []
     for e in events:

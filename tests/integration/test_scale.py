@@ -12,12 +12,17 @@ import time
 
 import pytest
 
-from e2e import latest, records
-from profilestream import runner
+from profilestream.codec import avro
 from profilestream.config import TOPIC_ROLES
-from profilestream.io import avro
-from profilestream.io.kafka import create_topics, key_of, produce_records, read_topic
-from profilestream.sample import ShopSpec, generate
+from profilestream.devtools.sample import ShopSpec, generate
+from profilestream.flows import runner
+from profilestream.kafka.clients import (
+    create_topics,
+    key_of,
+    produce_records,
+    read_topic,
+)
+from support.e2e import latest, records
 
 pytestmark = pytest.mark.broker
 

@@ -14,9 +14,9 @@ import time
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from profilestream.io.broker import EmbeddedBroker, free_port
-from profilestream.sample import ShopSpec
-from runkit import Run, clean_env, load_shop, write_config
+from profilestream.devtools.broker import EmbeddedBroker, free_port
+from profilestream.devtools.sample import ShopSpec
+from support.runkit import Run, clean_env, load_shop, write_config
 
 pytestmark = pytest.mark.broker
 
@@ -78,7 +78,7 @@ def test_an_output_topic_deleted_and_created_again_stops_the_run(broker, tmp_pat
     admin = AdminClient(config.kafka.client_config())
     for future in admin.delete_topics([config.topics.profiles]).values():
         future.result()
-    from profilestream.io.kafka import create_topics
+    from profilestream.kafka.clients import create_topics
 
     create_topics(config)  # the same name and partitions: only the topic id tells
     line = _stopped_with(run)
@@ -108,7 +108,7 @@ def test_an_input_topic_recreated_with_more_partitions_stops_the_run(broker, tmp
 
 
 def test_a_changed_partition_count_is_told():
-    from profilestream.io.kafka import TopicState, changed
+    from profilestream.kafka.clients import TopicState, changed
 
     was = TopicState(3, None)
     assert changed("t", was, TopicState(3, None)) is None

@@ -7,7 +7,7 @@ and runs `profilestream record` on the two input topics into `tests/recordings/<
 what was there). The files come out the same for the same events (fixed Avro sync markers), so
 regenerating without changing a scenario leaves git clean.
 
-`tests/test_record_replay.py` replays each recording into the real broker, runs
+`tests/integration/test_record_replay.py` replays each recording into the real broker, runs
 `run --until-idle` and asserts the scenario's outcome as facts (its docstring here says which).
 """
 
@@ -103,12 +103,12 @@ SCENARIOS = {f.__name__: f for f in (login_merge, order_match_crm_first, cart_ab
 
 def make(name: str, bootstrap: str, out: Path) -> None:
     """Produce scenario `name` into fresh default-named topics on `bootstrap` and record them to `out`."""
-    from profilestream.config import load_config
-    from profilestream.io import avro
     from confluent_kafka import Producer
 
-    from profilestream.io.kafka import create_topics, key_of
-    from profilestream.io.recording import record
+    from profilestream.codec import avro
+    from profilestream.config import load_config
+    from profilestream.kafka.clients import create_topics, key_of
+    from profilestream.kafka.recording import record
 
     clicks, changes = SCENARIOS[name]()
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,7 +132,7 @@ def make(name: str, bootstrap: str, out: Path) -> None:
 
 def main(names: list[str]) -> int:
     sys.path.insert(0, str(HERE.parent.parent))
-    from profilestream.io.broker import EmbeddedBroker
+    from profilestream.devtools.broker import EmbeddedBroker
 
     for name in names or list(SCENARIOS):
         with EmbeddedBroker() as broker:  # one broker a scenario: the default topic names are free

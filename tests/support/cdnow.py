@@ -7,7 +7,7 @@ from pathlib import Path
 
 from profilestream.domain.events import Click
 
-DATA = Path(__file__).parent / "data" / "CDNOW_sample.txt"
+DATA = Path(__file__).parent.parent / "data" / "CDNOW_sample.txt"
 START = date(1997, 1, 1)
 CALIBRATION_END = date(1997, 9, 30)  # 39 weeks of data from 1997-01-01 (days 0..272): T = 38.86 weeks for a 1 Jan buyer
 

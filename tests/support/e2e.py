@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from profilestream import cli
-from profilestream.io import avro
-from profilestream.io.kafka import read_topic
+from profilestream.codec import avro
+from profilestream.kafka.clients import read_topic
 
 TIME_FIELDS = ("ts", "first_seen", "last_seen", "last_order_ts", "updated_at", "first_ts", "last_ts")
 

@@ -9,22 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from unittest import mock
 from typing import Iterable
+from unittest import mock
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.testing import TestingSink, cluster_main, run_main
 
-import flows.profiles
-from flows.profiles import profile_stream
+import profilestream.flows.profiles
+from profilestream.codec import avro
 from profilestream.domain.engine import Engine
 from profilestream.domain.events import Click, CrmChange, Event
 from profilestream.domain.rules import Rules
-from profilestream.io import avro
-from profilestream.io.source import PartitionEnd, Raw
-from scenario import Result
+from profilestream.flows.profiles import profile_stream
+from profilestream.kafka.source import PartitionEnd, Raw
+from support.scenario import Result
 
 
 class _ListPartition(StatefulSourcePartition):
@@ -104,7 +104,7 @@ def run_flow(events: Iterable[Event], rules: Rules | None = None, partitions: in
     op.output("collect", outputs, TestingSink(collected))
     built = _BUILT
     built.clear()
-    with mock.patch.object(flows.profiles, "Engine", RecordedEngine):
+    with mock.patch.object(profilestream.flows.profiles, "Engine", RecordedEngine):
         if workers == 1:
             run_main(flow)
         else:

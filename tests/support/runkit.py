@@ -12,10 +12,15 @@ import threading
 import time
 from pathlib import Path
 
+from profilestream.codec import avro
 from profilestream.config import TOPIC_ROLES, load_config
-from profilestream.io import avro
-from profilestream.io.kafka import create_topics, key_of, produce_records, read_topic
-from profilestream.sample import ShopSpec, generate
+from profilestream.devtools.sample import ShopSpec, generate
+from profilestream.kafka.clients import (
+    create_topics,
+    key_of,
+    produce_records,
+    read_topic,
+)
 
 OUTPUT_ROLES = ("profiles", "merges", "triggers", "crm_feed", "dead_letters")
 WALL_CLOCK = {"triggers": ("emitted_at",)}  # the only fields that depend on when a run ran

@@ -14,14 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from profilestream.config import TOPIC_ROLES
-from profilestream.domain.events import CLICK_TYPES, Campaign, Click, CrmChange
-from profilestream.domain.rules import Rules
-from profilestream.io.avro import (
+from profilestream.codec.avro import (
     DEAD_LETTER_VALUE_BYTES,
     MAX_VALUE_BYTES,
     ROLES,
-    SCHEMA_DIR,
     Rejected,
     dead_letter,
     decode,
@@ -35,7 +31,11 @@ from profilestream.io.avro import (
     to_event,
     to_json,
 )
-from profilestream.io.validation import MAX_ID_LENGTH, MAX_QUANTITY, MIN_QUANTITY
+from profilestream.codec.validation import MAX_ID_LENGTH, MAX_QUANTITY, MIN_QUANTITY
+from profilestream.config import TOPIC_ROLES
+from profilestream.domain.events import CLICK_TYPES, Campaign, Click, CrmChange
+from profilestream.domain.rules import Rules
+from support.schemas import avsc, avsc_files
 
 RULES = Rules()
 NO_CLOCK = Rules(max_future=None)  # for times anywhere in the sanity range, ahead of the wall clock too
@@ -113,7 +113,7 @@ TIME_FIELDS = {
 def raw_schema(role: str) -> dict:
     files = {"crm_changes": "crm-changes", "merges": "profile-merges", "crm_feed": "crm-feed",
              "dead_letters": "dead-letters"}
-    return json.loads((SCHEMA_DIR / f"{files.get(role, role)}.avsc").read_text())
+    return avsc(f"{files.get(role, role)}.avsc")
 
 
 def wire(role: str, record: dict) -> bytes:
@@ -140,7 +140,7 @@ def crm(**changes) -> dict:
 
 def test_one_schema_per_topic_role():
     assert set(ROLES) == set(TOPIC_ROLES) == set(SAMPLES)
-    assert len(list(SCHEMA_DIR.glob("*.avsc"))) == 7
+    assert len(avsc_files()) == 7
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -526,9 +526,12 @@ def test_dead_letter_record():
 
 
 def test_dead_letter_overwrites_a_clear_email_and_keeps_the_framing():
-    from profilestream.io.avro import dead_letter, encode, schema_for
-    import base64, io
-    from fastavro import schemaless_reader, parse_schema
+    import base64
+    import io
+
+    from fastavro import parse_schema, schemaless_reader
+
+    from profilestream.codec.avro import dead_letter, encode, schema_for
 
     # encode() never writes an address, so build the wire bytes the way a third-party producer would
     wire = io.BytesIO()
@@ -543,8 +546,9 @@ def test_dead_letter_overwrites_a_clear_email_and_keeps_the_framing():
 
 
 def test_dead_letter_cuts_an_oversized_value_and_says_so():
-    from profilestream.io.avro import DEAD_LETTER_VALUE_BYTES, dead_letter
     import base64
+
+    from profilestream.codec.avro import DEAD_LETTER_VALUE_BYTES, dead_letter
 
     letter = dead_letter("clickstream", 0, 5, None, b"x" * (2 * 1024 * 1024), "field 'value': too large", 1,
                          role="clickstream")
@@ -614,7 +618,7 @@ def test_no_clear_address_survives_in_a_dead_letter(layout):
 
 
 def test_masking_keeps_what_is_no_address():
-    from profilestream.io.avro import mask_addresses
+    from profilestream.codec.avro import mask_addresses
 
     for text in (b"", b"no at sign", b"a@b", b"@example.com", b"x@localhost.", b"price 5@3.99",
                  b"x@1.2.3.4"):
@@ -627,7 +631,7 @@ def test_masking_keeps_what_is_no_address():
 def test_masking_is_linear_on_hostile_bytes():
     import time
 
-    from profilestream.io.avro import mask_addresses
+    from profilestream.codec.avro import mask_addresses
 
     started = time.perf_counter()
     for data in (b"a" * MAX_VALUE_BYTES, b"a@" * (MAX_VALUE_BYTES // 2), b"@" + b"a." * (MAX_VALUE_BYTES // 2),

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from profilestream.io import avro
-from profilestream.io.avro import Rejected, decode_input, encode, from_json, to_event
+from profilestream.codec import avro
+from profilestream.codec.avro import Rejected, decode_input, encode, from_json, to_event
+from profilestream.codec.validation import END_TS, MAX_ID_LENGTH, MAX_QUANTITY, MIN_TS
+from profilestream.devtools.sample import ShopSpec, generate
 from profilestream.domain.events import CLICK_TYPES, CRM_OPS
 from profilestream.domain.rules import Rules
-from profilestream.io.validation import END_TS, MAX_ID_LENGTH, MAX_QUANTITY, MIN_TS
-from profilestream.sample import ShopSpec, generate
 
 RULES = Rules()
 NOW = 1_795_169_700_123 + 600_000  # the wall clock the decoders are given (a valid record's ts: 10 min before)
@@ -303,7 +303,7 @@ def test_input_records_encode_to_fastavro_s_bytes(shop):
 def test_unusual_values_are_left_to_fastavro():
     from datetime import datetime, timezone
 
-    from profilestream.io.avro import from_json
+    from profilestream.codec.avro import from_json
 
     merge = from_json("merges", {"from_profile_id": "p-1", "into_profile_id": "p-2", "reason": "login",
                                  "ts": "2026-11-20T10:15:00.123Z"})

@@ -15,7 +15,7 @@ from profilestream.domain.outputs import Output
 from profilestream.domain.profile import CampaignTouch, Profile
 from profilestream.domain.timeline import SourceClock, Timeline
 from profilestream.domain.visits import DeviceVisit
-from profilestream.io.source import PartitionEnd, Raw
+from profilestream.kafka.source import PartitionEnd, Raw
 
 
 def roundtrip(value):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from profilestream.io.inflight import InFlight
+from profilestream.kafka.inflight import InFlight
 
 
 def test_readers_pause_while_too_many_events_are_on_their_way(tmp_path):

@@ -15,9 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from profilestream.domain.engine import Engine
-from profilestream.domain.events import CLICK_TYPES, Campaign, Click, CrmChange, order_key
+from profilestream.domain.events import (
+    CLICK_TYPES,
+    Campaign,
+    Click,
+    CrmChange,
+    order_key,
+)
 from profilestream.domain.rules import DAY, HOUR, MINUTE, Rules
-from scenario import T0, Result, run, snapshot
+from support.scenario import T0, Result, run, snapshot
 
 RULES = Rules()
 LATE = RULES.allowed_lateness

@@ -1,4 +1,4 @@
-"""The sample shop generator (profilestream/sample.py): deterministic, in time order, valid per
+"""The sample shop generator (profilestream/devtools/sample.py): deterministic, in time order, valid per
 CONTRACT.md, realistic proportions, and every feature the dataflow must handle shows up."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import datetime
 
 import pytest
 
-from profilestream.sample import (
+from profilestream.devtools.sample import (
     BAD_KINDS,
     CLICKSTREAM,
     CRM_CHANGES,
@@ -135,8 +135,8 @@ def test_every_record_is_valid_per_contract(shop, big):
 
 
 def test_every_record_passes_the_codec_and_validation(shop):
-    avro = pytest.importorskip("profilestream.io.avro")
-    validation = pytest.importorskip("profilestream.io.validation")
+    avro = pytest.importorskip("profilestream.codec.avro")
+    validation = pytest.importorskip("profilestream.codec.validation")
     rules = pytest.importorskip("profilestream.domain.rules").Rules()
     for role, rec in shop:
         record = avro.from_json(role, json.loads(json.dumps(rec)))
@@ -343,8 +343,8 @@ def test_erased_customers_go_quiet_in_the_crm(shop):
 
 
 def _rejected(role: str, rec: dict) -> bool:
-    avro = pytest.importorskip("profilestream.io.avro")
-    validation = pytest.importorskip("profilestream.io.validation")
+    avro = pytest.importorskip("profilestream.codec.avro")
+    validation = pytest.importorskip("profilestream.codec.validation")
     rules = pytest.importorskip("profilestream.domain.rules").Rules()
     try:
         validation.to_event(role, avro.from_json(role, rec), rules)

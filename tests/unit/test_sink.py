@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError
 
-from profilestream import metrics
-from profilestream.io.kafka import BrokerError
-from profilestream.io.sink import OutputSink
+from profilestream.kafka.clients import BrokerError
+from profilestream.kafka.sink import OutputSink
+from profilestream.ops import metrics
 
 UNREACHABLE = {"bootstrap.servers": "127.0.0.1:1"}  # never contacted: nothing is produced here
 

@@ -12,7 +12,18 @@ from profilestream.domain.engine import Engine
 from profilestream.domain.events import Click, CrmChange, order_key
 from profilestream.domain.rules import Rules
 from profilestream.domain.timeline import Timeline
-from scenario import DAY, MINUTE, T0, Campaign, Result, click, crm, erase, run, snapshot
+from support.scenario import (
+    DAY,
+    MINUTE,
+    T0,
+    Campaign,
+    Result,
+    click,
+    crm,
+    erase,
+    run,
+    snapshot,
+)
 
 RULES = Rules()
 LATE = RULES.allowed_lateness
