@@ -36,7 +36,9 @@ def config_path(broker, tmp_path, monkeypatch):
     path = tmp_path / "profilestream.toml"
     path.write_text(
         f'[kafka]\nbrokers = "{broker.bootstrap}"\n\n[topics]\n{names}\npartitions = 3\n\n'
-        f'[store]\npath = "{tmp_path / "store"}"\n', encoding="utf-8")
+        f'[store]\npath = "{tmp_path / "store"}"\n',
+        encoding="utf-8",
+    )
     return path
 
 

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -27,11 +27,15 @@ def test_cart_deadline_fires_when_traffic_stops(config, config_path, tmp_path):
     toml = tmp_path / "live.toml"
     toml.write_text(config_path.read_text() + '\n[time]\nidle_after = "1s"\n', encoding="utf-8")
     create_topics(config)
-    added = datetime.now(timezone.utc) - timedelta(minutes=61)
-    click = avro.from_json("clickstream", {"event_id": "e1", "ts": iso(added), "device_id": "d1",
-                                           "type": "add_to_cart", "product_id": "sku1"})
-    proc = subprocess.Popen([sys.executable, "-m", "profilestream.cli", "run", "--config", str(toml)],
-                            env={k: v for k, v in os.environ.items() if not k.startswith("PROFILESTREAM_")})
+    added = datetime.now(UTC) - timedelta(minutes=61)
+    click = avro.from_json(
+        "clickstream",
+        {"event_id": "e1", "ts": iso(added), "device_id": "d1", "type": "add_to_cart", "product_id": "sku1"},
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "profilestream.cli", "run", "--config", str(toml)],
+        env={k: v for k, v in os.environ.items() if not k.startswith("PROFILESTREAM_")},
+    )
     try:
         produce_records(config, "clickstream", [("d1", click)])
         found = []

@@ -24,14 +24,17 @@ CDNOW_MODEL = BgNbd(0.243, 4.414, 0.793, 2.426)
 # --- the likelihood, by hand ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("params, x, t_x, T, expected", [
-    # x = 0: A1 = α^r, A2 = 1, A3 = (α+T)^-r, so L = (α/(α+T))^r
-    ((2.0, 3.0, 0.7, 1.9), 0, 0.0, 5.0, 2 * math.log(3 / 8)),
-    # r=α=a=b=1, x=1, t_x=1, T=3: A1 = 1, A2 = Γ(2)Γ(2)/(Γ(1)Γ(3)) = 1/2, A3 = 1/16, A4 = 1/4
-    ((1.0, 1.0, 1.0, 1.0), 1, 1.0, 3.0, math.log(0.5 * (1 / 16 + 1 / 4))),
-    # r=α=a=b=1, x=2, t_x=2, T=4: A1 = Γ(3) = 2, A2 = Γ(2)Γ(3)/(Γ(1)Γ(4)) = 1/3, A3 = 5^-3, A4 = 1/2 * 3^-3
-    ((1.0, 1.0, 1.0, 1.0), 2, 2.0, 4.0, math.log(2 / 3 * (1 / 125 + 1 / 54))),
-])
+@pytest.mark.parametrize(
+    "params, x, t_x, T, expected",
+    [
+        # x = 0: A1 = α^r, A2 = 1, A3 = (α+T)^-r, so L = (α/(α+T))^r
+        ((2.0, 3.0, 0.7, 1.9), 0, 0.0, 5.0, 2 * math.log(3 / 8)),
+        # r=α=a=b=1, x=1, t_x=1, T=3: A1 = 1, A2 = Γ(2)Γ(2)/(Γ(1)Γ(3)) = 1/2, A3 = 1/16, A4 = 1/4
+        ((1.0, 1.0, 1.0, 1.0), 1, 1.0, 3.0, math.log(0.5 * (1 / 16 + 1 / 4))),
+        # r=α=a=b=1, x=2, t_x=2, T=4: A1 = Γ(3) = 2, A2 = Γ(2)Γ(3)/(Γ(1)Γ(4)) = 1/3, A3 = 5^-3, A4 = 1/2 * 3^-3
+        ((1.0, 1.0, 1.0, 1.0), 2, 2.0, 4.0, math.log(2 / 3 * (1 / 125 + 1 / 54))),
+    ],
+)
 def test_log_likelihood_equals_the_hand_computed_value(params, x, t_x, T, expected):
     assert bgnbd.log_likelihood(params, [x], [t_x], [T])[0] == pytest.approx(expected, rel=1e-12)
 
@@ -71,16 +74,23 @@ def _posterior(model: BgNbd, x: int, t_x: float, T: float, t: float) -> tuple[fl
     constant = math.exp(r * math.log(alpha) - gammaln(r) - betaln(a, b)) / (r * a)
 
     def alive(lam, p):
-        return (1 - p) ** x * lam ** x * math.exp(-lam * T)
+        return (1 - p) ** x * lam**x * math.exp(-lam * T)
 
     def likelihood(lam, p):
-        return alive(lam, p) + (p * (1 - p) ** (x - 1) * lam ** x * math.exp(-lam * t_x) if x > 0 else 0.0)
+        return alive(lam, p) + (p * (1 - p) ** (x - 1) * lam**x * math.exp(-lam * t_x) if x > 0 else 0.0)
 
     def integral(fn):
         def inner(u):
             p = u ** (1 / a)
-            return integrate.quad(lambda v: fn(v ** (1 / r), p) * math.exp(-alpha * v ** (1 / r)) * (1 - p) ** (b - 1),
-                                  0, math.inf, limit=200, epsabs=0, epsrel=1e-11)[0]
+            return integrate.quad(
+                lambda v: fn(v ** (1 / r), p) * math.exp(-alpha * v ** (1 / r)) * (1 - p) ** (b - 1),
+                0,
+                math.inf,
+                limit=200,
+                epsabs=0,
+                epsrel=1e-11,
+            )[0]
+
         return constant * integrate.quad(inner, 0, 1, limit=200, epsabs=0, epsrel=1e-10)[0]
 
     z = integral(likelihood)
@@ -125,11 +135,11 @@ def test_cdnow_calibration_comes_from_the_profiles():
     assert sum(data.x) == 2457 and max(data.T) == pytest.approx(272 / 7)  # the paper's 2,457 repeat purchases
     first = next(p for p in profiles if p["device_ids"] == ["cdnow-0001"])
     i = profiles.index(first)
-    assert (data.x[i], round(data.t_x[i], 2), round(data.T[i], 2)) == (2, 30.43, 38.86)  # customer 1 in the paper's data
+    assert (data.x[i], round(data.t_x[i], 2), round(data.T[i], 2)) == (2, 30.43, 38.86)  # customer 1, paper
 
 
 def test_fit_on_cdnow_through_the_dataflow_matches_the_paper():
-    fit, data = bgnbd.fit_profiles(_cdnow_profiles(), as_of=cdnow.midnight_ms(cdnow.CALIBRATION_END))
+    fit, _data = bgnbd.fit_profiles(_cdnow_profiles(), as_of=cdnow.midnight_ms(cdnow.CALIBRATION_END))
     got = {"r": fit.model.r, "alpha": fit.model.alpha, "a": fit.model.a, "b": fit.model.b}
     for name, paper in PAPER_CDNOW.items():
         assert got[name] == pytest.approx(paper, rel=0.01), (name, got[name], paper)
@@ -146,8 +156,9 @@ def test_calibration_reads_store_json_and_skips_what_it_cannot_use():
         {"orders": 2, "last_order_ts": T0, "updated_at": T0},  # written before first_order_ts existed
         {"orders": 2, "first_order_ts": T0, "last_order_ts": T0 + 11 * DAY, "updated_at": T0 + 11 * DAY},
     ]
-    as_json = [{k: avro.format_time(v) if k != "orders" and v is not None else v for k, v in r.items()}
-               for r in records]
+    as_json = [
+        {k: avro.format_time(v) if k != "orders" and v is not None else v for k, v in r.items()} for r in records
+    ]
     for rows in (records, as_json):
         data = bgnbd.calibration(rows, as_of=as_of, unit_days=1.0)
         assert (data.x, data.t_x, data.T) == ([2, 0], [7.0, 0.0], [10.0, 9.0])
@@ -173,12 +184,15 @@ def test_model_file_round_trips_and_config_loads_it(tmp_path):
     assert rules.scores.model == CDNOW_MODEL
 
 
-@pytest.mark.parametrize("content, why", [
-    ("not json", "not a JSON model file"),
-    ('{"model": "Pareto/NBD"}', "not a BG/NBD model file"),
-    ('{"model": "BG/NBD", "r": 1, "alpha": 1, "a": 1}', "lacks 'b'"),
-    ('{"model": "BG/NBD", "r": -1, "alpha": 1, "a": 1, "b": 1}', "r must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        ("not json", "not a JSON model file"),
+        ('{"model": "Pareto/NBD"}', "not a BG/NBD model file"),
+        ('{"model": "BG/NBD", "r": 1, "alpha": 1, "a": 1}', "lacks 'b'"),
+        ('{"model": "BG/NBD", "r": -1, "alpha": 1, "a": 1, "b": 1}', "r must be a positive number"),
+    ],
+)
 def test_a_bad_model_file_is_a_configuration_error(tmp_path, content, why):
     path = tmp_path / "model.json"
     path.write_text(content)
@@ -189,14 +203,17 @@ def test_a_bad_model_file_is_a_configuration_error(tmp_path, content, why):
 
 def test_engine_scores_profiles_with_purchases_as_of_their_last_update():
     rules = Rules(scores=ScoreSettings(model=CDNOW_MODEL))
-    res = run_engine([
-        click(0, "d1", "purchase", order_id="o1", revenue=10.0),
-        click(3 * 24 * 60, "d1", "purchase", order_id="o2", revenue=10.0),
-        click(10 * 24 * 60, "d1", "purchase", order_id="o3", revenue=10.0),
-        click(24 * 24 * 60, "d1"),  # two weeks later, a page view: the record is as of now
-        click(0, "d2"),  # no purchase: no prediction
-        crm(5, "C1", lead_status="lead"),  # known only to the CRM: nothing either
-    ], rules)
+    res = run_engine(
+        [
+            click(0, "d1", "purchase", order_id="o1", revenue=10.0),
+            click(3 * 24 * 60, "d1", "purchase", order_id="o2", revenue=10.0),
+            click(10 * 24 * 60, "d1", "purchase", order_id="o3", revenue=10.0),
+            click(24 * 24 * 60, "d1"),  # two weeks later, a page view: the record is as of now
+            click(0, "d2"),  # no purchase: no prediction
+            crm(5, "C1", lead_status="lead"),  # known only to the CRM: nothing either
+        ],
+        rules,
+    )
     buyer = res.of("d1")
     p_alive, expected = CDNOW_MODEL.p_alive(2, 10 / 7, 24 / 7), CDNOW_MODEL.expected(30 / 7, 2, 10 / 7, 24 / 7)
     assert buyer["p_alive"] == pytest.approx(p_alive, rel=1e-12)

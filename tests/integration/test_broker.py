@@ -70,8 +70,10 @@ def test_a_busy_port_is_a_clear_error():
 
 def test_the_broker_dies_with_the_python_process_that_started_it():
     """Even a SIGKILL of the parent (no atexit, no finally) must not leave the broker running."""
-    script = ("from profilestream.devtools.broker import EmbeddedBroker; import time; "
-              "b = EmbeddedBroker().start(); print(b.pid, flush=True); time.sleep(60)")
+    script = (
+        "from profilestream.devtools.broker import EmbeddedBroker; import time; "
+        "b = EmbeddedBroker().start(); print(b.pid, flush=True); time.sleep(60)"
+    )
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         child = int(parent.stdout.readline())
@@ -86,12 +88,16 @@ def test_the_broker_dies_with_the_python_process_that_started_it():
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_profilestream_broker_stops_on_ctrl_c_and_leaves_nothing(sig):
-    command = [sys.executable, "-c", "import sys; from profilestream.cli import main; sys.exit(main())",
-               "broker"]
+    command = [sys.executable, "-c", "import sys; from profilestream.cli import main; sys.exit(main())", "broker"]
     wanted = free_port()  # no --port: the broker listens where kafka.brokers points
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROFILESTREAM_")}
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**env, "PROFILESTREAM_KAFKA_BROKERS": f"127.0.0.1:{wanted}"})
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**env, "PROFILESTREAM_KAFKA_BROKERS": f"127.0.0.1:{wanted}"},
+    )
     try:
         first = proc.stdout.readline()
         assert f"listening on 127.0.0.1:{wanted} " in first, first + proc.stderr.read()

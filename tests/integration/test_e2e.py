@@ -32,14 +32,29 @@ def change(n: int, minute: float, customer: str, day: int = 20, **fields) -> dic
 
 
 def test_newsletter_login_and_crm_link_build_one_profile(config, config_path, tmp_path):
-    produce(config_path, "clickstream", [
-        click(1, 0, "phone", "page_view", customer_key="k1",
-              campaign={"source": "newsletter", "medium": "email", "name": "nov"}),
-        click(2, 5, "laptop", "product_view", product_id="sku1"),
-        click(3, 6, "laptop", "login", customer_key="k1"),
-    ], tmp_path)
-    produce(config_path, "crm-changes", [change(1, 10, "C1", customer_key="k1", lead_status="lead",
-                                                attributes={"segment": "gold", "age": 41})], tmp_path)
+    produce(
+        config_path,
+        "clickstream",
+        [
+            click(
+                1,
+                0,
+                "phone",
+                "page_view",
+                customer_key="k1",
+                campaign={"source": "newsletter", "medium": "email", "name": "nov"},
+            ),
+            click(2, 5, "laptop", "product_view", product_id="sku1"),
+            click(3, 6, "laptop", "login", customer_key="k1"),
+        ],
+        tmp_path,
+    )
+    produce(
+        config_path,
+        "crm-changes",
+        [change(1, 10, "C1", customer_key="k1", lead_status="lead", attributes={"segment": "gold", "age": 41})],
+        tmp_path,
+    )
     run(config_path)
     profiles = latest(config, "profiles")
     person = holding(profiles, "C1")
@@ -59,10 +74,15 @@ def test_newsletter_login_and_crm_link_build_one_profile(config, config_path, tm
 @pytest.mark.parametrize("crm_first", [True, False])
 def test_order_match_links_in_either_arrival_order(config, config_path, tmp_path, crm_first):
     minute = 0 if crm_first else 30
-    produce(config_path, "clickstream", [
-        click(1, 10, "d1", "add_to_cart", product_id="sku1"),
-        click(2, 12, "d1", "purchase", order_id="O-1", revenue=19.5),
-    ], tmp_path)
+    produce(
+        config_path,
+        "clickstream",
+        [
+            click(1, 10, "d1", "add_to_cart", product_id="sku1"),
+            click(2, 12, "d1", "purchase", order_id="O-1", revenue=19.5),
+        ],
+        tmp_path,
+    )
     produce(config_path, "crm-changes", [change(1, minute, "C7", order_id="O-1")], tmp_path)
     run(config_path)
     person = holding(latest(config, "profiles"), "d1")
@@ -72,14 +92,23 @@ def test_order_match_links_in_either_arrival_order(config, config_path, tmp_path
 
 
 def test_shared_device_never_merges_two_customers(config, config_path, tmp_path):
-    produce(config_path, "crm-changes", [change(1, 0, "A", customer_key="ka"),
-                                         change(2, 0, "B", customer_key="kb")], tmp_path)
-    produce(config_path, "clickstream", [
-        click(1, 1, "tablet", "login", customer_key="ka"),
-        click(2, 2, "tablet", "page_view"),
-        click(3, 3, "tablet", "login", customer_key="kb"),
-        click(4, 4, "tablet", "page_view"),
-    ], tmp_path)
+    produce(
+        config_path,
+        "crm-changes",
+        [change(1, 0, "A", customer_key="ka"), change(2, 0, "B", customer_key="kb")],
+        tmp_path,
+    )
+    produce(
+        config_path,
+        "clickstream",
+        [
+            click(1, 1, "tablet", "login", customer_key="ka"),
+            click(2, 2, "tablet", "page_view"),
+            click(3, 3, "tablet", "login", customer_key="kb"),
+            click(4, 4, "tablet", "page_view"),
+        ],
+        tmp_path,
+    )
     run(config_path)
     profiles = latest(config, "profiles")
     a, b = holding(profiles, "A"), holding(profiles, "B")
@@ -89,15 +118,25 @@ def test_shared_device_never_merges_two_customers(config, config_path, tmp_path)
 
 
 def test_erase_leaves_a_tombstone_and_no_links(config, config_path, tmp_path):
-    produce(config_path, "crm-changes", [
-        change(1, 0, "C1", customer_key="k1"),
-        {"change_id": "c2", "ts": ts(30), "customer_id": "C1", "op": "erase"},
-    ], tmp_path)
-    produce(config_path, "clickstream", [
-        click(1, 1, "d1", "login", customer_key="k1"),
-        click(2, 2, "d1", "add_to_cart", product_id="sku1"),
-        click(3, 31, "d1", "page_view"),
-    ], tmp_path)
+    produce(
+        config_path,
+        "crm-changes",
+        [
+            change(1, 0, "C1", customer_key="k1"),
+            {"change_id": "c2", "ts": ts(30), "customer_id": "C1", "op": "erase"},
+        ],
+        tmp_path,
+    )
+    produce(
+        config_path,
+        "clickstream",
+        [
+            click(1, 1, "d1", "login", customer_key="k1"),
+            click(2, 2, "d1", "add_to_cart", product_id="sku1"),
+            click(3, 31, "d1", "page_view"),
+        ],
+        tmp_path,
+    )
     run(config_path)
     profiles = latest(config, "profiles")
     assert all(p["customer_id"] is None and p["customer_key"] is None for p in profiles.values())
@@ -110,9 +149,16 @@ def test_erase_leaves_a_tombstone_and_no_links(config, config_path, tmp_path):
 
 def test_duplicates_and_blocked_values(config, config_path, tmp_path, capsys):
     first = click(1, 0, "d1", "page_view", customer_key="undefined")
-    produce(config_path, "clickstream", [
-        first, dict(first), click(2, 1, "d2", "page_view", customer_key=" NULL "),
-    ], tmp_path)
+    produce(
+        config_path,
+        "clickstream",
+        [
+            first,
+            dict(first),
+            click(2, 1, "d2", "page_view", customer_key=" NULL "),
+        ],
+        tmp_path,
+    )
     run(config_path)
     profiles = latest(config, "profiles")
     assert holding(profiles, "d1")["page_views"] == 1  # the repeated event_id counted once
@@ -144,15 +190,20 @@ def test_clear_email_is_hashed_and_never_reaches_an_output(config, config_path, 
 
 def test_cart_abandoned_and_cross_device_purchase(config, config_path, tmp_path):
     produce(config_path, "crm-changes", [change(1, 0, "C1", customer_key="k1", marketing_consent=True)], tmp_path)
-    produce(config_path, "clickstream", [
-        # abandoned: added on the phone, nothing more
-        click(1, 1, "phone", "login", customer_key="k1"),
-        click(2, 2, "phone", "add_to_cart", product_id="sku1", price=9.99),
-        # next day: added on the phone, bought on the laptop of the same customer within the hour
-        click(3, 0, "phone", "add_to_cart", day=21, product_id="sku2"),
-        click(4, 20, "laptop", "login", day=21, customer_key="k1"),
-        click(5, 30, "laptop", "purchase", day=21, order_id="O-9", revenue=5.0),
-    ], tmp_path)
+    produce(
+        config_path,
+        "clickstream",
+        [
+            # abandoned: added on the phone, nothing more
+            click(1, 1, "phone", "login", customer_key="k1"),
+            click(2, 2, "phone", "add_to_cart", product_id="sku1", price=9.99),
+            # next day: added on the phone, bought on the laptop of the same customer within the hour
+            click(3, 0, "phone", "add_to_cart", day=21, product_id="sku2"),
+            click(4, 20, "laptop", "login", day=21, customer_key="k1"),
+            click(5, 30, "laptop", "purchase", day=21, order_id="O-9", revenue=5.0),
+        ],
+        tmp_path,
+    )
     run(config_path)
     [trigger] = records(config, "triggers")
     assert trigger["type"] == "cart_abandoned" and trigger["customer_id"] == "C1"
@@ -161,11 +212,16 @@ def test_cart_abandoned_and_cross_device_purchase(config, config_path, tmp_path)
 
 
 def test_return_visit_fires_once_with_days_away(config, config_path, tmp_path):
-    produce(config_path, "clickstream", [
-        click(1, 0, "d1", "page_view", day=1),
-        click(2, 0, "d1", "page_view", day=9),
-        click(3, 1, "d1", "page_view", day=9),
-    ], tmp_path)
+    produce(
+        config_path,
+        "clickstream",
+        [
+            click(1, 0, "d1", "page_view", day=1),
+            click(2, 0, "d1", "page_view", day=9),
+            click(3, 1, "d1", "page_view", day=9),
+        ],
+        tmp_path,
+    )
     run(config_path)
     [trigger] = records(config, "triggers")
     assert trigger["type"] == "return_visit" and trigger["days_away"] == 8.0

@@ -40,34 +40,55 @@ from support.hostile_input import (
 
 HOSTILE = 10_500
 LONG_ID = 1025  # one over the documented id limit (1,024 characters)
-IDS = {"clickstream": ("event_id", "device_id", "customer_key", "product_id", "order_id"),
-       "crm_changes": ("change_id", "customer_id", "customer_key", "order_id")}
+IDS = {
+    "clickstream": ("event_id", "device_id", "customer_key", "product_id", "order_id"),
+    "crm_changes": ("change_id", "customer_id", "customer_key", "order_id"),
+}
 
 
-def _hostile(good: list[tuple[str, bytes, bytes]], rng: random.Random, n: int) -> list[tuple[str, str, str | None, bytes | None, bytes]]:
+Hostile = tuple[str, str, str | None, bytes | None, bytes]  # kind, role, field named, key, value
+
+
+def _hostile(good: list[tuple[str, bytes, bytes]], rng: random.Random, n: int) -> list[Hostile]:
     """`(kind, role, field, key, value)`: `field` is the field the dead letter's reason must name
     (None: any field, for bytes whose first fault depends on where they break)."""
     keys = {role: [k for r, k, _ in good if r == role] for role in IDS}
     valid = {role: [v for r, _, v in good if r == role] for role in IDS}
     now = int(time.time() * 1000)
     base = 1_788_100_000_000  # inside the sample shop's period (2026-08/09)
-    click = lambda i, **f: {"event_id": f"e-h-{i}", "ts": base + i, "device_id": f"d-h-{i % 97}",
-                            "type": "page_view", **f}
-    change = lambda i, **f: {"change_id": f"c-h-{i}", "ts": base + i, "customer_id": f"C-h-{i % 97}",
-                             "op": "upsert", **f}
-    cart = lambda i, **f: click(i, type="add_to_cart", product_id="sku-1", **f)
-    buy = lambda i, **f: click(i, type="purchase", order_id=f"o-h-{i}", **f)
+
+    def click(i, **f):
+        return {"event_id": f"e-h-{i}", "ts": base + i, "device_id": f"d-h-{i % 97}", "type": "page_view", **f}
+
+    def change(i, **f):
+        return {"change_id": f"c-h-{i}", "ts": base + i, "customer_id": f"C-h-{i % 97}", "op": "upsert", **f}
+
+    def cart(i, **f):
+        return click(i, type="add_to_cart", product_id="sku-1", **f)
+
+    def buy(i, **f):
+        return click(i, type="purchase", order_id=f"o-h-{i}", **f)
 
     def out_of_range(i: int):
-        return rng.choice([
-            ("quantity", cart(i, quantity=rng.choice([0, -1, -2**31, 100_001, 2**31 - 1]))),
-            ("price", cart(i, price=rng.choice([-0.01, -1e308, math.nan, math.inf, -math.inf]))),
-            ("revenue", buy(i, revenue=rng.choice([math.nan, math.inf, -math.inf]))),
-        ])
+        return rng.choice(
+            [
+                ("quantity", cart(i, quantity=rng.choice([0, -1, -(2**31), 100_001, 2**31 - 1]))),
+                ("price", cart(i, price=rng.choice([-0.01, -1e308, math.nan, math.inf, -math.inf]))),
+                ("revenue", buy(i, revenue=rng.choice([math.nan, math.inf, -math.inf]))),
+            ]
+        )
 
     def far_time(i: int):
-        at = rng.choice([now + 2 * 3_600_000, now + 400 * 86_400_000, 4_085_000_000_000,  # ahead: 2099
-                         631_151_999_999, 0, -86_400_000])  # before 1990
+        at = rng.choice(
+            [
+                now + 2 * 3_600_000,
+                now + 400 * 86_400_000,
+                4_085_000_000_000,  # ahead: 2099
+                631_151_999_999,
+                0,
+                -86_400_000,
+            ]
+        )  # before 1990
         return ("ts", rng.choice([click(i, ts=at), change(i, ts=at)]))
 
     def oversize(i: int):
@@ -82,8 +103,19 @@ def _hostile(good: list[tuple[str, bytes, bytes]], rng: random.Random, n: int) -
         return (name, rec)
 
     out = []
-    kinds = ("random bytes", "truncated", "wrong schema", "plain JSON", "out of range", "far time",
-             "oversize id", "invalid UTF-8", "blocked device", "missing field", "unknown symbol")
+    kinds = (
+        "random bytes",
+        "truncated",
+        "wrong schema",
+        "plain JSON",
+        "out of range",
+        "far time",
+        "oversize id",
+        "invalid UTF-8",
+        "blocked device",
+        "missing field",
+        "unknown symbol",
+    )
     for i in range(n):
         kind = kinds[i % len(kinds)]
         role = rng.choice(list(IDS))
@@ -92,11 +124,17 @@ def _hostile(good: list[tuple[str, bytes, bytes]], rng: random.Random, n: int) -
             value = rng.randbytes(rng.randrange(0, 120))
         elif kind == "truncated":  # a valid record cut short (by at least one byte)
             whole = rng.choice(valid[role])
-            value = whole[:rng.randrange(0, len(whole))]
+            value = whole[: rng.randrange(0, len(whole))]
         elif kind == "wrong schema":
             other = {"clickstream": "crm_changes", "crm_changes": "clickstream"}[role]
-            value = rng.choice(valid[other] + [avro.encode("merges", {
-                "from_profile_id": "p-a", "into_profile_id": "p-b", "reason": "login", "ts": base})])
+            value = rng.choice(
+                valid[other]
+                + [
+                    avro.encode(
+                        "merges", {"from_profile_id": "p-a", "into_profile_id": "p-b", "reason": "login", "ts": base}
+                    )
+                ]
+            )
         elif kind == "plain JSON":
             value = json.dumps(click(i, email=f"fuzz{i}@example.com")).encode()
         elif kind in ("out of range", "far time", "oversize id"):
@@ -105,15 +143,24 @@ def _hostile(good: list[tuple[str, bytes, bytes]], rng: random.Random, n: int) -
             value = avro.encode(role, rec)
         elif kind == "invalid UTF-8":
             role, field = UTF8_FIELDS[rng.randrange(len(UTF8_FIELDS))]
-            rec = (click(i, type="product_view", url="u", customer_key="k", product_id="sku")
-                   if role == "clickstream" else change(i, lead_status="lead"))
+            rec = (
+                click(i, type="product_view", url="u", customer_key="k", product_id="sku")
+                if role == "clickstream"
+                else change(i, lead_status="lead")
+            )
             value = _broken_utf8(role, rec, field)
         elif kind == "blocked device":
             role, field = "clickstream", "device_id"
             value = avro.encode(role, click(i, device_id=rng.choice(["", "null", " Undefined ", "0", "-"])))
         elif kind == "missing field":
-            role, name = rng.choice([("clickstream", "event_id"), ("clickstream", "device_id"),
-                                     ("crm_changes", "customer_id"), ("crm_changes", "change_id")])
+            role, name = rng.choice(
+                [
+                    ("clickstream", "event_id"),
+                    ("clickstream", "device_id"),
+                    ("crm_changes", "customer_id"),
+                    ("crm_changes", "change_id"),
+                ]
+            )
             value = _write(_without(role, name), (click if role == "clickstream" else change)(i))
         else:  # an enum symbol the contract does not have
             if role == "clickstream":
@@ -150,23 +197,29 @@ def test_ten_thousand_hostile_records_change_nothing_and_all_are_dead_lettered(b
     by_place = {(d["topic"], d["partition"], d["offset"]): d for d in records(config, "dead_letters")}
     assert len(by_place) == len(hostile) and set(letters.values()) == {1}  # each once, nothing valid
     named = Counter()
-    for (bad, m), (partition, offset) in zip(mixed, placed):
+    for (bad, m), (partition, offset) in zip(mixed, placed, strict=True):
         if not bad:
             continue
-        kind, role, field, key, value = m
+        kind, role, field, _key, value = m
         letter = by_place[(config.topics.name(role), partition, offset)]
         assert letter["error"].startswith("field "), letter["error"]
         if field is not None:
             assert letter["error"].startswith(f"field {field!r}"), (kind, letter["error"])
         if kind != "plain JSON":  # the JSON ones carry a clear address: masked (test_privacy)
-            assert base64.b64decode(letter["value"]) == value[:avro.DEAD_LETTER_VALUE_BYTES]
+            assert base64.b64decode(letter["value"]) == value[: avro.DEAD_LETTER_VALUE_BYTES]
         named[kind] += 1
     assert len(named) == 11
 
     config_b = run_alone(good, tmp_path, broker.bootstrap, "valid-")
     assert latest(config, "profiles") == latest(config_b, "profiles")
     assert latest(config, "crm_feed") == latest(config_b, "crm_feed")
-    ids = lambda c: sorted(t["trigger_id"] for t in records(c, "triggers"))
+
+    def ids(c):
+        return sorted(t["trigger_id"] for t in records(c, "triggers"))
+
     assert ids(config) == ids(config_b) and ids(config_b)
-    merges = lambda c: sorted(json.dumps(r, sort_keys=True) for r in records(c, "merges"))
+
+    def merges(c):
+        return sorted(json.dumps(r, sort_keys=True) for r in records(c, "merges"))
+
     assert merges(config) == merges(config_b)

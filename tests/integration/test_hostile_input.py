@@ -43,22 +43,35 @@ from support.hostile_input import (
 BAD = 1050
 
 
-KINDS = ("garbage bytes", "wrong schema", "missing required field", "unknown type",
-         "time before 1990", "time after 2100", "invalid UTF-8")
+KINDS = (
+    "garbage bytes",
+    "wrong schema",
+    "missing required field",
+    "unknown type",
+    "time before 1990",
+    "time after 2100",
+    "invalid UTF-8",
+)
 
 
-def bad_traffic(good: list[tuple[str, bytes, bytes]], rng: random.Random, rules, n: int = BAD,
-                oversized: int = 0) -> list[tuple[str, str, bytes | None, bytes]]:
+def bad_traffic(
+    good: list[tuple[str, bytes, bytes]], rng: random.Random, rules, n: int = BAD, oversized: int = 0
+) -> list[tuple[str, str, bytes | None, bytes]]:
     """`(kind, role, key, value)` of `n` contract-breaking records of KINDS and `oversized` values
     over 1 MiB. Keys are mostly those of real devices and customers (the partitions of their good
     traffic)."""
-    keys = {"clickstream": [k for r, k, _ in good if r == "clickstream"],
-            "crm_changes": [k for r, k, _ in good if r == "crm_changes"]}
+    keys = {
+        "clickstream": [k for r, k, _ in good if r == "clickstream"],
+        "crm_changes": [k for r, k, _ in good if r == "crm_changes"],
+    }
     ts = 1_794_000_000_000  # 2026-11
-    click = lambda i, **f: {"event_id": f"e-bad-{i}", "ts": ts + i, "device_id": f"d-bad-{i % 50}",
-                            "type": "page_view", **f}
-    change = lambda i, **f: {"change_id": f"c-bad-{i}", "ts": ts + i, "customer_id": f"C-bad-{i % 50}",
-                             "op": "upsert", **f}
+
+    def click(i, **f):
+        return {"event_id": f"e-bad-{i}", "ts": ts + i, "device_id": f"d-bad-{i % 50}", "type": "page_view", **f}
+
+    def change(i, **f):
+        return {"change_id": f"c-bad-{i}", "ts": ts + i, "customer_id": f"C-bad-{i % 50}", "op": "upsert", **f}
+
     out = []
     for i in range(n):
         kind = KINDS[i % len(KINDS)]
@@ -67,11 +80,15 @@ def bad_traffic(good: list[tuple[str, bytes, bytes]], rng: random.Random, rules,
         if kind == "garbage bytes":
             value = rng.randbytes(rng.randrange(0, 80))
         elif kind == "wrong schema":  # bytes of another topic's schema
-            value = (avro.encode("crm_changes", change(i, customer_key="k", order_id="O-1")) if role == "clickstream"
-                     else avro.encode("clickstream", click(i, url="https://shop.example/")))
+            value = (
+                avro.encode("crm_changes", change(i, customer_key="k", order_id="O-1"))
+                if role == "clickstream"
+                else avro.encode("clickstream", click(i, url="https://shop.example/"))
+            )
             if variant == 2:
-                value = avro.encode("merges", {"from_profile_id": "p-a", "into_profile_id": "p-b",
-                                               "reason": "login", "ts": ts})
+                value = avro.encode(
+                    "merges", {"from_profile_id": "p-a", "into_profile_id": "p-b", "reason": "login", "ts": ts}
+                )
         elif kind == "missing required field":
             if role == "crm_changes":
                 value = _write(_without("crm_changes", "customer_id"), change(i))
@@ -80,24 +97,33 @@ def bad_traffic(good: list[tuple[str, bytes, bytes]], rng: random.Random, rules,
             else:  # required by the contract for these types, absent from the record
                 value = avro.encode("clickstream", click(i, type="product_view", price=9.5))
         elif kind == "unknown type":
-            value = (_write(_extra_symbol("clickstream", "type", "hover"), click(i, type="hover"))
-                     if role == "clickstream" else
-                     _write(_extra_symbol("crm_changes", "op", "delete"), change(i, op="delete")))
+            value = (
+                _write(_extra_symbol("clickstream", "type", "hover"), click(i, type="hover"))
+                if role == "clickstream"
+                else _write(_extra_symbol("crm_changes", "op", "delete"), change(i, op="delete"))
+            )
         elif kind in ("time before 1990", "time after 2100"):
-            at = ([0, 631_151_999_999, -86_400_000, ts // 1000][variant] if kind == "time before 1990"
-                  else [4_102_444_800_000, ts * 1000, 5_000_000_000_000, 4_102_444_800_001][variant])
+            at = (
+                [0, 631_151_999_999, -86_400_000, ts // 1000][variant]
+                if kind == "time before 1990"
+                else [4_102_444_800_000, ts * 1000, 5_000_000_000_000, 4_102_444_800_001][variant]
+            )
             value = avro.encode(role, (click if role == "clickstream" else change)(i, ts=at))
         else:  # invalid UTF-8
             role, field = UTF8_FIELDS[(i // len(KINDS)) % len(UTF8_FIELDS)]
-            rec = (click(i, type="product_view", url="u", customer_key="k", product_id="sku")
-                   if role == "clickstream" else change(i, lead_status="lead"))
+            rec = (
+                click(i, type="product_view", url="u", customer_key="k", product_id="sku")
+                if role == "clickstream"
+                else change(i, lead_status="lead")
+            )
             value = _broken_utf8(role, rec, field)
         key = rng.choice(keys[role]) if rng.random() < 0.7 else None if kind == "garbage bytes" else f"bad-{i}".encode()
         out.append((kind, role, key, value))
     for i in range(oversized):
-        value = avro.encode("clickstream", click(n + i, url="https://shop.example/?" + "x" * (avro.MAX_VALUE_BYTES + i)))
+        url = "https://shop.example/?" + "x" * (avro.MAX_VALUE_BYTES + i)
+        value = avro.encode("clickstream", click(n + i, url=url))
         out.append(("value over 1 MiB", "clickstream", rng.choice(keys["clickstream"]), value))
-    for kind, role, _, value in out:  # the premise: the codec refuses every one of them
+    for _kind, role, _, value in out:  # the premise: the codec refuses every one of them
         with pytest.raises(avro.Rejected):
             avro.decode_input(role, value, rules)
     return out
@@ -123,7 +149,7 @@ def test_bad_records_are_dead_lettered_and_the_good_ones_processed(broker, confi
         letters[(d["topic"], d["partition"], d["offset"])] = d
     assert len(letters) == len(bad)  # nothing good was dead-lettered, nothing bad twice
     reasons = Counter()
-    for (is_bad, m), (partition, offset) in zip(mixed, placed):
+    for (is_bad, m), (partition, offset) in zip(mixed, placed, strict=True):
         if not is_bad:
             continue
         kind, role, key, value = m
@@ -140,17 +166,23 @@ def test_bad_records_are_dead_lettered_and_the_good_ones_processed(broker, confi
     # the good traffic alone, on topics of its own: the same profiles, merges and triggers
     config_b = run_alone(good, tmp_path, broker.bootstrap, "good-")
     assert latest(config, "profiles") == latest(config_b, "profiles")
-    same = lambda role, c: sorted(json.dumps({k: v for k, v in r.items() if k != "emitted_at"}, sort_keys=True)
-                                  for r in records(c, role))  # emitted_at: the clock when it fired
+
+    def same(role, c):
+        return sorted(
+            json.dumps({k: v for k, v in r.items() if k != "emitted_at"}, sort_keys=True) for r in records(c, role)
+        )  # emitted_at: the clock when it fired
+
     for role in ("merges", "triggers"):
         assert same(role, config) == same(role, config_b)
 
 
 def test_a_value_over_1_mib_is_dead_lettered_in_the_dataflow():
     click = {"event_id": "e-1", "ts": 1_794_000_000_000, "device_id": "d1", "type": "page_view"}
-    values = [avro.encode("clickstream", click),
-              avro.encode("clickstream", dict(click, event_id="e-2", url="x" * avro.MAX_VALUE_BYTES)),
-              avro.encode("clickstream", dict(click, event_id="e-3", ts=click["ts"] + 1000))]
+    values = [
+        avro.encode("clickstream", click),
+        avro.encode("clickstream", dict(click, event_id="e-2", url="x" * avro.MAX_VALUE_BYTES)),
+        avro.encode("clickstream", dict(click, event_id="e-3", ts=click["ts"] + 1000)),
+    ]
     raws = [Raw("clickstream", "clickstream", 0, i, b"d1", v, click["ts"]) for i, v in enumerate(values)]
     result = run_flow([], extra=raws)
     [letter] = result.dead_letters
@@ -172,6 +204,6 @@ def test_a_value_over_1_mib_is_dead_lettered_through_the_broker(broker, config, 
     assert cli.main(["run", "--config", str(config_path), "--until-idle"]) == 0
     letters = {(d["partition"], d["offset"]): d for d in records(config, "dead_letters")}
     assert len(letters) == 2
-    for (_, _, value), at in zip(mixed[100:102], placed[100:102]):
+    for (_, _, value), at in zip(mixed[100:102], placed[100:102], strict=True):
         assert base64.b64decode(letters[at]["value"]) == value[:DEAD_LETTER_VALUE_BYTES]
         assert "1 MiB" in letters[at]["error"]

@@ -57,8 +57,18 @@ def installed(tmp_path_factory) -> Path:
         else:
             shutil.copy2(ROOT / name, src / name)
     started = time.monotonic()
-    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(tmp / "dist"), str(src),
-         cwd=tmp)
+    _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--quiet",
+        "--wheel-dir",
+        str(tmp / "dist"),
+        str(src),
+        cwd=tmp,
+    )
     (wheel,) = (tmp / "dist").glob("profilestream-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {f"profilestream/schemas/{p.name}" for p in (ROOT / "schemas").glob("*.avsc")} <= set(names)
@@ -71,10 +81,13 @@ def installed(tmp_path_factory) -> Path:
 
 
 def test_the_installed_package_is_the_wheel(installed, tmp_path):
-    out = _run(_bin(installed, "python"), "-c",
-               "import importlib.util, profilestream, profilestream.flows.profiles, profilestream.codec.avro as a;"
-               "print(profilestream.__file__); print(importlib.util.find_spec('flows')); print(len(a.ROLES))",
-               cwd=tmp_path).stdout.split()
+    out = _run(
+        _bin(installed, "python"),
+        "-c",
+        "import importlib.util, profilestream, profilestream.flows.profiles, profilestream.codec.avro as a;"
+        "print(profilestream.__file__); print(importlib.util.find_spec('flows')); print(len(a.ROLES))",
+        cwd=tmp_path,
+    ).stdout.split()
     assert Path(out[0]).is_relative_to(installed), out  # not the checkout
     assert out[1:] == ["None", str(len(avro.ROLES))]  # no top-level `flows`; every schema role
 
@@ -86,8 +99,13 @@ def test_version(installed, tmp_path):
 
 def test_produce_finds_its_schemas(installed, config, config_path, tmp_path):
     ts = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    line = {"event_id": "e-wheel-1", "ts": ts, "device_id": "d-wheel", "type": "page_view",
-            "url": "https://shop.example/"}
+    line = {
+        "event_id": "e-wheel-1",
+        "ts": ts,
+        "device_id": "d-wheel",
+        "type": "page_view",
+        "url": "https://shop.example/",
+    }
     events = tmp_path / "one.jsonl"
     events.write_text(json.dumps(line) + "\n", encoding="utf-8")
     cli = _bin(installed, "profilestream")

@@ -54,15 +54,22 @@ def test_killed_three_times_and_resumed_gives_the_outputs_of_an_uninterrupted_ru
     for n, fraction in enumerate(KILL_AT):
         run = Run(*args, env=env)
         snapshots = 2 if n == 0 else 0  # the first run: let it commit a snapshot of its own
-        at = run.wait_for(lambda line: line["applied"] >= fraction * EVENTS and line.get("snapshots", 0) >= snapshots,
-                          limit=120, what=f"{fraction:.0%} of the events applied")
+        at = run.wait_for(
+            lambda line, fraction=fraction, snapshots=snapshots: (
+                line["applied"] >= fraction * EVENTS and line.get("snapshots", 0) >= snapshots
+            ),
+            limit=120,
+            what=f"{fraction:.0%} of the events applied",
+        )
         run.kill(signal.SIGKILL)
         assert run.proc.returncode == -signal.SIGKILL
         if n:
             [resumed] = run.events("resumed")
             resumed_from.append(resumed)
-        print(f"kill {n + 1}: applied {at['applied']}, {at.get('snapshots', 0)} snapshot(s) taken, last "
-              f"{at.get('snapshot_bytes')} bytes in {at.get('snapshot_ms')} ms")
+        print(
+            f"kill {n + 1}: applied {at['applied']}, {at.get('snapshots', 0)} snapshot(s) taken, last "
+            f"{at.get('snapshot_bytes')} bytes in {at.get('snapshot_ms')} ms"
+        )
     final = Run(*args, env=env)
     assert final.wait(180) == 0, final.log_tail()
     crashing = time.monotonic() - crash_start
@@ -74,8 +81,10 @@ def test_killed_three_times_and_resumed_gives_the_outputs_of_an_uninterrupted_ru
     assert all(r["profiles"] > 0 for r in resumed_from)
 
     got = outputs(crashed)
-    print(f"load {loaded - began:.1f}s, uninterrupted run {uninterrupted:.1f}s, four crashed/resumed runs "
-          f"{crashing:.1f}s, resume load {final.events('resumed')[0]['snapshot_bytes']} bytes")
+    print(
+        f"load {loaded - began:.1f}s, uninterrupted run {uninterrupted:.1f}s, four crashed/resumed runs "
+        f"{crashing:.1f}s, resume load {final.events('resumed')[0]['snapshot_bytes']} bytes"
+    )
     assert len(expected["profiles"]) > 5000 and len(expected["triggers"]) > 1000
     assert got["profiles"] == expected["profiles"]
     assert got["crm_feed"] == expected["crm_feed"]

@@ -13,14 +13,12 @@ import time
 import pytest
 
 from profilestream.codec import avro
-from profilestream.config import TOPIC_ROLES
 from profilestream.devtools.sample import ShopSpec, generate
 from profilestream.flows import runner
 from profilestream.kafka.clients import (
     create_topics,
     key_of,
     produce_records,
-    read_topic,
 )
 from support.e2e import latest, records
 
@@ -76,14 +74,21 @@ def test_topics_loaded_before_run_give_the_same_profiles_as_live_traffic_in_time
     expected = latest(preloaded, "profiles")
 
     live_toml = tmp_path / "live.toml"
-    live_toml.write_text(config_path.read_text().replace('-clickstream"', '-live-clickstream"')
-                         .replace('-crm-changes"', '-live-crm-changes"')
-                         + '\n[time]\nidle_after = "1s"\n', encoding="utf-8")
+    live_toml.write_text(
+        config_path.read_text()
+        .replace('-clickstream"', '-live-clickstream"')
+        .replace('-crm-changes"', '-live-crm-changes"')
+        + '\n[time]\nidle_after = "1s"\n',
+        encoding="utf-8",
+    )
     from profilestream.config import load_config
+
     live = load_config(str(live_toml), env={})
     create_topics(live)
-    proc = subprocess.Popen([sys.executable, "-m", "profilestream.cli", "run", "--config", str(live_toml)],
-                            env={k: v for k, v in os.environ.items() if not k.startswith("PROFILESTREAM_")})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "profilestream.cli", "run", "--config", str(live_toml)],
+        env={k: v for k, v in os.environ.items() if not k.startswith("PROFILESTREAM_")},
+    )
     try:
         chunk: dict[str, list] = {"clickstream": [], "crm_changes": []}
         for n, (role, record) in enumerate(generate(spec), 1):

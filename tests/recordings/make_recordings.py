@@ -16,11 +16,11 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-START = datetime(2026, 11, 20, tzinfo=timezone.utc)
+START = datetime(2026, 11, 20, tzinfo=UTC)
 
 
 def ts(minute: float, day: int = 0) -> str:
@@ -51,8 +51,11 @@ def login_merge() -> tuple[list[dict], list[dict]]:
         click(7, 615, "d2", "login", customer_key="K1"),
         click(8, 616, "d2", "page_view"),
     ]
-    changes = [change(1, 620, "C1", customer_key="K1", lead_status="lead", marketing_consent=True,
-                      attributes={"segment": "gold"})]
+    changes = [
+        change(
+            1, 620, "C1", customer_key="K1", lead_status="lead", marketing_consent=True, attributes={"segment": "gold"}
+        )
+    ]
     return clicks, changes
 
 
@@ -122,8 +125,9 @@ def make(name: str, bootstrap: str, out: Path) -> None:
         for role, records in (("crm_changes", changes), ("clickstream", clicks)):
             for r in records:
                 r = avro.from_json(role, r, config.rules())
-                producer.produce(config.topics.name(role), avro.encode(role, r), key_of(role, r).encode(),
-                                 timestamp=r["ts"])
+                producer.produce(
+                    config.topics.name(role), avro.encode(role, r), key_of(role, r).encode(), timestamp=r["ts"]
+                )
         assert producer.flush(30) == 0, "scenario records not delivered"
         if out.exists():
             shutil.rmtree(out)

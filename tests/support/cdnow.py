@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from profilestream.domain.events import Click
@@ -13,7 +13,7 @@ CALIBRATION_END = date(1997, 9, 30)  # 39 weeks of data from 1997-01-01 (days 0.
 
 
 def midnight_ms(day: date) -> int:
-    return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
 
 
 def transactions(until: date = CALIBRATION_END) -> dict[tuple[str, date], float]:
@@ -31,8 +31,14 @@ def transactions(until: date = CALIBRATION_END) -> dict[tuple[str, date], float]
 def purchase_clicks(until: date = CALIBRATION_END) -> list[Click]:
     """One `purchase` click per customer-day, at midnight UTC, from device `cdnow-<customer>`."""
     clicks = [
-        Click(event_id=f"cdnow-{customer}-{day:%Y%m%d}", ts=midnight_ms(day), device_id=f"cdnow-{customer}",
-              type="purchase", order_id=f"{customer}-{day:%Y%m%d}", revenue=round(dollars, 2))
+        Click(
+            event_id=f"cdnow-{customer}-{day:%Y%m%d}",
+            ts=midnight_ms(day),
+            device_id=f"cdnow-{customer}",
+            type="purchase",
+            order_id=f"{customer}-{day:%Y%m%d}",
+            revenue=round(dollars, 2),
+        )
         for (customer, day), dollars in transactions(until).items()
     ]
     return sorted(clicks, key=lambda c: (c.ts, c.event_id))

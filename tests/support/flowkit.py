@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from typing import Iterable
+from collections.abc import Iterable
 from unittest import mock
 
 import bytewax.operators as op
@@ -20,7 +20,7 @@ from bytewax.testing import TestingSink, cluster_main, run_main
 import profilestream.flows.profiles
 from profilestream.codec import avro
 from profilestream.domain.engine import Engine
-from profilestream.domain.events import Click, CrmChange, Event
+from profilestream.domain.events import Click, Event
 from profilestream.domain.rules import Rules
 from profilestream.flows.profiles import profile_stream
 from profilestream.kafka.source import PartitionEnd, Raw
@@ -34,7 +34,7 @@ class _ListPartition(StatefulSourcePartition):
     def next_batch(self):
         if self._at >= len(self._items):
             raise StopIteration()
-        chunk = self._items[self._at:self._at + self._batch]
+        chunk = self._items[self._at : self._at + self._batch]
         self._at += len(chunk)
         return chunk
 
@@ -63,12 +63,13 @@ def record(event: Event) -> dict:
 
 def raw_partitions(events: Iterable[Event], partitions: int = 3, extra: Iterable[Raw] = ()) -> dict[str, list]:
     parts: dict[str, list] = {}
-    for role, topic in (("clickstream", "clickstream"), ("crm_changes", "crm-changes")):
+    for topic in ("clickstream", "crm-changes"):
         for p in range(partitions):
             parts[f"{topic}/{p}"] = []
     for event in events:
         role, topic, key = (
-            ("clickstream", "clickstream", event.device_id) if isinstance(event, Click)
+            ("clickstream", "clickstream", event.device_id)
+            if isinstance(event, Click)
             else ("crm_changes", "crm-changes", event.customer_id)
         )
         p = zlib.crc32(key.encode()) % partitions
@@ -92,8 +93,15 @@ class RecordedEngine(Engine):
         _BUILT.append(self)
 
 
-def run_flow(events: Iterable[Event], rules: Rules | None = None, partitions: int = 3, workers: int = 1,
-             extra: Iterable[Raw] = (), batch: int = 7, emit_every: int = 0) -> Result:
+def run_flow(
+    events: Iterable[Event],
+    rules: Rules | None = None,
+    partitions: int = 3,
+    workers: int = 1,
+    extra: Iterable[Raw] = (),
+    batch: int = 7,
+    emit_every: int = 0,
+) -> Result:
     """Run the dataflow to the end of its input and collect every output record in order. The
     engine the dataflow built is handed back too (`Result.engine`), for its counters."""
     parts = raw_partitions(events, partitions, extra)

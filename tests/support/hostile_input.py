@@ -50,11 +50,17 @@ def _broken_utf8(role: str, record: dict, field: str) -> bytes:
     record = dict(record, **{field: record[field] + "\u00e9"})
     good = avro.encode(role, record)
     at = good.rindex("\u00e9".encode())
-    return good[:at] + b"\xc3\x28" + good[at + 2:]
+    return good[:at] + b"\xc3\x28" + good[at + 2 :]
 
 
-UTF8_FIELDS = (("clickstream", "device_id"), ("clickstream", "url"), ("clickstream", "customer_key"),
-               ("clickstream", "product_id"), ("crm_changes", "customer_id"), ("crm_changes", "lead_status"))
+UTF8_FIELDS = (
+    ("clickstream", "device_id"),
+    ("clickstream", "url"),
+    ("clickstream", "customer_key"),
+    ("clickstream", "product_id"),
+    ("crm_changes", "customer_id"),
+    ("crm_changes", "lead_status"),
+)
 
 
 def good_traffic(events: int, seed: int) -> list[tuple[str, bytes, bytes]]:
@@ -68,14 +74,16 @@ def good_traffic(events: int, seed: int) -> list[tuple[str, bytes, bytes]]:
 
 def produce_raw(config, messages: list[tuple[str, bytes | None, bytes]]) -> list[tuple[int, int]]:
     """Produce `(role, key, value)` in order with a plain producer; returns each one's (partition, offset)."""
-    producer = Producer({"bootstrap.servers": config.kafka.brokers, "enable.idempotence": True,
-                         "message.max.bytes": 4 << 20})
+    producer = Producer(
+        {"bootstrap.servers": config.kafka.brokers, "enable.idempotence": True, "message.max.bytes": 4 << 20}
+    )
     placed: list = [None] * len(messages)
 
     def delivered(i):
         def report(err, msg):
             assert err is None, err
             placed[i] = (msg.partition(), msg.offset())
+
         return report
 
     for i, (role, key, value) in enumerate(messages):

@@ -33,9 +33,12 @@ def write_config(path: Path, brokers: str, prefix: str, outputs: str = "", extra
     for role in TOPIC_ROLES:
         infix = f"{outputs}-" if outputs and role in OUTPUT_ROLES else ""
         names.append(f'{role} = "{prefix}-{infix}{role.replace("_", "-")}"')
-    path.write_text(f'[kafka]\nbrokers = "{brokers}"\n\n[topics]\n' + "\n".join(names)
-                    + f'\npartitions = 3\n\n[store]\npath = "{path.parent / "store"}"\n\n{extra}',
-                    encoding="utf-8")
+    path.write_text(
+        f'[kafka]\nbrokers = "{brokers}"\n\n[topics]\n'
+        + "\n".join(names)
+        + f'\npartitions = 3\n\n[store]\npath = "{path.parent / "store"}"\n\n{extra}',
+        encoding="utf-8",
+    )
     return path, load_config(str(path), env={})
 
 
@@ -61,9 +64,13 @@ class Run:
     def __init__(self, *args: str, env: dict[str, str] | None = None):
         self.lines: list[dict] = []
         self.other: list[str] = []  # stderr lines that are not JSON
-        self.proc = subprocess.Popen([sys.executable, "-m", "profilestream.cli", "run", *args],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     env=env if env is not None else clean_env(), text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "profilestream.cli", "run", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env if env is not None else clean_env(),
+            text=True,
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
