@@ -24,18 +24,22 @@ topic first, as `profile get` does), so it shows the latest record of every live
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
-import json
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from profilestream.config import Config
 
 FUNNEL = {"lead": 1, "offer_created": 2, "sale": 3}
 NO_CAMPAIGN = ("(no campaign)", None, None)
 MODELS = ("first", "last")
 MEASURES = ("reached", "leads", "offers", "sales", "revenue")
-COLUMNS = ("source", "medium", "name", "touched",
-           *(f"{model}_{measure}" for model in MODELS for measure in MEASURES))
+COLUMNS = ("source", "medium", "name", "touched", *(f"{model}_{measure}" for model in MODELS for measure in MEASURES))
 
 
 def stage(lead_status: str | None) -> int:
@@ -110,8 +114,10 @@ def campaign_report(profiles: Iterable[dict]) -> list[CampaignRow]:
     for profile in profiles:
         level = stage(profile.get("lead_status"))
         revenue = float(profile.get("revenue") or 0.0)
-        touches = [(c.get("source"), c.get("medium"), c.get("name"), _ms(c["first_ts"]), _ms(c["last_ts"]))
-                   for c in profile.get("campaigns") or []]
+        touches = [
+            (c.get("source"), c.get("medium"), c.get("name"), _ms(c["first_ts"]), _ms(c["last_ts"]))
+            for c in profile.get("campaigns") or []
+        ]
         if not touches:
             none = row(NO_CAMPAIGN)
             none.first.add(level, revenue)
@@ -123,8 +129,9 @@ def campaign_report(profiles: Iterable[dict]) -> list[CampaignRow]:
         last = max(enumerate(touches), key=lambda it: (it[1][4], it[1][3], it[0]))[1]
         row(first[:3]).first.add(level, revenue)
         row(last[:3]).last.add(level, revenue)
-    ordered = sorted((r for k, r in rows.items() if k != NO_CAMPAIGN),
-                     key=lambda r: (-r.touched, tuple(_text(p) for p in r.key)))
+    ordered = sorted(
+        (r for k, r in rows.items() if k != NO_CAMPAIGN), key=lambda r: (-r.touched, tuple(_text(p) for p in r.key))
+    )
     if NO_CAMPAIGN in rows:
         ordered.append(rows[NO_CAMPAIGN])
     return ordered
@@ -173,8 +180,13 @@ def to_table(rows: list[CampaignRow]) -> str:
     body = [r.values() for r in rows]
     total = totals(rows).values()
     total["touched"] = None
-    labels = {"source": "source", "medium": "medium", "name": "name", "touched": "touched",
-              **{f"{m}_{x}": x for m in MODELS for x in MEASURES}}
+    labels = {
+        "source": "source",
+        "medium": "medium",
+        "name": "name",
+        "touched": "touched",
+        **{f"{m}_{x}": x for m in MODELS for x in MEASURES},
+    }
 
     def show(values: dict, column: str) -> str:
         value = values[column]
@@ -182,20 +194,24 @@ def to_table(rows: list[CampaignRow]) -> str:
             return "" if column == "touched" else "-"
         return f"{value:,.2f}" if column.endswith("revenue") else f"{value:,}" if isinstance(value, int) else str(value)
 
-    cells = [[show(v, c) for c in COLUMNS] for v in body + [total]]
+    cells = [[show(v, c) for c in COLUMNS] for v in [*body, total]]
     widths = [max(len(labels[c]), *(len(line[i]) for line in cells)) for i, c in enumerate(COLUMNS)]
     text_columns = {"source", "medium", "name"}
 
     def line(values: list[str]) -> str:
-        parts = [v.ljust(w) if c in text_columns else v.rjust(w) for v, w, c in zip(values, widths, COLUMNS)]
+        parts = [
+            v.ljust(w) if c in text_columns else v.rjust(w) for v, w, c in zip(values, widths, COLUMNS, strict=True)
+        ]
         head = "  ".join(parts[:4])
-        first = "  ".join(parts[4:4 + len(MEASURES)])
-        last = "  ".join(parts[4 + len(MEASURES):])
+        first = "  ".join(parts[4 : 4 + len(MEASURES)])
+        last = "  ".join(parts[4 + len(MEASURES) :])
         return f"{head} | {first} | {last}".rstrip()
 
     head_width = sum(widths[:4]) + 2 * 3
-    group_width = [sum(widths[4:4 + len(MEASURES)]) + 2 * (len(MEASURES) - 1),
-                   sum(widths[4 + len(MEASURES):]) + 2 * (len(MEASURES) - 1)]
+    group_width = [
+        sum(widths[4 : 4 + len(MEASURES)]) + 2 * (len(MEASURES) - 1),
+        sum(widths[4 + len(MEASURES) :]) + 2 * (len(MEASURES) - 1),
+    ]
     groups = f"{'':{head_width}} | {'first touch':^{group_width[0]}} | {'last touch':^{group_width[1]}}".rstrip()
     header = line([labels[c] for c in COLUMNS])
     rule = "-" * len(header)
@@ -203,4 +219,16 @@ def to_table(rows: list[CampaignRow]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["COLUMNS", "CampaignRow", "campaign_report", "stage", "to_csv", "to_table", "totals"]
+def main(config: Config, args: argparse.Namespace) -> int:
+    """`profilestream report campaigns [--format table|csv]`, from the local profile store."""
+    from profilestream import store
+
+    rows = campaign_report(store.all_profiles(config))
+    if args.format == "csv":
+        sys.stdout.write(to_csv(rows))
+    else:
+        print(to_table(rows))
+    return 0
+
+
+__all__ = ["COLUMNS", "CampaignRow", "campaign_report", "main", "stage", "to_csv", "to_table", "totals"]

@@ -1,0 +1,57 @@
+"""`profilestream produce`: validate JSON lines, encode them as Avro and produce them."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from profilestream.config import Config
+
+
+def numbered_lines(path: str) -> Iterator[tuple[int, str]]:
+    """Numbered lines; invalid UTF-8 is kept as surrogates so the codec rejects just that line."""
+    if path == "-":
+        binary = getattr(sys.stdin, "buffer", None)
+        stream = sys.stdin if binary is None else io.TextIOWrapper(binary, "utf-8", "surrogateescape")
+        yield from enumerate(stream, 1)
+        return
+    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        yield from enumerate(fh, 1)
+
+
+def main(config: Config, args: argparse.Namespace) -> int:
+    from profilestream.codec import avro
+    from profilestream.kafka.clients import key_of, produce_records, role_of
+
+    role = role_of(config, args.topic)
+    rules = config.rules()
+    rejected: list[str] = []
+
+    def valid() -> Iterator[tuple[str, dict[str, Any]]]:
+        for number, line in numbered_lines(args.file):
+            if not line.strip():
+                continue
+            try:
+                record = avro.from_json(role, json.loads(line), rules)
+            except json.JSONDecodeError as exc:
+                rejected.append(f"line {number}: not valid JSON: {exc.msg} (column {exc.colno})")
+            except avro.Rejected as exc:
+                rejected.append(f"line {number}: {exc}")
+            else:
+                yield key_of(role, record), record
+
+    sent = produce_records(config, role, valid())
+    print(
+        f"sent {sent} record{'s' * (sent != 1)} to {config.topics.name(role)}"
+        + (f"; rejected {len(rejected)}" if rejected else "")
+    )
+    for reason in rejected:
+        print(reason, file=sys.stderr)
+    return 1 if rejected else 0
+
+
+__all__ = ["main", "numbered_lines"]

@@ -1,0 +1,18 @@
+"""`profilestream serve-store`: keep the local profile store current by following `profiles`."""
+
+from __future__ import annotations
+
+import argparse
+
+from profilestream.config import Config
+
+
+def main(config: Config, args: argparse.Namespace) -> int:
+    from profilestream import store
+
+    print(f"following {config.topics.name('profiles')} into {config.store.path} (Ctrl-C stops)", flush=True)
+    store.serve(config)
+    return 0
+
+
+__all__ = ["main"]
