@@ -25,7 +25,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-DAY_MS = 86_400_000
+from profilestream.codec.times import parse_time
+from profilestream.domain.units import DAY
+
+DAY_MS = DAY
 PAPER_CDNOW = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}  # FHL 2005, table of estimates
 A_STEP = 1e-6  # either side of a = 1, where eq. 10 divides by zero (see `BgNbd.expected`)
 
@@ -222,11 +225,7 @@ def fit(x, t_x, T, unit_days: float = 7.0) -> Fit:
 def _ms(value: Any) -> int | None:
     if value is None or isinstance(value, int):
         return value
-    from profilestream.codec.avro import (
-        parse_time,  # profile store JSON: ISO-8601 strings
-    )
-
-    return parse_time(value)
+    return parse_time(value)  # profile store JSON: ISO-8601 strings
 
 
 @dataclass(frozen=True, slots=True)

@@ -323,7 +323,9 @@ class ScoresConfig:
                 raise ConfigError("scores.model", f"{self.model}: {exc}") from None
         bands = {name: Band(*getattr(self, name)) for name in (
             "rfm_recency_days", "rfm_frequency", "rfm_monetary", "rfe_recency_days", "rfe_frequency", "rfe_engagement")}
-        return ScoreSettings(mode=self.mode, sketch_k=self.sketch_k, model=model, **bands)
+        from profilestream.scoring.kll import KllSketch  # the shell injects auto mode's sketch
+
+        return ScoreSettings(mode=self.mode, sketch_k=self.sketch_k, model=model, sketch=KllSketch, **bands)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,10 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .scores import ScoreSettings
-
-MINUTE = 60_000
-HOUR = 60 * MINUTE
-DAY = 24 * HOUR
+from .units import DAY, HOUR, MINUTE, SECOND
 
 DEFAULT_BLOCKED = ("", "0", "-", "null", "none", "undefined", "anonymous", "unknown", "test")
 
@@ -22,8 +19,8 @@ class Rules:
     cart_abandon_after: int = 60 * MINUTE
     return_visit_after: int = 7 * DAY
     order_match_window: int = 30 * DAY
-    allowed_lateness: int = 30_000
-    idle_after: int = 10_000
+    allowed_lateness: int = 30 * SECOND
+    idle_after: int = 10 * SECOND
     dedup_window: int = DAY
     # an input more than this far ahead of the wall clock when read is dead-lettered (CONTRACT
     # "Time"): one device with a wrong clock must not drag the watermark; None: no bound
@@ -39,3 +36,6 @@ class Rules:
         if value.strip().lower() in self.blocked_values:
             return None
         return value
+
+
+__all__ = ["DAY", "DEFAULT_BLOCKED", "HOUR", "MINUTE", "Rules"]

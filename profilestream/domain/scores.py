@@ -32,23 +32,22 @@ the population has changed by 1% of its size since they were last computed (a bi
 the sketches' rank functions), so they trail it by at most that much in rank. The sketches'
 compaction is randomised, so in auto mode scores near a tertile can differ between runs.
 
-Nothing here knows Kafka or Bytewax; the sketch is injected (`sketch_factory`) and the default
-wraps `datasketches.kll_doubles_sketch`, imported only in auto mode.
+Nothing here knows Kafka, Bytewax or any library outside the standard one: the sketch is injected
+(`ScoreSettings.sketch`; the shell's is `profilestream.scoring.kll.KllSketch`, which wraps
+`datasketches.kll_doubles_sketch`), and without one auto mode keeps the values exactly
+(`ExactSketch`). The purchase model is reached through `PurchaseModel`.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
+from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from profilestream.bgnbd import BgNbd
+from .units import DAY as DAY_MS
 
-    from .profile import Profile
-
-DAY_MS = 86_400_000
 HORIZON_DAYS = 30.0
 TERTILES = (1 / 3, 2 / 3)
 MODES = ("static", "auto")
@@ -77,6 +76,52 @@ class Band:
         return 2
 
 
+class PurchaseModel(Protocol):
+    """What the scorer asks of a fitted purchase model (the shell's BG/NBD, `profilestream.bgnbd`):
+    (P(alive), expected purchases within `horizon_days`) of a customer with `x` repeat purchases,
+    the last `t_x_days` after the first, observed for `T_days`; None where it cannot be computed."""
+
+    def score_days(
+        self, x: int, t_x_days: float, T_days: float, horizon_days: float = ...
+    ) -> tuple[float | None, float | None]: ...
+
+
+class Scored(Protocol):
+    """The profile fields the scores read (`profile.Profile` has them); a Protocol, so that
+    scores.py does not import profile.py, which scores its records with `DEFAULT_SCORER`."""
+
+    @property
+    def profile_id(self) -> str: ...
+    @property
+    def orders(self) -> int: ...
+    @property
+    def revenue(self) -> float: ...
+    @property
+    def first_order_ts(self) -> int | None: ...
+    @property
+    def last_order_ts(self) -> int | None: ...
+    @property
+    def last_seen(self) -> int | None: ...
+    @property
+    def updated_at(self) -> int: ...
+    @property
+    def visits(self) -> int: ...
+    @property
+    def page_views(self) -> int: ...
+
+
+class QuantileSketch(Protocol):
+    """A mergeable quantile summary (`Distribution` reads it through `weighted_items`, or through
+    `quantile` and `rank` where the sketch has them)."""
+
+    def update(self, value: float) -> None: ...
+
+    def weighted_items(self) -> Iterable[tuple[float, int]]: ...
+
+
+SketchFactory = Callable[[int], QuantileSketch]  # called with `sketch_k`
+
+
 @dataclass(frozen=True, slots=True)
 class ScoreSettings:
     """The `[scores]` configuration as the domain sees it (defaults documented in README.md)."""
@@ -89,11 +134,22 @@ class ScoreSettings:
     rfe_frequency: Band = Band(2, 5)  # 1 visit: poor; 2-5: medium; 6 or more: good
     rfe_engagement: Band = Band(5, 20)  # page views under 5: poor; over 20: good
     sketch_k: int = 200
-    model: "BgNbd | None" = None
+    model: PurchaseModel | None = None
+    # auto mode's sketch, injected by the shell (`profilestream.scoring.kll.KllSketch`); None: the
+    # exact pure-Python fallback. Not compared: settings that differ only by it score alike.
+    sketch: SketchFactory | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        """Settings pickled by an earlier build (an engine snapshot) lack the later fields: those
+        take their defaults."""
+        names = [f.name for f in fields(self)]
+        values = dict(zip(names, state, strict=False))
+        for f in fields(self):
+            object.__setattr__(self, f.name, values.get(f.name, f.default))
 
     def band(self, dimension: str) -> Band:
         return getattr(self, dimension)
@@ -102,14 +158,14 @@ class ScoreSettings:
 # --- raw values -------------------------------------------------------------------------------
 
 
-def rfm_values(profile: "Profile") -> tuple[float, float, float] | None:
+def rfm_values(profile: Scored) -> tuple[float, float, float] | None:
     """(days since the last order, orders, revenue) at the profile's `updated_at`, or None."""
     if profile.orders < 1 or profile.last_order_ts is None:
         return None
     return (max(0, profile.updated_at - profile.last_order_ts) / DAY_MS, profile.orders, profile.revenue)
 
 
-def rfe_values(profile: "Profile") -> tuple[float, float, float] | None:
+def rfe_values(profile: Scored) -> tuple[float, float, float] | None:
     """(days since the last activity, visits, page views) at the profile's `updated_at`, or None."""
     if profile.last_seen is None:
         return None
@@ -119,53 +175,22 @@ def rfe_values(profile: "Profile") -> tuple[float, float, float] | None:
 # --- the population in auto mode --------------------------------------------------------------
 
 
-class QuantileSketch(Protocol):
-    def update(self, value: float) -> None: ...
+class ExactSketch:
+    """The pure-Python fallback of auto mode when the shell injects no sketch: every value kept
+    with its count, so quantiles are exact and memory follows the number of distinct values (the
+    population rebuilds it once the retracted weight passes half the live count). The product
+    injects the KLL sketch (`profilestream.scoring.kll`, through `ScoreSettings.sketch`)."""
 
-    def weighted_items(self) -> Iterable[tuple[float, int]]: ...
+    __slots__ = ("counts",)
 
-
-class KllSketch:
-    """A thin wrapper of `datasketches.kll_doubles_sketch` that pickles (engine snapshots)."""
-
-    __slots__ = ("k", "_sketch")
-
-    def __init__(self, k: int = 200):
-        from datasketches import kll_doubles_sketch
-
-        self.k = k
-        self._sketch = kll_doubles_sketch(k)
+    def __init__(self, k: int = 200) -> None:  # k: the factory's signature; an exact sketch needs none
+        self.counts: dict[float, int] = {}
 
     def update(self, value: float) -> None:
-        self._sketch.update(value)
+        self.counts[value] = self.counts.get(value, 0) + 1
 
     def weighted_items(self) -> Iterable[tuple[float, int]]:
-        return iter(self._sketch)
-
-    @property
-    def n(self) -> int:
-        return self._sketch.n
-
-    def quantile(self, rank: float) -> float:
-        """The least retained value whose (inclusive) normalised rank is at least `rank`."""
-        return self._sketch.get_quantile(rank, True)
-
-    def rank(self, value: float) -> float:
-        """The estimated fraction of the values that are <= `value`."""
-        return self._sketch.get_rank(value, True)
-
-    def rank_error(self) -> float:
-        """The sketch's normalised rank error for single rank queries (99% confidence)."""
-        return self._sketch.normalized_rank_error(False)
-
-    def __getstate__(self) -> tuple[int, bytes]:
-        return self.k, self._sketch.serialize()
-
-    def __setstate__(self, state: tuple[int, bytes]) -> None:
-        from datasketches import kll_doubles_sketch
-
-        self.k = state[0]
-        self._sketch = kll_doubles_sketch.deserialize(state[1])
+        return iter(self.counts.items())
 
 
 @dataclass
@@ -332,13 +357,17 @@ class Scorer:
         self.settings = settings or ScoreSettings()
         self.population: Population | None = None
         if self.settings.mode == "auto":
-            self.population = Population(sketch_factory or functools.partial(KllSketch, self.settings.sketch_k))
+            make = sketch_factory
+            if make is None:
+                injected = getattr(self.settings, "sketch", None) or ExactSketch
+                make = functools.partial(injected, self.settings.sketch_k)
+            self.population = Population(make)
         settings = self.settings
         self._static = {name: settings.band(name) for name, _ in RFM_DIMENSIONS + RFE_DIMENSIONS}
         self._tertiles: dict[str, Band] | None = None
         self._merged = self._static
 
-    def observe(self, profiles: Iterable["Profile"], gone: Iterable[str] = ()) -> None:
+    def observe(self, profiles: Iterable[Scored], gone: Iterable[str] = ()) -> None:
         population = self.population
         if population is None:
             return
@@ -357,7 +386,7 @@ class Scorer:
             self._tertiles, self._merged = tertiles, {**self._static, **tertiles}
         return self._merged
 
-    def score(self, profile: "Profile") -> dict[str, Any]:
+    def score(self, profile: Scored) -> dict[str, Any]:
         """The score fields of the profile's record: `rfm`, `rfe`, `p_alive`, `expected_purchases_30d`."""
         bands = self.bands()
         rfm = rfm_values(profile)
@@ -384,5 +413,18 @@ class Scorer:
 
 DEFAULT_SCORER = Scorer()
 
-__all__ = ["Band", "DEFAULT_SCORER", "Distribution", "KllSketch", "Population", "ScoreSettings", "Scorer",
-           "rfe_values", "rfm_values"]
+__all__ = [
+    "DEFAULT_SCORER",
+    "Band",
+    "Distribution",
+    "ExactSketch",
+    "Population",
+    "PurchaseModel",
+    "QuantileSketch",
+    "ScoreSettings",
+    "Scored",
+    "Scorer",
+    "SketchFactory",
+    "rfe_values",
+    "rfm_values",
+]

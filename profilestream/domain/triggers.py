@@ -11,7 +11,7 @@ import hashlib
 from typing import Any
 
 from .profile import Profile
-from .rules import DAY
+from .units import DAY
 
 CART_ABANDONED = "cart_abandoned"
 RETURN_VISIT = "return_visit"

@@ -16,13 +16,13 @@ from profilestream.domain.scores import (
     DEFAULT_SCORER,
     Band,
     Distribution,
-    KllSketch,
     Population,
     Scorer,
     ScoreSettings,
     rfe_values,
     rfm_values,
 )
+from profilestream.scoring.kll import KllSketch
 from support import flowkit
 from support.scenario import T0, click, crm, erase, run_engine
 
