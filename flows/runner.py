@@ -52,11 +52,14 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from profilestream.flows.profiles import INPUT_ROLES, build_flow, engine_worker
+from profilestream.domain.roles import INPUT_ROLES
+from profilestream.flows.placement import engine_worker
+from profilestream.flows.profiles import build_flow
 from profilestream.kafka import sink
 from profilestream.kafka.clients import (
     BrokerError,
@@ -597,23 +600,11 @@ def _child(job_path: str, process_id: str) -> None:
     sys.exit(code)
 
 
-def describe(config) -> str:
-    """The dataflow's steps and topics, Kafka Streams style, read off the built flow itself."""
-    partitions = {role: config.topics.partitions for role in INPUT_ROLES}
-    flow = build_flow(config, partitions)
-    lines = ["Topology: profilestream", ""]
-    lines.append("  Sources (Avro): " + ", ".join(
-        f"{config.topics.name(r)} ({partitions[r]} partitions)" for r in INPUT_ROLES))
-    lines.append("  Steps:")
-    for step in flow.substeps:
-        lines.extend(_steps(step, "    "))
-    lines.append("  Sinks (Avro): " + ", ".join(
-        f"{config.topics.name(r)}" for r in ("profiles", "merges", "triggers", "crm_feed", "dead_letters")))
-    return "\n".join(lines)
+def describe(config: Any) -> str:
+    """The dataflow's topology as text (`profilestream.commands.describe`, which prints it)."""
+    from profilestream.commands.describe import describe as text
 
-
-def _steps(step, indent: str) -> list[str]:
-    return [f"{indent}{step.step_id.split('.')[-1]:<22} {type(step).__name__}"]
+    return text(config)
 
 
 if __name__ == "__main__":
