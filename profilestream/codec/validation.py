@@ -76,25 +76,21 @@ def now() -> int:
 
 
 def hash_email(addr: str) -> str:
-    """SHA-256 hex of the trimmed, lower-cased address (CONTRACT.md, `email`)."""
-    return hashlib.sha256(addr.strip().lower().encode("utf-8")).hexdigest()
+    """SHA-256 hex of the trimmed, lower-cased address (the domain's `identity.hash_email`)."""
+    from profilestream.domain import identity
+
+    return identity.hash_email(addr)
 
 
 def customer_key_of(customer_key: str | None, email: Any, rules: Rules | None = None) -> str | None:
-    """The customer key an input record stands for: its `customer_key`, else the hash of its clear
-    `email`. An explicit key wins, but only a usable one: a key that is blocked (`rules`) counts as
-    absent, so an address beside it still links. A blank or blocked address (`none`, `unknown`,
-    ...) is absent too: its hash would tie every visitor who sent it into one customer."""
-    if customer_key is not None and (rules is None or rules.usable(customer_key) is not None):
-        return customer_key
-    if email is None:
-        return customer_key
-    if not isinstance(email, str):
-        raise Rejected("email", f"expected a string, got {type(email).__name__}")
-    if not email.strip() or (rules is not None and rules.usable(email) is None):
-        return customer_key
+    """The customer key an input record stands for, as the domain decides it
+    (`identity.customer_key_of`); a non-string or non-UTF-8 `email` it needs is rejected."""
+    from profilestream.domain import identity
+
     try:
-        return hash_email(email)
+        return identity.customer_key_of(customer_key, email, rules)
+    except TypeError as exc:
+        raise Rejected("email", str(exc)) from None
     except UnicodeEncodeError:
         raise Rejected("email", "not valid UTF-8 (invalid bytes or a lone surrogate)") from None
 

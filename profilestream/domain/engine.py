@@ -1,9 +1,11 @@
 """The engine: every rule of the core applied to one stream of events in event time.
 
 One `Engine` holds the whole state of a run: the timeline that orders events by the watermark,
-the identity graph with its profiles, per-device visits, order numbers waiting for their match,
-pending cart deadlines, the ids seen for de-duplication and the erased customers' identifiers
-(`erasure.py`). The stream shell feeds it batches of `(source, event)` and writes out what it
+the identity state (`identity.Identity`: the graph with its profiles, order numbers waiting for
+their match, the erased customers' identifiers), per-device visits, pending cart deadlines and the
+ids seen for de-duplication. The engine decides nothing about identity: it sequences each event
+through the timeline, identity, the profile's visits and cart, the triggers and the outputs.
+The stream shell feeds it batches of `(source, event)` and writes out what it
 returns; it knows nothing of Kafka or Bytewax. A snapshot (recovery) is the engine pickled whole;
 `__setstate__` brings one of an earlier build up to date.
 
@@ -21,14 +23,15 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from . import outputs, triggers
 from .bounds import INT_MAX, finite_double
 from .dedup import Dedup
 from .erasure import Erased
-from .events import Click, CrmChange, Event, order_key
-from .identity import Change, IdentityGraph, Merged, Moved, OrderBook, Rekeyed
+from .events import Click, CrmChange, Event
+from .identity import Change, Identity, IdentityGraph, Merged, Moved, OrderBook, Rekeyed
 from .outputs import Output
 from .profile import Profile, crm_feed_of
 from .rules import Rules
@@ -41,7 +44,7 @@ from .visits import DeviceVisit
 class Engine:
     rules: Rules
     always_on: bool = False
-    stats: Counter = field(default_factory=Counter)
+    stats: Counter[str] = field(default_factory=Counter)
     emit_every: int = 0  # ms of the caller's clock between profile emissions; 0: every call
     # not a field: the instance's own is set in __post_init__; an engine unpickled from a snapshot
     # taken before scoring existed has none and scores with the defaults (see `use_scores`)
@@ -54,31 +57,39 @@ class Engine:
         self.timeline = Timeline(r.allowed_lateness, r.idle_after, self.always_on)
         self.graph = IdentityGraph(r.return_visit_after)  # joins runs of activity (profile.py)
         self.orders = OrderBook(r.order_match_window)
+        self.erased = Erased()
+        self.identity = Identity(r, self.graph, self.orders, self.erased)  # decides on these three
         self.dedup = Dedup(r.dedup_window)
         self.devices: dict[str, DeviceVisit] = {}
         self.deadlines: list[tuple[int, str]] = []
-        self.erased = Erased()
         self._dirty: set[str] = set()
         self.scorer = Scorer(r.scores)  # scores at emission, not per event (scores.py)
         self._out: list[Output] = []
         self._now = 0
 
-    def __setstate__(self, state: dict) -> None:
-        """A snapshot of an earlier build: what it lacks starts empty (no erased customers are
-        remembered from before it, so late data of customers erased before such a snapshot is
-        let in as it was then); its activity runs, joined at the session gap, were finer than
-        needed and stay exact, new ones join at `return_visit_after`; sums that earlier builds
-        let overflow (an infinite revenue, a cart line over an Avro int) are brought within
-        their types once, so the profile encodes again."""
+    def __getstate__(self) -> dict[str, Any]:
+        """The snapshot: the engine's attributes without `identity`, a view of three of them
+        (`graph`, `orders`, `erased`), so the format is the one of earlier builds."""
+        state = dict(self.__dict__)
+        state.pop("identity", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A snapshot, possibly of an earlier build: what it lacks starts empty (no erased
+        customers are remembered from before it, so late data of customers erased before such a
+        snapshot is let in as it was then); its activity runs, joined at the session gap, were
+        finer than needed and stay exact, new ones join at `return_visit_after`; sums that
+        earlier builds let overflow (an infinite revenue, a cart line over an Avro int) are
+        brought within their types once, so the profile encodes again."""
         self.__dict__.update(state)
-        if "erased" in state:
-            return
-        self.erased = Erased()
-        self.graph.gap = self.rules.return_visit_after
-        for profile in self.graph.profiles.values():
-            profile.revenue = finite_double(profile.revenue)
-            for line in profile.cart.lines.values():
-                line.quantity = min(line.quantity, INT_MAX)
+        if "erased" not in state:
+            self.erased = Erased()
+            self.graph.gap = self.rules.return_visit_after
+            for profile in self.graph.profiles.values():
+                profile.revenue = finite_double(profile.revenue)
+                for line in profile.cart.lines.values():
+                    line.quantity = min(line.quantity, INT_MAX)
+        self.identity = Identity(self.rules, self.graph, self.orders, self.erased)
 
     # --- the shell's interface ------------------------------------------------------------------
 
@@ -109,7 +120,7 @@ class Engine:
             self._apply(event, late=False)
         self._fire_due(watermark)
         self.dedup.expire(watermark)
-        self.orders.expire(watermark)
+        self.identity.expire(watermark)
         return self._flush(emit_all)
 
     def finish(self, now: int) -> list[Output]:
@@ -141,8 +152,7 @@ class Engine:
         if self.dedup.repeat(("k|" if isinstance(event, Click) else "c|") + event.event_key, event.ts):
             self.stats["duplicates"] += 1
             return
-        erased = self.erased
-        if erased.customers and erased.covers(event):  # an erased customer never comes back from late data
+        if self.identity.suppressed(event):  # an erased customer never comes back from late data
             self.stats["dropped_erased"] += 1
             return
         if not late:
@@ -155,8 +165,8 @@ class Engine:
             self._crm(event, late)
 
     def _click(self, click: Click, late: bool) -> None:
-        rules = self.rules
-        device_id = rules.usable(click.device_id)
+        rules, identity = self.rules, self.identity
+        device_id = identity.usable(click.device_id)
         if device_id is None:  # the codec dead-letters these; never link through one
             self.stats["blocked_device"] += 1
             return
@@ -166,16 +176,13 @@ class Engine:
             visit = self.devices[device_id] = DeviceVisit()
         starts_visit = visit.click(ts, rules.session_gap)
 
-        reason = "login" if click.type == "login" else "customer_key"
-        profile, changes = self.graph.click(device_id, rules.usable(click.customer_key), reason, click.event_id)
+        profile, changes = identity.link_click(click, device_id)
         self._changed(changes, ts, late)
-        order_id = rules.usable(click.order_id) if click.type == "purchase" else None
+        order_id, target, changes = identity.web_order(click, device_id)
+        if target is not None:
+            self._changed(changes, ts, late)
+            profile = target
         if order_id is not None:
-            customer_id = self.orders.web_purchase(order_id, device_id, ts)
-            target = self.graph.of_customer(customer_id) if customer_id is not None else None
-            if target is not None:
-                self._changed(self._bring(device_id, target), ts, late)
-                profile = target
             profile.add_order(order_id)
 
         if visit.count_in(profile.profile_id):
@@ -215,49 +222,31 @@ class Engine:
             self._schedule(profile)
 
     def _crm(self, change: CrmChange, late: bool) -> None:
-        rules = self.rules
-        if rules.usable(change.customer_id) is None:  # a blocked customer id is absent: links nothing
+        identity = self.identity
+        if identity.usable(change.customer_id) is None:  # a blocked customer id is absent: links nothing
             self.stats["blocked_customer"] += 1
             return
         if change.op == "erase":
             self._erase(change)
             return
-        profile, changes = self.graph.upsert_customer(
-            change.customer_id, rules.usable(change.customer_key), change.change_id
-        )
+        profile, changes = identity.link_customer(change)
         self._changed(changes, change.ts, late)
-        order_id = rules.usable(change.order_id)
+        order_id, changes = identity.crm_order(change, profile)
+        self._changed(changes, change.ts, late)
         if order_id is not None:
-            device_id = self.orders.crm_order(order_id, change.customer_id, change.ts)
-            if device_id is not None:
-                self._changed(self._bring(device_id, profile), change.ts, late)
             profile.add_order(order_id)
         profile.apply_crm(change)
         self._dirty.add(profile.profile_id)
 
     def _erase(self, change: CrmChange) -> None:
-        """Forget the customer, and remember its identifiers for late data (`erasure.py`)."""
-        rules = self.rules
-        customer_id = change.customer_id
-        key, order_id = rules.usable(change.customer_key), rules.usable(change.order_id)
-        keys = [] if key is None else [key]
-        orders = [] if order_id is None else [order_id]
-        profile = self.graph.erase(customer_id)
-        if profile is not None:
-            if profile.customer_key is not None:
-                keys.append(profile.customer_key)
-            orders += profile.order_ids or ()
-        self.erased.add(order_key(change), customer_id, keys, orders)
-        self.orders.forget_customer(customer_id, orders)
+        """What the erase forgets is identity's (`Identity.erase`); the engine drops the
+        profile's pending output and writes the tombstones."""
+        profile = self.identity.erase(change)
         if profile is None:
             return
         self._dirty.discard(profile.profile_id)
         self._out.append(Output(outputs.PROFILES, profile.profile_id, None))
-        self._out.append(Output(outputs.CRM_FEED, customer_id, None))
-
-    def _bring(self, device_id: str, target: Profile) -> list[Change]:
-        change = self.graph.bring_device(device_id, target, "order_match")
-        return [] if change is None else [change]
+        self._out.append(Output(outputs.CRM_FEED, change.customer_id, None))
 
     # --- consequences of identity changes -------------------------------------------------------
 

@@ -1,4 +1,14 @@
-"""Identity resolution: which profile a device, a customer key or a CRM customer id belongs to.
+"""Identity: every decision about who an event belongs to, in one place.
+
+`Identity` is what the engine asks, event by event: which identifiers of an event are usable
+(`usable`: blocked values count as absent; `customer_key_of`: an explicit key before a clear
+e-mail's hash), which profile a click or a CRM upsert lands in and why (`link_click`: `login` or
+`customer_key`; `link_customer`: `crm_link`), which device an order number brings to which
+customer whichever side comes first (`web_order`, `crm_order`: `order_match`), when a shared
+device moves instead of merging (`IdentityGraph.bring_device`), and what an erase forgets and
+keeps for late data (`erase`, `suppressed`; the suppression list is `erasure.Erased`). The engine
+only sequences: it feeds the events in order, and turns the changes returned here into outputs,
+visits and triggers.
 
 The rules are CONTRACT.md's "Identity rules". The graph is kept as three indexes from identifier
 to profile id, so every lookup is one dict access and a profile is always found by any of its
@@ -6,8 +16,8 @@ identifiers. Linking merges only anonymous profiles (and, when the CRM links a k
 known only by that key); anything else that would join two customers moves the device instead, so
 two customers are never merged.
 
-The functions here only change the graph and say what happened (`Merged`, `Moved`); the engine
-turns that into outputs and keeps visits in step.
+The functions here only change the graph and say what happened (`Merged`, `Moved`, `Rekeyed`);
+the engine turns that into outputs and keeps visits in step.
 """
 
 from __future__ import annotations
@@ -15,9 +25,12 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Iterable
+from collections.abc import Iterable
 
+from .erasure import Erased
+from .events import Click, CrmChange, Event, order_key
 from .profile import Profile
+from .rules import Rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +61,39 @@ class Rekeyed:
 
 
 Change = Merged | Moved | Rekeyed
+
+
+# --- which identifiers count ------------------------------------------------------------------
+
+
+def hash_email(addr: str) -> str:
+    """SHA-256 hex of the trimmed, lower-cased address (CONTRACT.md, `email`): the customer key a
+    clear address stands for. Raises UnicodeEncodeError on a lone surrogate."""
+    return hashlib.sha256(addr.strip().lower().encode("utf-8")).hexdigest()
+
+
+def customer_key_of(customer_key: str | None, email: object, rules: Rules | None = None) -> str | None:
+    """The customer key an input record stands for: its `customer_key`, else the hash of its clear
+    `email`. An explicit key wins, but only a usable one: a key that is blocked (`rules`) counts as
+    absent, so an address beside it still links. A blank or blocked address (`none`, `unknown`,
+    ...) is absent too: its hash would tie every visitor who sent it into one customer.
+    Raises TypeError for an `email` that is not a string (and is needed), UnicodeEncodeError for
+    one that is not valid UTF-8; the codec turns both into a dead letter."""
+    if customer_key is not None and (rules is None or rules.usable(customer_key) is not None):
+        return customer_key
+    if email is None:
+        return customer_key
+    if not isinstance(email, str):
+        raise TypeError(f"expected a string, got {type(email).__name__}")
+    if not email.strip() or (rules is not None and rules.usable(email) is None):
+        return customer_key
+    return hash_email(email)
+
+
+def click_reason(click: Click) -> str:
+    """The merge reason of a link made by a click: `login` for a login event, `customer_key` for
+    any other event that carries a key (a newsletter link, a checkout with an account)."""
+    return "login" if click.type == "login" else "customer_key"
 
 
 def profile_id(kind: str, value: str, event_key: str) -> str:
@@ -195,7 +241,7 @@ class OrderBook:
     window: int
     web: dict[str, tuple[str, int]] = field(default_factory=dict)  # order -> (device, ts)
     crm: dict[str, tuple[str, int]] = field(default_factory=dict)  # order -> (customer, ts)
-    _expiry: deque = field(default_factory=deque)
+    _expiry: deque[tuple[int, str, str]] = field(default_factory=deque)
 
     def web_purchase(self, order_id: str, device_id: str, ts: int) -> str | None:
         """Record a web order; the matching CRM customer, if any."""
@@ -233,3 +279,106 @@ class OrderBook:
             entry = book.get(order_id)
             if entry is not None and entry[1] == ts:
                 del book[order_id]
+
+
+# --- the decisions, event by event ------------------------------------------------------------
+
+
+@dataclass
+class Identity:
+    """The identity state of a run (graph, order numbers, erased identifiers) and the decisions
+    that change it. Each method takes one event and returns what changed; none emits anything."""
+
+    rules: Rules
+    graph: IdentityGraph
+    orders: OrderBook
+    erased: Erased = field(default_factory=Erased)
+
+    @classmethod
+    def start(cls, rules: Rules) -> Identity:
+        """Empty identity state; profiles' activity runs join at `return_visit_after` (profile.py)."""
+        return cls(rules, IdentityGraph(rules.return_visit_after), OrderBook(rules.order_match_window))
+
+    def usable(self, value: str | None) -> str | None:
+        """An identifier, or None where it is absent or blocked (`Rules.usable`): a blocked value
+        links nothing."""
+        return self.rules.usable(value)
+
+    def suppressed(self, event: Event) -> bool:
+        """An event before the erase of an identifier it carries: dropped (erasure.py)."""
+        erased = self.erased
+        return bool(erased.customers) and erased.covers(event)
+
+    def link_click(self, click: Click, device_id: str) -> tuple[Profile, list[Change]]:
+        """The profile a click of a usable device counts in, linking its usable key (if any)."""
+        return self.graph.click(device_id, self.usable(click.customer_key), click_reason(click), click.event_id)
+
+    def web_order(self, click: Click, device_id: str) -> tuple[str | None, Profile | None, list[Change]]:
+        """A purchase's usable order number, and, when the CRM already named it for a customer
+        with a profile (within `order_match_window`), that profile and the device's link to it:
+        the device's anonymous profile merges into it, a device of another person moves alone."""
+        order_id = self.usable(click.order_id) if click.type == "purchase" else None
+        if order_id is None:
+            return None, None, []
+        customer_id = self.orders.web_purchase(order_id, device_id, click.ts)
+        target = self.graph.of_customer(customer_id) if customer_id is not None else None
+        if target is None:
+            return order_id, None, []
+        return order_id, target, self._bring(device_id, target)
+
+    def link_customer(self, change: CrmChange) -> tuple[Profile, list[Change]]:
+        """A CRM upsert of a usable customer id: its profile, tied to its usable key."""
+        return self.graph.upsert_customer(change.customer_id, self.usable(change.customer_key), change.change_id)
+
+    def crm_order(self, change: CrmChange, profile: Profile) -> tuple[str | None, list[Change]]:
+        """A CRM change's usable order number, and, when a web purchase already carried it, the
+        link of that purchase's device to the customer's profile (the other direction of
+        `web_order`)."""
+        order_id = self.usable(change.order_id)
+        if order_id is None:
+            return None, []
+        device_id = self.orders.crm_order(order_id, change.customer_id, change.ts)
+        return order_id, [] if device_id is None else self._bring(device_id, profile)
+
+    def erase(self, change: CrmChange) -> Profile | None:
+        """Forget the customer (its profile and every link to it) and remember its identifiers for
+        late data: the customer id, the key the profile held and one the erase carries, every
+        order number of the profile and one the erase carries (erasure.py says why). Its order
+        numbers leave the order book on both sides, so no later event reaches back through one.
+        Returns the removed profile (None if the customer had none)."""
+        customer_id = change.customer_id
+        key, order_id = self.usable(change.customer_key), self.usable(change.order_id)
+        keys = [] if key is None else [key]
+        orders = [] if order_id is None else [order_id]
+        profile = self.graph.erase(customer_id)
+        if profile is not None:
+            if profile.customer_key is not None:
+                keys.append(profile.customer_key)
+            orders += profile.order_ids or ()
+        self.erased.add(order_key(change), customer_id, keys, orders)
+        self.orders.forget_customer(customer_id, orders)
+        return profile
+
+    def expire(self, watermark: int) -> None:
+        """Order numbers no future event can match within the window are dropped."""
+        self.orders.expire(watermark)
+
+    def _bring(self, device_id: str, target: Profile) -> list[Change]:
+        change = self.graph.bring_device(device_id, target, "order_match")
+        return [] if change is None else [change]
+
+
+__all__ = [
+    "Change",
+    "Identity",
+    "IdentityGraph",
+    "Merged",
+    "Moved",
+    "OrderBook",
+    "Rekeyed",
+    "click_reason",
+    "customer_key_of",
+    "hash_email",
+    "profile_id",
+]
+
