@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from profilestream.codec.times import parse_time
 from profilestream.domain.units import DAY
@@ -109,11 +110,15 @@ class BgNbd:
     def _log_dead_odds(self, x: int, t_x: float, T: float) -> float:
         """log of a/(b+x-1) * ((α+T)/(α+t_x))^(r+x): the odds of having dropped out after the
         last purchase against being alive."""
-        return (math.log(self.a) - math.log(self.b + x - 1)
-                + (self.r + x) * (math.log(self.alpha + T) - math.log(self.alpha + t_x)))
+        return (
+            math.log(self.a)
+            - math.log(self.b + x - 1)
+            + (self.r + x) * (math.log(self.alpha + T) - math.log(self.alpha + t_x))
+        )
 
-    def score_days(self, x: int, t_x_days: float, T_days: float,
-                   horizon_days: float = 30.0) -> tuple[float | None, float | None]:
+    def score_days(
+        self, x: int, t_x_days: float, T_days: float, horizon_days: float = 30.0
+    ) -> tuple[float | None, float | None]:
         """(P(alive), expected purchases in the next `horizon_days`), times given in days. Each is
         None (null in the profile) when it cannot be computed in floating point: profiles'
         numbers come from any valid input (a billion orders, a century of history) and from any
@@ -139,7 +144,7 @@ class BgNbd:
         Path(path).write_text(json.dumps(self.to_json(**about), indent=2) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, path: str | Path) -> "BgNbd":
+    def load(cls, path: str | Path) -> BgNbd:
         """Read a file written by `save` (`profilestream fit-model`); ValueError if it is not one."""
         try:
             doc = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -159,9 +164,9 @@ class BgNbd:
 def log_likelihood(params: tuple[float, float, float, float], x, t_x, T):
     """Per-customer log-likelihood (FHL 2005, eq. 6), numpy arrays in and out:
 
-        L = A1 A2 (A3 + [x > 0] A4)
-        A1 = Γ(r+x) α^r / Γ(r)           A2 = Γ(a+b) Γ(b+x) / (Γ(b) Γ(a+b+x))
-        A3 = (α+T)^-(r+x)                A4 = a/(b+x-1) (α+t_x)^-(r+x)
+    L = A1 A2 (A3 + [x > 0] A4)
+    A1 = Γ(r+x) α^r / Γ(r)           A2 = Γ(a+b) Γ(b+x) / (Γ(b) Γ(a+b+x))
+    A3 = (α+T)^-(r+x)                A4 = a/(b+x-1) (α+t_x)^-(r+x)
     """
     import numpy as np
     from scipy.special import gammaln
@@ -175,8 +180,9 @@ def log_likelihood(params: tuple[float, float, float, float], x, t_x, T):
     log_a3 = -(r + x) * np.log(alpha + T)
     repeat = x > 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        log_a4 = np.where(repeat, np.log(a) - np.log(np.where(repeat, b + x - 1, 1.0)) - (r + x) * np.log(alpha + t_x),
-                          -np.inf)
+        log_a4 = np.where(
+            repeat, np.log(a) - np.log(np.where(repeat, b + x - 1, 1.0)) - (r + x) * np.log(alpha + t_x), -np.inf
+        )
     return log_a1 + log_a2 + np.logaddexp(log_a3, log_a4)
 
 
@@ -199,7 +205,7 @@ def fit(x, t_x, T, unit_days: float = 7.0) -> Fit:
     T = np.asarray(T, dtype=float)
     if len(x) == 0:
         raise ValueError("no customers with purchases to fit the model to")
-    if np.any(x < 0) or np.any(t_x < 0) or np.any(T < t_x) or np.any((x == 0) & (t_x != 0)):
+    if np.any(x < 0) or np.any(t_x < 0) or np.any(t_x > T) or np.any((x == 0) & (t_x != 0)):
         raise ValueError("need x >= 0, 0 <= t_x <= T, and t_x = 0 when x = 0")
 
     def negative(log_params):
@@ -209,14 +215,18 @@ def fit(x, t_x, T, unit_days: float = 7.0) -> Fit:
     start = np.zeros(4)
     best = None
     for _ in range(5):
-        result = minimize(negative, start, method="Nelder-Mead",
-                          options={"xatol": 1e-10, "fatol": 1e-10, "maxiter": 20_000, "maxfev": 40_000})
+        result = minimize(
+            negative,
+            start,
+            method="Nelder-Mead",
+            options={"xatol": 1e-10, "fatol": 1e-10, "maxiter": 20_000, "maxfev": 40_000},
+        )
         if best is not None and best.fun - result.fun < 1e-9:
             best = result if result.fun < best.fun else best
             break
         best, start = result, result.x
     r, alpha, a, b = (float(v) for v in np.exp(best.x))
-    return Fit(BgNbd(r, alpha, a, b, unit_days), -float(best.fun), int(len(x)))
+    return Fit(BgNbd(r, alpha, a, b, unit_days), -float(best.fun), len(x))
 
 
 # --- from profiles ----------------------------------------------------------------------------
@@ -281,4 +291,4 @@ def fit_profiles(profiles: Iterable[dict], as_of: int | None = None, unit_days: 
     return fit(data.x, data.t_x, data.T, unit_days), data
 
 
-__all__ = ["BgNbd", "Calibration", "Fit", "PAPER_CDNOW", "calibration", "fit", "fit_profiles", "log_likelihood"]
+__all__ = ["PAPER_CDNOW", "BgNbd", "Calibration", "Fit", "calibration", "fit", "fit_profiles", "log_likelihood"]

@@ -98,6 +98,5 @@ class Cart:
 
     def snapshot(self) -> list[dict]:
         return [
-            {"product_id": p, "quantity": line.quantity, "price": line.price}
-            for p, line in sorted(self.lines.items())
+            {"product_id": p, "quantity": line.quantity, "price": line.price} for p, line in sorted(self.lines.items())
         ]

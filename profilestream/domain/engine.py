@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from dataclasses import dataclass, field
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import outputs, triggers
@@ -35,7 +35,7 @@ from .identity import Change, Identity, IdentityGraph, Merged, Moved, OrderBook,
 from .outputs import Output
 from .profile import Profile, crm_feed_of
 from .rules import Rules
-from .scores import DEFAULT_SCORER, ScoreSettings, Scorer
+from .scores import DEFAULT_SCORER, Scorer, ScoreSettings
 from .timeline import END_OF_TIME, Timeline
 from .visits import DeviceVisit
 
@@ -134,8 +134,12 @@ class Engine:
         population is kept when the mode and sketch size stay the same."""
         old = self.scorer
         scorer = Scorer(settings)
-        if (old is not None and old.population is not None and scorer.population is not None
-                and old.settings.sketch_k == settings.sketch_k):
+        if (
+            old is not None
+            and old.population is not None
+            and scorer.population is not None
+            and old.settings.sketch_k == settings.sketch_k
+        ):
             scorer.population = old.population
         self.scorer = scorer
 
@@ -269,12 +273,18 @@ class Engine:
                     self.stats["clamped." + name] += 1
                 self._dirty.discard(source_id)
                 self._out.append(Output(outputs.PROFILES, source_id, None))
-                self._out.append(Output(outputs.MERGES, into.profile_id, {
-                    "from_profile_id": source_id,
-                    "into_profile_id": into.profile_id,
-                    "reason": change.reason,
-                    "ts": ts,
-                }))
+                self._out.append(
+                    Output(
+                        outputs.MERGES,
+                        into.profile_id,
+                        {
+                            "from_profile_id": source_id,
+                            "into_profile_id": into.profile_id,
+                            "reason": change.reason,
+                            "ts": ts,
+                        },
+                    )
+                )
                 # `into` now holds the source's devices; one that moved from the source to `into`
                 # during its current visit had that visit counted in both, and summed twice
                 for device_id in into.device_ids:
@@ -335,8 +345,9 @@ class Engine:
     def _flush(self, emit_all: bool = False) -> list[Output]:
         out, self._out = self._out, []
         now = self._now
-        due = self._dirty and (emit_all or not self.emit_every or self._emitted_at is None
-                               or now - self._emitted_at >= self.emit_every)
+        due = self._dirty and (
+            emit_all or not self.emit_every or self._emitted_at is None or now - self._emitted_at >= self.emit_every
+        )
         profiles = self.graph.profiles
         dirty = [profiles[pid] for pid in sorted(self._dirty) if pid in profiles] if due else []
         scorer = self.scorer
@@ -355,4 +366,4 @@ class Engine:
         return out
 
 
-__all__ = ["Engine", "END_OF_TIME"]
+__all__ = ["END_OF_TIME", "Engine"]

@@ -37,8 +37,8 @@ devices ... start new anonymous profiles"), a late one included.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from .events import Click, Event, order_key
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from dataclasses import dataclass, field
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from .erasure import Erased
 from .events import Click, CrmChange, Event, order_key
@@ -381,4 +381,3 @@ __all__ = [
     "hash_email",
     "profile_id",
 ]
-

@@ -174,7 +174,9 @@ class Profile:
         self.revenue, revenue_clamped = add_double(self.revenue, other.revenue)
         if other.last_order_ts is not None and (self.last_order_ts is None or other.last_order_ts > self.last_order_ts):
             self.last_order_ts = other.last_order_ts
-        if other.first_order_ts is not None and (self.first_order_ts is None or other.first_order_ts < self.first_order_ts):
+        if other.first_order_ts is not None and (
+            self.first_order_ts is None or other.first_order_ts < self.first_order_ts
+        ):
             self.first_order_ts = other.first_order_ts
         for product_id, ts in other.viewed.items():
             self.view(product_id, ts)
@@ -214,8 +216,10 @@ class Profile:
         touches = self.campaigns.items()
         if len(touches) > 1:
             touches = sorted(touches, key=_first_touch)
-        return [{"source": k[0], "medium": k[1], "name": k[2], "first_ts": t.first_ts, "last_ts": t.last_ts}
-                for k, t in touches]
+        return [
+            {"source": k[0], "medium": k[1], "name": k[2], "first_ts": t.first_ts, "last_ts": t.last_ts}
+            for k, t in touches
+        ]
 
     def record(self, scores: dict[str, Any] | None = None) -> dict[str, Any]:
         """The `profiles` topic value (CONTRACT.md "Outputs"), with the score fields of
@@ -251,8 +255,21 @@ class Profile:
         return crm_feed_of(self.record(scores))
 
 
-CRM_FEED_FIELDS = ("customer_id", "customer_key", "viewed_products", "campaigns", "visits", "page_views",
-                   "orders", "revenue", "updated_at", "rfm", "rfe", "p_alive", "expected_purchases_30d")
+CRM_FEED_FIELDS = (
+    "customer_id",
+    "customer_key",
+    "viewed_products",
+    "campaigns",
+    "visits",
+    "page_views",
+    "orders",
+    "revenue",
+    "updated_at",
+    "rfm",
+    "rfe",
+    "p_alive",
+    "expected_purchases_30d",
+)
 
 
 def crm_feed_of(record: dict[str, Any]) -> dict[str, Any]:

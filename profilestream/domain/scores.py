@@ -42,8 +42,8 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field, fields
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from .units import DAY as DAY_MS
@@ -248,7 +248,6 @@ class Distribution:
             out.append(values[at])
         return out
 
-
     def _search(self, target: float) -> float:
         """`quantiles` with the sketch's own rank and quantile functions (no pass over its items):
         a bisection over the rank in the inserted values, down to less than one value's weight.
@@ -352,8 +351,9 @@ class Scorer:
     """Scores profiles at emission. In auto mode `observe` must see every emitted profile (and
     `forget` every removed one) before `score` is asked about them."""
 
-    def __init__(self, settings: ScoreSettings | None = None,
-                 sketch_factory: Callable[[], QuantileSketch] | None = None):
+    def __init__(
+        self, settings: ScoreSettings | None = None, sketch_factory: Callable[[], QuantileSketch] | None = None
+    ):
         self.settings = settings or ScoreSettings()
         self.population: Population | None = None
         if self.settings.mode == "auto":
@@ -393,19 +393,34 @@ class Scorer:
         rfe = rfe_values(profile)
         out: dict[str, Any] = {"rfm": None, "rfe": None, "p_alive": None, "expected_purchases_30d": None}
         if rfm is not None:
-            r, f, m = (bands[name].score(v, up) for (name, up), v in zip(RFM_DIMENSIONS, rfm))
-            out["rfm"] = {"days_since_last_order": rfm[0], "orders": profile.orders, "revenue": profile.revenue,
-                          "recency": r, "frequency": f, "monetary": m, "code": f"{r}{f}{m}"}
+            r, f, m = (bands[name].score(v, up) for (name, up), v in zip(RFM_DIMENSIONS, rfm, strict=False))
+            out["rfm"] = {
+                "days_since_last_order": rfm[0],
+                "orders": profile.orders,
+                "revenue": profile.revenue,
+                "recency": r,
+                "frequency": f,
+                "monetary": m,
+                "code": f"{r}{f}{m}",
+            }
         if rfe is not None:
-            r, f, e = (bands[name].score(v, up) for (name, up), v in zip(RFE_DIMENSIONS, rfe))
-            out["rfe"] = {"days_since_last_visit": rfe[0], "visits": profile.visits, "page_views": profile.page_views,
-                          "recency": r, "frequency": f, "engagement": e, "code": f"{r}{f}{e}"}
+            r, f, e = (bands[name].score(v, up) for (name, up), v in zip(RFE_DIMENSIONS, rfe, strict=False))
+            out["rfe"] = {
+                "days_since_last_visit": rfe[0],
+                "visits": profile.visits,
+                "page_views": profile.page_views,
+                "recency": r,
+                "frequency": f,
+                "engagement": e,
+                "code": f"{r}{f}{e}",
+            }
         model = self.settings.model
         if model is not None and rfm is not None and profile.first_order_ts is not None:
             first, last = profile.first_order_ts, profile.last_order_ts
             x = profile.orders - 1
-            p_alive, expected = model.score_days(x, (last - first) / DAY_MS if x else 0.0,
-                                                 max(0, profile.updated_at - first) / DAY_MS, HORIZON_DAYS)
+            p_alive, expected = model.score_days(
+                x, (last - first) / DAY_MS if x else 0.0, max(0, profile.updated_at - first) / DAY_MS, HORIZON_DAYS
+            )
             out["p_alive"] = p_alive
             out["expected_purchases_30d"] = expected
         return out

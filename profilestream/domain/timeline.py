@@ -68,7 +68,7 @@ class Timeline:
         self._seq += 1
         # one flat tuple: comparing entries mostly stops at the first int (`ts`); `seq` makes
         # every entry distinct, so a comparison never reaches the event itself
-        entry = order_key(event) + (self._seq, event)
+        entry = (*order_key(event), self._seq, event)
         queue = self._queues.get(source)
         if queue is None:
             queue = self._queues[source] = deque()
@@ -131,6 +131,9 @@ class Timeline:
         buffer = state.pop("_buffer", None)
         self.__dict__.update(state)
         if buffer is not None:
-            entries = sorted(key + (seq, event) for key, seq, event in buffer) if buffer and isinstance(
-                buffer[0][0], tuple) else sorted(buffer)
+            entries = (
+                sorted((*key, seq, event) for key, seq, event in buffer)
+                if buffer and isinstance(buffer[0][0], tuple)
+                else sorted(buffer)
+            )
             self._queues = {"": deque(entries)} if entries else {}

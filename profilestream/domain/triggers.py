@@ -52,8 +52,14 @@ def _record(kind: str, tid: str, profile: Profile, device_id: str | None, ts: in
 
 
 def cart_abandoned(profile: Profile, deadline: int, now: int) -> dict[str, Any]:
-    record = _record(CART_ABANDONED, trigger_id(CART_ABANDONED, profile.profile_id, deadline), profile,
-                     profile.cart.device_id, deadline, now)
+    record = _record(
+        CART_ABANDONED,
+        trigger_id(CART_ABANDONED, profile.profile_id, deadline),
+        profile,
+        profile.cart.device_id,
+        deadline,
+        now,
+    )
     record["cart"] = profile.cart.snapshot()
     return record
 

@@ -44,8 +44,9 @@ def later_traffic(days: float = 3) -> list:
     """Clicks and CRM changes on many devices and customers a few days after the erase: every
     partition of both topics moves past it, so the erase is applied and what follows is late."""
     ts = T0 + int(days * DAY)
-    return ([click(0, f"X{j}", ts=ts + j * 1000) for j in range(90)]
-            + [crm(0, f"Z{j}", lead_status="lead", ts=ts + j * 1000) for j in range(90)])
+    return [click(0, f"X{j}", ts=ts + j * 1000) for j in range(90)] + [
+        crm(0, f"Z{j}", lead_status="lead", ts=ts + j * 1000) for j in range(90)
+    ]
 
 
 def arrive_late(in_time: list, late: list) -> Result:
@@ -144,8 +145,10 @@ def test_the_latest_erase_decides_and_a_customer_recreated_after_it_keeps_its_ne
         crm(0, "C1", op="erase", ts=ERASED_AT),
         crm(0, "C1", customer_key=key(1), ts=ERASED_AT + HOUR, lead_status="third"),
     ]
-    late = [crm(0, "C1", lead_status="between", ts=T0 + DAY + 2 * HOUR),  # before the second erase
-            click(0, "N1", "login", customer_key=key(1), ts=T0 + DAY + 3 * HOUR)]
+    late = [
+        crm(0, "C1", lead_status="between", ts=T0 + DAY + 2 * HOUR),  # before the second erase
+        click(0, "N1", "login", customer_key=key(1), ts=T0 + DAY + 3 * HOUR),
+    ]
     res = arrive_late(events + later_traffic(), late)
     assert res.engine.stats["dropped_erased"] == 2
     p = res.of("C1")
@@ -157,9 +160,11 @@ def test_the_erase_itself_names_a_key_and_an_order_that_are_suppressed_too():
     """An erase of a customer the engine has not seen yet (its data is late, every bit of it):
     its id, and the key and order number the erase carries, are dropped when they come."""
     events = [crm(0, "C1", op="erase", ts=ERASED_AT, customer_key=key(1), order_id="O1")]
-    late = [crm(0, "C1", customer_key=key(1), ts=T0),
-            click(0, "N1", "login", customer_key=key(1), ts=T0 + MINUTE),
-            click(0, "N2", "purchase", order_id="O1", ts=T0 + 2 * MINUTE)]
+    late = [
+        crm(0, "C1", customer_key=key(1), ts=T0),
+        click(0, "N1", "login", customer_key=key(1), ts=T0 + MINUTE),
+        click(0, "N2", "purchase", order_id="O1", ts=T0 + 2 * MINUTE),
+    ]
     res = arrive_late(events + later_traffic(), late)
     assert res.engine.stats["dropped_erased"] == 3
     assert not res.has("C1") and not res.has(key(1)) and not res.has("N2")
@@ -169,13 +174,17 @@ def test_the_erase_itself_names_a_key_and_an_order_that_are_suppressed_too():
 def test_orders_of_the_erased_customer_older_than_the_match_window_are_theirs_too():
     rules = Rules()
     old = T0 - 2 * rules.order_match_window
-    events = [crm(0, "C1", customer_key=key(1), ts=old - HOUR),
-              click(0, "D1", "login", customer_key=key(1), ts=old),
-              click(0, "D1", "purchase", order_id="OLD-1", ts=old + MINUTE),
-              crm(0, "C1", order_id="OLD-CRM", ts=old + HOUR),
-              crm(0, "C1", op="erase", ts=ERASED_AT)]
-    late = [click(0, "N1", "purchase", order_id="OLD-1", ts=old + 2 * MINUTE),
-            crm(0, "C2", order_id="OLD-CRM", ts=old + 2 * HOUR)]
+    events = [
+        crm(0, "C1", customer_key=key(1), ts=old - HOUR),
+        click(0, "D1", "login", customer_key=key(1), ts=old),
+        click(0, "D1", "purchase", order_id="OLD-1", ts=old + MINUTE),
+        crm(0, "C1", order_id="OLD-CRM", ts=old + HOUR),
+        crm(0, "C1", op="erase", ts=ERASED_AT),
+    ]
+    late = [
+        click(0, "N1", "purchase", order_id="OLD-1", ts=old + 2 * MINUTE),
+        crm(0, "C2", order_id="OLD-CRM", ts=old + 2 * HOUR),
+    ]
     res = arrive_late(events + later_traffic(), late)
     assert res.engine.stats["dropped_erased"] == 2
     assert not res.has("N1") and not res.has("C2")
@@ -185,8 +194,11 @@ def test_orders_of_the_erased_customer_older_than_the_match_window_are_theirs_to
 def test_an_erase_forgets_the_web_orders_of_the_customers_devices():
     """Order numbers are links too: a CRM change after the erase that names an order the
     customer placed on the web does not reach back to that device."""
-    events = history(1) + [crm(0, "C9", order_id="WEB-O0", ts=ERASED_AT + HOUR),
-                           click(0, "D0", ts=ERASED_AT + 2 * HOUR)]
+    events = [
+        *history(1),
+        crm(0, "C9", order_id="WEB-O0", ts=ERASED_AT + HOUR),
+        click(0, "D0", ts=ERASED_AT + 2 * HOUR),
+    ]
     res = run(events)
     assert res.of("C9")["device_ids"] == [] and res.of("D0")["customer_id"] is None
 

@@ -33,11 +33,13 @@ BLOCKED = [v for b in DEFAULT_BLOCKED for v in _variants(b)]
 
 @pytest.mark.parametrize("value", BLOCKED)
 def test_blocked_customer_key_links_nothing(value):
-    res = run([
-        crm(-10, "C1", customer_key=value),
-        click(0, "D1", "login", customer_key=value),
-        click(1, "D2", "page_view", customer_key=value),
-    ])
+    res = run(
+        [
+            crm(-10, "C1", customer_key=value),
+            click(0, "D1", "login", customer_key=value),
+            click(1, "D2", "page_view", customer_key=value),
+        ]
+    )
     assert res.merges == []
     d1, d2 = res.of("D1"), res.of("D2")
     assert d1["profile_id"] != d2["profile_id"]
@@ -47,12 +49,14 @@ def test_blocked_customer_key_links_nothing(value):
 
 @pytest.mark.parametrize("value", BLOCKED)
 def test_blocked_order_id_links_nothing(value, scenario_level):
-    res = run([
-        crm(-10, "C1", order_id=value),
-        click(0, "D1", "purchase", order_id=value, revenue=5.0),
-        click(1, "D2", "purchase", order_id=value.upper(), revenue=5.0),
-        crm(2, "C2", order_id=value),
-    ])
+    res = run(
+        [
+            crm(-10, "C1", order_id=value),
+            click(0, "D1", "purchase", order_id=value, revenue=5.0),
+            click(1, "D2", "purchase", order_id=value.upper(), revenue=5.0),
+            crm(2, "C2", order_id=value),
+        ]
+    )
     assert res.merges == []
     if scenario_level == "dataflow" and not value.strip():
         # a blank order_id is a missing one: the codec dead-letters the purchases (required field)
@@ -64,11 +68,13 @@ def test_blocked_order_id_links_nothing(value, scenario_level):
 
 @pytest.mark.parametrize("value", BLOCKED)
 def test_blocked_device_id_links_nothing(value):
-    res = run([
-        crm(-10, "C1", customer_key="K1"),
-        click(0, value, "login", customer_key="K1"),
-        click(1, value, "page_view"),
-    ])
+    res = run(
+        [
+            crm(-10, "C1", customer_key="K1"),
+            click(0, value, "login", customer_key="K1"),
+            click(1, value, "page_view"),
+        ]
+    )
     assert res.merges == []
     assert res.of("C1")["device_ids"] == [] and res.of("C1")["page_views"] == 0
     assert len(res.profiles) == 1
@@ -78,13 +84,15 @@ def test_blocked_device_id_links_nothing(value):
 
 @pytest.mark.parametrize("value", BLOCKED)
 def test_blocked_customer_id_links_nothing(value):
-    res = run([
-        crm(-10, value, customer_key="K1", marketing_consent=False),
-        crm(-9, value.upper(), customer_key="K2", order_id="O1"),
-        click(0, "D1", "login", customer_key="K1"),
-        click(1, "D2", "login", customer_key="K2"),
-        click(2, "D2", "purchase", order_id="O1"),
-    ])
+    res = run(
+        [
+            crm(-10, value, customer_key="K1", marketing_consent=False),
+            crm(-9, value.upper(), customer_key="K2", order_id="O1"),
+            click(0, "D1", "login", customer_key="K1"),
+            click(1, "D2", "login", customer_key="K2"),
+            click(2, "D2", "purchase", order_id="O1"),
+        ]
+    )
     assert all(p["customer_id"] is None for p in res.profiles.values())
     assert res.merges == []
     assert res.of("K1")["profile_id"] != res.of("K2")["profile_id"]
@@ -101,12 +109,14 @@ def test_identifiers_are_not_trimmed_only_compared_trimmed_for_blocking():
 
 
 def test_event_links_first_then_counts_in_the_profile_it_leads_to():
-    res = run([
-        crm(-10, "C1", customer_key="K1"),
-        crm(-10, "C2", customer_key="K2"),
-        click(0, "D1", "login", customer_key="K1"),
-        click(1, "D1", "page_view", customer_key="K2"),  # shared device: counts in C2, not C1
-    ])
+    res = run(
+        [
+            crm(-10, "C1", customer_key="K1"),
+            crm(-10, "C2", customer_key="K2"),
+            click(0, "D1", "login", customer_key="K1"),
+            click(1, "D1", "page_view", customer_key="K2"),  # shared device: counts in C2, not C1
+        ]
+    )
     assert res.of("C1")["page_views"] == 0
     assert res.of("C2")["page_views"] == 1
     assert res.of("D1")["customer_id"] == "C2"
@@ -116,10 +126,12 @@ def test_event_links_first_then_counts_in_the_profile_it_leads_to():
 
 
 def test_newsletter_click_links_device_to_key():
-    res = run([
-        click(0, "D1", "page_view"),
-        click(1, "D1", "page_view", customer_key="K1", url="https://shop/?nl=1"),
-    ])
+    res = run(
+        [
+            click(0, "D1", "page_view"),
+            click(1, "D1", "page_view", customer_key="K1", url="https://shop/?nl=1"),
+        ]
+    )
     p = res.of("D1")
     assert p["customer_key"] == "K1" and p["customer_id"] is None
     assert p["page_views"] == 2
@@ -127,26 +139,30 @@ def test_newsletter_click_links_device_to_key():
 
 
 def test_newsletter_click_of_known_key_merges_with_reason_customer_key():
-    res = run([
-        crm(-10, "C1", customer_key="K1"),
-        click(0, "D1", "page_view"),
-        click(1, "D1", "page_view", customer_key="K1"),
-    ])
+    res = run(
+        [
+            crm(-10, "C1", customer_key="K1"),
+            click(0, "D1", "page_view"),
+            click(1, "D1", "page_view", customer_key="K1"),
+        ]
+    )
     assert reasons(res) == ["customer_key"]
     assert res.of("D1")["customer_id"] == "C1"
 
 
 def test_login_merges_anonymous_history_into_customer():
-    res = run([
-        crm(-100, "C1", customer_key="K1"),
-        click(-90, "D0", "login", customer_key="K1"),
-        click(-89, "D0", "page_view"),
-        click(-88, "D0", "purchase", order_id="O0", revenue=10.0),
-        click(0, "D1", "page_view"),
-        click(1, "D1", "product_view", product_id="P1"),
-        click(2, "D1", "add_to_cart", product_id="P1", price=3.0),
-        click(3, "D1", "login", customer_key="K1"),
-    ])
+    res = run(
+        [
+            crm(-100, "C1", customer_key="K1"),
+            click(-90, "D0", "login", customer_key="K1"),
+            click(-89, "D0", "page_view"),
+            click(-88, "D0", "purchase", order_id="O0", revenue=10.0),
+            click(0, "D1", "page_view"),
+            click(1, "D1", "product_view", product_id="P1"),
+            click(2, "D1", "add_to_cart", product_id="P1", price=3.0),
+            click(3, "D1", "login", customer_key="K1"),
+        ]
+    )
     anon = [m for m in res.merges if m["reason"] == "login" and m["ts"] == T0 + 3 * MINUTE]
     assert len(anon) == 1
     merge = anon[0]
@@ -167,11 +183,13 @@ def test_login_merges_anonymous_history_into_customer():
 def test_email_derived_keys_behave_as_keys():
     key_web, key_crm = sha("Ann@Example.COM"), sha("  ann@example.com ")
     assert key_web == key_crm
-    res = run([
-        crm(-10, "C1", customer_key=key_crm),
-        click(0, "D1", "page_view"),
-        click(1, "D1", "login", customer_key=key_web),
-    ])
+    res = run(
+        [
+            crm(-10, "C1", customer_key=key_crm),
+            click(0, "D1", "page_view"),
+            click(1, "D1", "login", customer_key=key_web),
+        ]
+    )
     assert reasons(res) == ["login"]
     assert res.of("D1")["customer_id"] == "C1"
     assert res.of("C1")["customer_key"] == key_web
@@ -198,11 +216,13 @@ def test_crm_upsert_creates_profile_before_web_activity():
 
 
 def test_key_only_profile_is_merged_into_customer_on_crm_link():
-    res = run([
-        click(0, "D1", "page_view", customer_key="K1"),
-        click(1, "D1", "page_view"),
-        crm(5, "C1", customer_key="K1"),
-    ])
+    res = run(
+        [
+            click(0, "D1", "page_view", customer_key="K1"),
+            click(1, "D1", "page_view"),
+            crm(5, "C1", customer_key="K1"),
+        ]
+    )
     assert reasons(res) == ["crm_link"]
     p = res.of("C1")
     assert p["customer_key"] == "K1" and p["device_ids"] == ["D1"] and p["page_views"] == 2
@@ -218,11 +238,13 @@ def test_crm_upsert_with_key_links_key_to_customer():
 
 
 def test_new_key_for_same_customer_replaces_the_old():
-    res = run([
-        crm(0, "C1", customer_key="K1"),
-        crm(1, "C1", customer_key="K2"),
-        click(2, "D1", "login", customer_key="K1"),
-    ])
+    res = run(
+        [
+            crm(0, "C1", customer_key="K1"),
+            crm(1, "C1", customer_key="K2"),
+            click(2, "D1", "login", customer_key="K1"),
+        ]
+    )
     assert res.of("C1")["customer_key"] == "K2"
     assert res.of("D1")["customer_id"] is None  # the old key no longer leads to the customer
     assert res.of("K1")["customer_id"] is None
@@ -230,13 +252,15 @@ def test_new_key_for_same_customer_replaces_the_old():
 
 
 def test_key_held_by_another_crm_customer_moves_without_merge():
-    res = run([
-        crm(0, "C1", customer_key="K1"),
-        click(1, "D1", "login", customer_key="K1"),
-        click(2, "D1", "page_view"),
-        crm(5, "C2", customer_key="K1"),
-        click(6, "D2", "login", customer_key="K1"),
-    ])
+    res = run(
+        [
+            crm(0, "C1", customer_key="K1"),
+            click(1, "D1", "login", customer_key="K1"),
+            click(2, "D1", "page_view"),
+            crm(5, "C2", customer_key="K1"),
+            click(6, "D2", "login", customer_key="K1"),
+        ]
+    )
     assert res.merges == []
     c1, c2 = res.of("C1"), res.of("C2")
     assert c1["profile_id"] != c2["profile_id"]
@@ -253,7 +277,7 @@ def test_key_held_by_another_crm_customer_moves_without_merge():
 def test_order_match_links_device_to_customer_in_either_arrival_order(web_first):
     web = [click(0, "D1", "page_view"), click(1, "D1", "purchase", order_id="O1", revenue=20.0)]
     change = crm(10 if web_first else -10, "C1", order_id="O1")
-    res = run(web + [change] if web_first else [change] + web)
+    res = run([*web, change] if web_first else [change, *web])
     assert reasons(res) == ["order_match"]
     p = res.of("C1")
     assert p["device_ids"] == ["D1"] and p["orders"] == 1 and p["revenue"] == 20.0 and p["page_views"] == 1
@@ -266,10 +290,12 @@ def test_order_match_window_is_inclusive(web_first, extra, links):
     window = Rules().order_match_window
     w = T0 if web_first else T0 + window + extra
     c = T0 + window + extra if web_first else T0
-    res = run([
-        click(0, "D1", "purchase", order_id="O1", ts=w),
-        crm(0, "C1", order_id="O1", ts=c),
-    ])
+    res = run(
+        [
+            click(0, "D1", "purchase", order_id="O1", ts=w),
+            crm(0, "C1", order_id="O1", ts=c),
+        ]
+    )
     assert (res.of("D1")["customer_id"] == "C1") is links
     assert (reasons(res) == ["order_match"]) is links
 
@@ -280,12 +306,14 @@ def test_crm_order_ids_only_link_and_do_not_count():
 
 
 def test_order_match_moves_a_device_of_another_customer_without_merging():
-    res = run([
-        crm(-10, "C1", customer_key="K1"),
-        crm(-10, "C2", order_id="O9"),
-        click(0, "D1", "login", customer_key="K1"),
-        click(1, "D1", "purchase", order_id="O9", revenue=1.0),
-    ])
+    res = run(
+        [
+            crm(-10, "C1", customer_key="K1"),
+            crm(-10, "C2", order_id="O9"),
+            click(0, "D1", "login", customer_key="K1"),
+            click(1, "D1", "purchase", order_id="O9", revenue=1.0),
+        ]
+    )
     assert "order_match" not in reasons(res)
     assert res.of("D1")["customer_id"] == "C2"
     assert res.of("C1")["profile_id"] != res.of("C2")["profile_id"]
@@ -295,15 +323,17 @@ def test_order_match_moves_a_device_of_another_customer_without_merging():
 
 
 def test_shared_device_moves_to_newer_customer_history_stays_no_customer_merge():
-    res = run([
-        crm(-10, "C1", customer_key="K1"),
-        crm(-10, "C2", customer_key="K2"),
-        click(0, "D1", "login", customer_key="K1"),
-        click(1, "D1", "product_view", product_id="P1"),
-        click(2, "D1", "add_to_cart", product_id="P1"),
-        click(3, "D1", "login", customer_key="K2"),
-        click(4, "D1", "page_view"),
-    ])
+    res = run(
+        [
+            crm(-10, "C1", customer_key="K1"),
+            crm(-10, "C2", customer_key="K2"),
+            click(0, "D1", "login", customer_key="K1"),
+            click(1, "D1", "product_view", product_id="P1"),
+            click(2, "D1", "add_to_cart", product_id="P1"),
+            click(3, "D1", "login", customer_key="K2"),
+            click(4, "D1", "page_view"),
+        ]
+    )
     c1, c2 = res.of("C1"), res.of("C2")
     assert c1["profile_id"] != c2["profile_id"]
     assert c1["device_ids"] == [] and c2["device_ids"] == ["D1"]
@@ -320,11 +350,13 @@ def test_shared_device_moves_to_newer_customer_history_stays_no_customer_merge()
 
 
 def test_linking_merges_only_anonymous_profiles_key_only_profile_keeps_its_history():
-    res = run([
-        crm(-10, "C1", customer_key="K1"),
-        click(0, "D1", "page_view", customer_key="K9"),  # key-only profile K9
-        click(1, "D1", "login", customer_key="K1"),
-    ])
+    res = run(
+        [
+            crm(-10, "C1", customer_key="K1"),
+            click(0, "D1", "page_view", customer_key="K9"),  # key-only profile K9
+            click(1, "D1", "login", customer_key="K1"),
+        ]
+    )
     assert res.merges == []
     assert res.of("K9")["profile_id"] != res.of("C1")["profile_id"]
     assert res.of("K9")["page_views"] == 1 and res.of("K9")["device_ids"] == []
@@ -332,13 +364,15 @@ def test_linking_merges_only_anonymous_profiles_key_only_profile_keeps_its_histo
 
 
 def test_logout_unlinks_nothing():
-    res = run([
-        crm(-10, "C1", customer_key="K1"),
-        click(0, "D1", "login", customer_key="K1"),
-        click(1, "D1", "logout"),
-        click(2, "D1", "page_view"),
-        click(40, "D1", "page_view"),
-    ])
+    res = run(
+        [
+            crm(-10, "C1", customer_key="K1"),
+            click(0, "D1", "login", customer_key="K1"),
+            click(1, "D1", "logout"),
+            click(2, "D1", "page_view"),
+            click(40, "D1", "page_view"),
+        ]
+    )
     p = res.of("D1")
     assert p["customer_id"] == "C1" and p["customer_key"] == "K1" and p["page_views"] == 2
     assert len(res.profiles) == 1
@@ -359,21 +393,21 @@ def _customer_with_cart():
 def test_erase_tombstones_profile_and_crm_feed():
     events = _customer_with_cart()
     pid = run(events).of("C1")["profile_id"]
-    res = run(events + [erase(5, "C1")])
+    res = run([*events, erase(5, "C1")])
     assert pid in res.tombstones and pid not in res.profiles
     assert "C1" not in res.feed
     assert any(o.topic == "crm_feed" and o.key == "C1" and o.value is None for o in res.outputs)
 
 
 def test_erase_leaves_no_links():
-    res = run(_customer_with_cart() + [erase(5, "C1")])
+    res = run([*_customer_with_cart(), erase(5, "C1")])
     g = res.engine.graph
     assert g.profiles == {} and g.by_device == {} and g.by_key == {} and g.by_customer == {}
     assert not res.has("D1") and not res.has("K1") and not res.has("C1")
 
 
 def test_erase_removes_pending_cart_deadline_and_no_trigger_afterwards():
-    res = run(_customer_with_cart() + [erase(5, "C1"), click(30, "D1", "page_view")])
+    res = run([*_customer_with_cart(), erase(5, "C1"), click(30, "D1", "page_view")])
     assert res.triggers == []
     assert res.of("D1")["cart"] == []
 
@@ -381,11 +415,14 @@ def test_erase_removes_pending_cart_deadline_and_no_trigger_afterwards():
 def test_after_erase_devices_start_new_anonymous_profiles_visit_in_progress_included():
     events = _customer_with_cart()
     before = run(events).of("C1")["profile_id"]
-    res = run(events + [
-        erase(5, "C1"),
-        click(6, "D1", "page_view"),  # same visit as before the erase
-        click(7, "D2", "page_view"),
-    ])
+    res = run(
+        events
+        + [
+            erase(5, "C1"),
+            click(6, "D1", "page_view"),  # same visit as before the erase
+            click(7, "D2", "page_view"),
+        ]
+    )
     d1, d2 = res.of("D1"), res.of("D2")
     assert d1["profile_id"] != d2["profile_id"]
     for p in (d1, d2):
@@ -396,29 +433,33 @@ def test_after_erase_devices_start_new_anonymous_profiles_visit_in_progress_incl
 
 
 def test_erase_forgets_crm_orders_of_the_customer():
-    res = run([
-        crm(0, "C1", order_id="O1"),
-        erase(1, "C1"),
-        crm(2, "C1", lead_status="lead"),  # the CRM number comes back as a new customer
-        click(3, "D1", "purchase", order_id="O1"),
-    ])
+    res = run(
+        [
+            crm(0, "C1", order_id="O1"),
+            erase(1, "C1"),
+            crm(2, "C1", lead_status="lead"),  # the CRM number comes back as a new customer
+            click(3, "D1", "purchase", order_id="O1"),
+        ]
+    )
     assert res.of("D1")["customer_id"] is None and res.merges == []
     assert res.of("C1")["device_ids"] == []
 
 
 def test_erase_no_return_visit_afterwards():
-    res = run([
-        crm(-10, "C1", customer_key="K1"),
-        click(0, "D1", "login", customer_key="K1", ts=T0),
-        crm(0, "C1", op="erase", ts=T0 + DAY),
-        click(0, "D1", "page_view", ts=T0 + 9 * DAY),
-    ])
+    res = run(
+        [
+            crm(-10, "C1", customer_key="K1"),
+            click(0, "D1", "login", customer_key="K1", ts=T0),
+            crm(0, "C1", op="erase", ts=T0 + DAY),
+            click(0, "D1", "page_view", ts=T0 + 9 * DAY),
+        ]
+    )
     assert res.triggers == []
     assert res.of("D1")["first_seen"] == T0 + 9 * DAY
 
 
 def test_erase_then_old_key_does_not_lead_back():
-    res = run(_customer_with_cart() + [erase(5, "C1"), click(6, "D3", "login", customer_key="K1")])
+    res = run([*_customer_with_cart(), erase(5, "C1"), click(6, "D3", "login", customer_key="K1")])
     assert res.of("D3")["customer_id"] is None
     assert res.merges == [m for m in res.merges if m["ts"] < T0 + 5 * MINUTE]
 
@@ -433,20 +474,24 @@ def test_erase_of_unknown_customer_is_harmless():
 
 @pytest.mark.parametrize("offset, counted", [(0, 1), (DAY, 1), (DAY + 1, 2)])
 def test_duplicate_event_id_counts_once_within_dedup_window(offset, counted):
-    res = run([
-        click(0, "D1", "page_view", event_id="E1"),
-        click(0, "D1", "page_view", event_id="E1", ts=T0 + offset),
-    ])
+    res = run(
+        [
+            click(0, "D1", "page_view", event_id="E1"),
+            click(0, "D1", "page_view", event_id="E1", ts=T0 + offset),
+        ]
+    )
     assert res.of("D1")["page_views"] == counted
     assert res.engine.stats["duplicates"] == 2 - counted
 
 
 @pytest.mark.parametrize("offset, applied", [(0, False), (DAY, False), (DAY + 1, True)])
 def test_duplicate_change_id_counts_once_within_dedup_window(offset, applied):
-    res = run([
-        crm(0, "C1", change_id="X1", attributes={"a": "first"}),
-        crm(0, "C1", change_id="X1", attributes={"a": "second"}, ts=T0 + offset),
-    ])
+    res = run(
+        [
+            crm(0, "C1", change_id="X1", attributes={"a": "first"}),
+            crm(0, "C1", change_id="X1", attributes={"a": "second"}, ts=T0 + offset),
+        ]
+    )
     assert res.of("C1")["attributes"] == {"a": "second" if applied else "first"}
 
 

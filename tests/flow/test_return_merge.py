@@ -9,6 +9,8 @@ a property of `Profile` against a reference that keeps every click.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -38,13 +40,15 @@ def test_a_profile_with_older_activity_merged_into_the_visits_profile_fires_it()
     """Issue 11, finding 5: A logs in with K and starts a visit; B, anonymous and last active
     7.05 days before, logs in with K 28 minutes later and is merged into K's profile."""
     start = T0 + 10 * DAY
-    res = run([
-        click(0, "B", "page_view", ts=start - AWAY),
-        click(0, "A", "login", customer_key="K", ts=start),
-        click(0, "A", "page_view", ts=start + 20 * MINUTE),
-        click(0, "B", "login", customer_key="K", ts=start + 28 * MINUTE),
-        click(0, "A", "page_view", ts=start + 40 * MINUTE),
-    ])
+    res = run(
+        [
+            click(0, "B", "page_view", ts=start - AWAY),
+            click(0, "A", "login", customer_key="K", ts=start),
+            click(0, "A", "page_view", ts=start + 20 * MINUTE),
+            click(0, "B", "login", customer_key="K", ts=start + 28 * MINUTE),
+            click(0, "A", "page_view", ts=start + 40 * MINUTE),
+        ]
+    )
     assert [m["reason"] for m in res.merges] == ["login"]
     [t] = returns(res)
     assert t["device_id"] == "A" and t["ts"] == start + 28 * MINUTE
@@ -57,12 +61,14 @@ def test_a_crm_link_that_merges_a_key_profile_with_older_activity_into_the_custo
     """C1's only activity is the open visit of D1; the CRM then links K9, whose profile was last
     active 9 days before that visit: C1 now was away 9 days when the visit began."""
     start = T0 + 10 * DAY
-    res = run([
-        click(0, "D9", "login", customer_key="K9", ts=start - 9 * DAY),
-        crm(0, "C1", customer_key="K1", ts=start - HOUR),
-        click(0, "D1", "login", customer_key="K1", ts=start),
-        crm(0, "C1", customer_key="K9", ts=start + 10 * MINUTE),
-    ])
+    res = run(
+        [
+            click(0, "D9", "login", customer_key="K9", ts=start - 9 * DAY),
+            crm(0, "C1", customer_key="K1", ts=start - HOUR),
+            click(0, "D1", "login", customer_key="K1", ts=start),
+            crm(0, "C1", customer_key="K9", ts=start + 10 * MINUTE),
+        ]
+    )
     assert [m["reason"] for m in res.merges] == ["crm_link"]
     [t] = returns(res)
     assert t["device_id"] == "D1" and t["ts"] == start + 10 * MINUTE and t["days_away"] == 9.0
@@ -72,12 +78,14 @@ def test_a_crm_link_that_merges_a_key_profile_with_older_activity_into_the_custo
 @both
 def test_an_order_match_that_merges_an_anonymous_profile_with_older_activity_fires():
     start = T0 + 10 * DAY
-    res = run([
-        click(0, "D9", "purchase", order_id="O9", ts=start - 8 * DAY),
-        crm(0, "C1", customer_key="K1", ts=start - HOUR),
-        click(0, "D1", "login", customer_key="K1", ts=start),
-        crm(0, "C1", order_id="O9", ts=start + 5 * MINUTE),  # within the match window of the order
-    ])
+    res = run(
+        [
+            click(0, "D9", "purchase", order_id="O9", ts=start - 8 * DAY),
+            crm(0, "C1", customer_key="K1", ts=start - HOUR),
+            click(0, "D1", "login", customer_key="K1", ts=start),
+            crm(0, "C1", order_id="O9", ts=start + 5 * MINUTE),  # within the match window of the order
+        ]
+    )
     assert "order_match" in [m["reason"] for m in res.merges]
     [t] = returns(res)
     assert t["device_id"] == "D1" and t["ts"] == start + 5 * MINUTE and t["days_away"] == 8.0
@@ -86,30 +94,36 @@ def test_an_order_match_that_merges_an_anonymous_profile_with_older_activity_fir
 @both
 def test_recent_activity_merged_in_or_a_closed_visit_fires_nothing():
     start = T0 + 10 * DAY
-    recent = run([
-        click(0, "B", "page_view", ts=start - 6 * DAY),
-        click(0, "A", "login", customer_key="K", ts=start),
-        click(0, "B", "login", customer_key="K", ts=start + 28 * MINUTE),
-    ])
+    recent = run(
+        [
+            click(0, "B", "page_view", ts=start - 6 * DAY),
+            click(0, "A", "login", customer_key="K", ts=start),
+            click(0, "B", "login", customer_key="K", ts=start + 28 * MINUTE),
+        ]
+    )
     assert returns(recent) == []
-    closed = run([
-        click(0, "B", "page_view", ts=start - 8 * DAY),
-        click(0, "A", "login", customer_key="K", ts=start),
-        click(0, "B", "login", customer_key="K", ts=start + GAP + MINUTE),  # A's visit is over by then
-    ])
+    closed = run(
+        [
+            click(0, "B", "page_view", ts=start - 8 * DAY),
+            click(0, "A", "login", customer_key="K", ts=start),
+            click(0, "B", "login", customer_key="K", ts=start + GAP + MINUTE),  # A's visit is over by then
+        ]
+    )
     assert returns(closed) == []
 
 
 @both
 def test_each_visit_fires_at_most_once_over_several_merges():
     start = T0 + 10 * DAY
-    res = run([
-        click(0, "B", "page_view", ts=start - 8 * DAY),
-        click(0, "E", "page_view", ts=start - 20 * DAY),
-        click(0, "A", "login", customer_key="K", ts=start),
-        click(0, "B", "login", customer_key="K", ts=start + 5 * MINUTE),
-        click(0, "E", "login", customer_key="K", ts=start + 10 * MINUTE),
-    ])
+    res = run(
+        [
+            click(0, "B", "page_view", ts=start - 8 * DAY),
+            click(0, "E", "page_view", ts=start - 20 * DAY),
+            click(0, "A", "login", customer_key="K", ts=start),
+            click(0, "B", "login", customer_key="K", ts=start + 5 * MINUTE),
+            click(0, "E", "login", customer_key="K", ts=start + 10 * MINUTE),
+        ]
+    )
     [t] = returns(res)
     assert t["device_id"] == "A" and t["days_away"] == 8.0 and t["ts"] == start + 5 * MINUTE
 
@@ -190,8 +204,9 @@ def test_return_gap_equals_the_rule_over_every_click(history, after, offsets):
         every[into] += every[source]
         live.remove(source)
     for i in live:
-        queries = sorted({T0 + o for o in offsets} | set(every[i]) | {c + 1 for c in every[i]}
-                         | {c + after for c in every[i]})
+        queries = sorted(
+            {T0 + o for o in offsets} | set(every[i]) | {c + 1 for c in every[i]} | {c + after for c in every[i]}
+        )
         for start in queries:
             assert triggers.return_gap(profiles[i], start, after) == reference_gap(every[i], start, after)
         # memory: runs closer than `after` are one, so a profile holds at most one run per `after`
@@ -199,4 +214,4 @@ def test_return_gap_equals_the_rule_over_every_click(history, after, offsets):
         spans = profiles[i].spans
         if every[i]:
             assert len(spans) <= 1 + (max(every[i]) - min(every[i])) // after
-        assert all(b[0] - a[1] >= after for a, b in zip(spans, spans[1:]))
+        assert all(b[0] - a[1] >= after for a, b in itertools.pairwise(spans))

@@ -49,18 +49,34 @@ def test_band_needs_ordered_non_negative_ends():
 
 
 def test_rfm_and_rfe_on_the_profile_as_of_its_last_update():
-    res = run_engine([
-        click(0, "d1", "page_view"),
-        click(1, "d1", "purchase", order_id="o1", revenue=40.0),
-        click(2 * 24 * 60, "d1", "purchase", order_id="o2", revenue=30.0),  # day 2
-        click(40 * 24 * 60, "d1", "page_view"),  # day 40: a third visit, no order for 38 days
-        click(40 * 24 * 60, "d1", "page_view"),
-    ])
+    res = run_engine(
+        [
+            click(0, "d1", "page_view"),
+            click(1, "d1", "purchase", order_id="o1", revenue=40.0),
+            click(2 * 24 * 60, "d1", "purchase", order_id="o2", revenue=30.0),  # day 2
+            click(40 * 24 * 60, "d1", "page_view"),  # day 40: a third visit, no order for 38 days
+            click(40 * 24 * 60, "d1", "page_view"),
+        ]
+    )
     p = res.of("d1")
-    assert p["rfm"] == {"days_since_last_order": 38.0, "orders": 2, "revenue": 70.0,
-                        "recency": 2, "frequency": 2, "monetary": 2, "code": "222"}
-    assert p["rfe"] == {"days_since_last_visit": 0.0, "visits": 3, "page_views": 3,
-                        "recency": 3, "frequency": 2, "engagement": 1, "code": "321"}
+    assert p["rfm"] == {
+        "days_since_last_order": 38.0,
+        "orders": 2,
+        "revenue": 70.0,
+        "recency": 2,
+        "frequency": 2,
+        "monetary": 2,
+        "code": "222",
+    }
+    assert p["rfe"] == {
+        "days_since_last_visit": 0.0,
+        "visits": 3,
+        "page_views": 3,
+        "recency": 3,
+        "frequency": 2,
+        "engagement": 1,
+        "code": "321",
+    }
     assert p["first_order_ts"] == T0 + 60_000 and p["last_order_ts"] == T0 + 2 * DAY
 
 
@@ -73,46 +89,67 @@ def test_no_orders_no_rfm_and_no_clicks_no_rfe():
 
 def test_crm_change_after_the_last_click_moves_the_reference_time():
     """A CRM update is not activity, but it is an update: days since the last visit grow."""
-    res = run_engine([click(0, "d1", customer_key="k1"), crm(10 * 24 * 60, "C1", customer_key="k1", lead_status="sale")])
+    res = run_engine(
+        [click(0, "d1", customer_key="k1"), crm(10 * 24 * 60, "C1", customer_key="k1", lead_status="sale")]
+    )
     p = res.of("C1")
     assert p["rfe"]["days_since_last_visit"] == 10.0 and p["rfe"]["recency"] == 2
     assert res.feed["C1"]["rfe"] == p["rfe"] and res.feed["C1"]["rfm"] is None
 
 
 def test_configured_bands_change_the_scores():
-    rules = load_config(env={"PROFILESTREAM_SCORES_RFM_FREQUENCY": "1,1", "PROFILESTREAM_SCORES_RFE_ENGAGEMENT": "[0, 0]",
-                             "PROFILESTREAM_SCORES_RFM_MONETARY": "0,5"}).rules()
+    rules = load_config(
+        env={
+            "PROFILESTREAM_SCORES_RFM_FREQUENCY": "1,1",
+            "PROFILESTREAM_SCORES_RFE_ENGAGEMENT": "[0, 0]",
+            "PROFILESTREAM_SCORES_RFM_MONETARY": "0,5",
+        }
+    ).rules()
     p = run_engine([click(0, "d1"), click(1, "d1", "purchase", order_id="o1", revenue=9.5)], rules).of("d1")
     assert (p["rfm"]["frequency"], p["rfm"]["monetary"], p["rfe"]["engagement"]) == (2, 3, 3)
 
 
 def test_merge_adds_up_the_values_and_keeps_the_first_order():
-    res = run_engine([
-        click(0, "phone", "purchase", order_id="o1", revenue=100.0),
-        click(60, "laptop", "purchase", order_id="o2", revenue=200.0),
-        click(120, "laptop", "login", customer_key="k1"),
-        click(121, "phone", "login", customer_key="k1"),
-    ])
+    res = run_engine(
+        [
+            click(0, "phone", "purchase", order_id="o1", revenue=100.0),
+            click(60, "laptop", "purchase", order_id="o2", revenue=200.0),
+            click(120, "laptop", "login", customer_key="k1"),
+            click(121, "phone", "login", customer_key="k1"),
+        ]
+    )
     p = res.of("k1")
     assert p["first_order_ts"] == T0 and p["rfm"]["orders"] == 2 and p["rfm"]["revenue"] == 300.0
     assert p["rfm"]["monetary"] == 3
 
 
 def test_profile_record_scores_with_the_defaults_when_not_given():
-    profile = Profile("p1", orders=1, revenue=10.0, last_order_ts=T0, first_order_ts=T0, last_seen=T0,
-                      first_seen=T0, visits=1, updated_at=T0 + DAY)
+    profile = Profile(
+        "p1",
+        orders=1,
+        revenue=10.0,
+        last_order_ts=T0,
+        first_order_ts=T0,
+        last_seen=T0,
+        first_seen=T0,
+        visits=1,
+        updated_at=T0 + DAY,
+    )
     record = profile.record()
     assert record["rfm"] == DEFAULT_SCORER.score(profile)["rfm"] and record["rfm"]["days_since_last_order"] == 1.0
     assert profile.crm_feed_record()["rfe"] == record["rfe"]
 
 
-@pytest.mark.parametrize("env, key", [
-    ({"PROFILESTREAM_SCORES_MODE": "fancy"}, "scores.mode"),
-    ({"PROFILESTREAM_SCORES_RFM_MONETARY": "100,50"}, "scores.rfm_monetary"),
-    ({"PROFILESTREAM_SCORES_RFE_FREQUENCY": "a,b"}, "scores.rfe_frequency"),
-    ({"PROFILESTREAM_SCORES_SKETCH_K": "4"}, "scores.sketch_k"),
-    ({"PROFILESTREAM_SCORES_MODEL": "/nonexistent/model.json"}, "scores.model"),
-])
+@pytest.mark.parametrize(
+    "env, key",
+    [
+        ({"PROFILESTREAM_SCORES_MODE": "fancy"}, "scores.mode"),
+        ({"PROFILESTREAM_SCORES_RFM_MONETARY": "100,50"}, "scores.rfm_monetary"),
+        ({"PROFILESTREAM_SCORES_RFE_FREQUENCY": "a,b"}, "scores.rfe_frequency"),
+        ({"PROFILESTREAM_SCORES_SKETCH_K": "4"}, "scores.sketch_k"),
+        ({"PROFILESTREAM_SCORES_MODEL": "/nonexistent/model.json"}, "scores.model"),
+    ],
+)
 def test_bad_scores_configuration_names_the_key(env, key):
     with pytest.raises(ConfigError) as err:
         load_config(env=env).rules()
@@ -137,7 +174,7 @@ def _exact_rank(sorted_values: list[float], v: float) -> tuple[float, float]:
 
 def _within(dist: Distribution, live: list[float], error: float) -> None:
     exact = sorted(live)
-    for p, q in zip((1 / 3, 2 / 3), dist.quantiles((1 / 3, 2 / 3))):
+    for p, q in zip((1 / 3, 2 / 3), dist.quantiles((1 / 3, 2 / 3)), strict=False):
         below, upto = _exact_rank(exact, q)
         assert below <= p + error and upto >= p - error, (p, q, below, upto, error)
 
@@ -249,8 +286,10 @@ def test_tertiles_are_recomputed_once_one_percent_of_the_population_moved():
 def test_auto_mode_scores_by_the_tertiles_of_the_live_profiles():
     """Nine shoppers with 1..9 orders, flushed together: tertiles 3 and 6."""
     scorer = Scorer(ScoreSettings(mode="auto"))
-    shoppers = [Profile(f"p{n}", orders=n, revenue=10.0 * n, last_order_ts=T0, first_order_ts=T0, updated_at=T0)
-                for n in range(1, 10)]
+    shoppers = [
+        Profile(f"p{n}", orders=n, revenue=10.0 * n, last_order_ts=T0, first_order_ts=T0, updated_at=T0)
+        for n in range(1, 10)
+    ]
     scorer.observe(shoppers)
     assert scorer.bands()["rfm_frequency"] == Band(3, 6) and scorer.bands()["rfm_monetary"] == Band(30, 60)
     assert [scorer.score(p)["rfm"]["frequency"] for p in shoppers] == [1, 1, 2, 2, 2, 2, 3, 3, 3]
@@ -260,16 +299,19 @@ def test_auto_mode_scores_by_the_tertiles_of_the_live_profiles():
 
 
 def test_engine_population_follows_merges_and_erasures():
-    res = run_engine([
-        click(0, "d1", "purchase", order_id="o1", revenue=10.0),
-        click(1, "d2", "purchase", order_id="o2", revenue=20.0),
-        click(2, "d3", "purchase", order_id="o3", revenue=30.0),
-        crm(3, "C1", customer_key="k1"),
-        click(4, "d1", "login", customer_key="k1"),  # d1's profile merges into C1's
-        click(5, "d2", "login", customer_key="k2"),
-        crm(6, "C2", customer_key="k2"),  # k2's profile merges into C2's
-        erase(7, "C2"),
-    ], AUTO)
+    res = run_engine(
+        [
+            click(0, "d1", "purchase", order_id="o1", revenue=10.0),
+            click(1, "d2", "purchase", order_id="o2", revenue=20.0),
+            click(2, "d3", "purchase", order_id="o3", revenue=30.0),
+            crm(3, "C1", customer_key="k1"),
+            click(4, "d1", "login", customer_key="k1"),  # d1's profile merges into C1's
+            click(5, "d2", "login", customer_key="k2"),
+            crm(6, "C2", customer_key="k2"),  # k2's profile merges into C2's
+            erase(7, "C2"),
+        ],
+        AUTO,
+    )
     population = res.engine.scorer.population
     assert set(population.values) == set(res.profiles)
     live_buyers = sum(1 for p in res.profiles.values() if p["orders"])
@@ -316,8 +358,12 @@ def test_an_engine_from_a_snapshot_without_a_scorer_scores_with_the_defaults():
 
 
 def test_auto_mode_through_the_dataflow():
-    events = [click(i * 7, f"d{i % 12}", "purchase", order_id=f"o{i}", revenue=5.0 * i) if i % 3 == 0
-              else click(i * 7, f"d{i % 12}") for i in range(120)]
+    events = [
+        click(i * 7, f"d{i % 12}", "purchase", order_id=f"o{i}", revenue=5.0 * i)
+        if i % 3 == 0
+        else click(i * 7, f"d{i % 12}")
+        for i in range(120)
+    ]
     res = flowkit.run_flow(events, AUTO)
     assert len(res.profiles) == 12
     assert {p["rfm"]["frequency"] for p in res.profiles.values() if p["rfm"]} <= {1, 2, 3}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from profilestream.domain.engine import Engine
 from profilestream.domain.events import Campaign, Click, CrmChange, Event
@@ -14,10 +14,10 @@ from profilestream.domain.rules import DAY, HOUR, MINUTE, Rules
 
 # A Friday morning over a year back: scenarios reach a few weeks past it and must stay in the past,
 # since the dataflow dead-letters events more than `time.max_future` ahead of the wall clock.
-T0 = int(datetime(2025, 11, 21, 10, 0, tzinfo=timezone.utc).timestamp() * 1000)
+T0 = int(datetime(2025, 11, 21, 10, 0, tzinfo=UTC).timestamp() * 1000)
 _ids = itertools.count(1)
 
-__all__ = ["T0", "DAY", "HOUR", "MINUTE", "click", "crm", "erase", "run", "snapshot", "Result", "Campaign"]
+__all__ = ["DAY", "HOUR", "MINUTE", "T0", "Campaign", "Result", "click", "crm", "erase", "run", "snapshot"]
 
 
 def click(minute: float, device: str, type: str = "page_view", **fields) -> Click:
@@ -84,7 +84,8 @@ class Result:
     def of(self, identifier: str) -> dict:
         """The one live profile holding a device id, customer key or customer id."""
         found = [
-            p for p in self.profiles.values()
+            p
+            for p in self.profiles.values()
             if identifier in p["device_ids"] or identifier in (p["customer_key"], p["customer_id"])
         ]
         assert len(found) == 1, f"{identifier!r} is in {len(found)} profiles"
@@ -125,7 +126,7 @@ def run_engine(events: list[Event], rules: Rules | None = None, sources: int = 1
     out: list[Output] = []
     size = batch or max(1, len(items))
     for start in range(0, len(items), size):
-        out += engine.feed(items[start:start + size], now=0)
+        out += engine.feed(items[start : start + size], now=0)
     out += engine.finish(now=0)
     return Result(out, engine)
 

@@ -25,8 +25,7 @@ def roundtrip(value):
 def test_records_pickle_as_equal_objects():
     campaign = Campaign("newsletter", "email", None)
     values = [
-        Click("e1", 5, "d1", "add_to_cart", customer_key="k", product_id="p", price=2.5, quantity=3,
-              campaign=campaign),
+        Click("e1", 5, "d1", "add_to_cart", customer_key="k", product_id="p", price=2.5, quantity=3, campaign=campaign),
         CrmChange("c1", 6, "C1", "upsert", attributes={"tier": "gold", "ltv": 10.0}, marketing_consent=False),
         campaign,
         Output("profiles", "p-1", {"a": [1, 2]}),
@@ -44,9 +43,15 @@ def test_records_pickle_as_equal_objects():
 
 
 def test_profile_with_shared_references_round_trips():
-    profile = Profile("p-1", customer_id="C1", device_ids={"d1", "d2"}, viewed={"x": 3},
-                      cart=Cart(lines={"x": Line(1, 2.0)}, episode_open=True, deadline=99, device_id="d1"),
-                      campaigns={("s", "m", "n"): CampaignTouch(1, 2)}, spans=[[1, 2]])
+    profile = Profile(
+        "p-1",
+        customer_id="C1",
+        device_ids={"d1", "d2"},
+        viewed={"x": 3},
+        cart=Cart(lines={"x": Line(1, 2.0)}, episode_open=True, deadline=99, device_id="d1"),
+        campaigns={("s", "m", "n"): CampaignTouch(1, 2)},
+        spans=[[1, 2]],
+    )
     graph = {"by_device": {"d1": profile, "d2": profile}}
     copy = roundtrip(graph)
     assert copy["by_device"]["d1"] == profile

@@ -162,12 +162,19 @@ def test_no_import_cycle():
 
 def test_domain_imports_only_the_standard_library_and_itself():
     internal, external = graph()
-    wrong = [e for e in external if e.source.startswith(CORE)
-             and e.target.partition(".")[0] not in sys.stdlib_module_names]
-    wrong += [e for e in internal if e.source.startswith(CORE) and e.target != PACKAGE
-              and not (e.target == CORE or e.target.startswith(CORE + "."))]
+    wrong = [
+        e for e in external if e.source.startswith(CORE) and e.target.partition(".")[0] not in sys.stdlib_module_names
+    ]
+    wrong += [
+        e
+        for e in internal
+        if e.source.startswith(CORE)
+        and e.target != PACKAGE
+        and not (e.target == CORE or e.target.startswith(CORE + "."))
+    ]
     assert not wrong, "profilestream.domain imports outside the standard library and itself:\n" + "\n".join(
-        f"  {e.source} -> {e.target}: {e.where} ({e.kind})" for e in sorted(wrong, key=lambda e: e.where))
+        f"  {e.source} -> {e.target}: {e.where} ({e.kind})" for e in sorted(wrong, key=lambda e: e.where)
+    )
 
 
 def test_every_internal_import_resolves():
@@ -189,7 +196,12 @@ def test_no_test_imports_another_test_module():
     found = []
     for path in sorted(tests.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.level == 0
+                else []
+            )
             found += [f"{path.relative_to(ROOT)}:{node.lineno}: {n}" for n in names if n in test_modules]
     assert not found, "move what they share into tests/support/:\n  " + "\n  ".join(found)

@@ -33,8 +33,22 @@ KEYS = [hashlib.sha256(f"person{i}@example.com".encode()).hexdigest() for i in r
 CUSTOMERS = ["C0", "C1", "C2"]
 ORDERS = ["O0", "O1", "O2", "O3"]
 PRODUCTS = ["P0", "P1", "P2"]
-STEPS = [0, 0, 1, 1000, LATE, LATE + 1, 5 * MINUTE, RULES.session_gap, RULES.session_gap + 1,
-         RULES.cart_abandon_after, RULES.cart_abandon_after + 1, 3 * HOUR, RULES.return_visit_after, 8 * DAY]
+STEPS = [
+    0,
+    0,
+    1,
+    1000,
+    LATE,
+    LATE + 1,
+    5 * MINUTE,
+    RULES.session_gap,
+    RULES.session_gap + 1,
+    RULES.cart_abandon_after,
+    RULES.cart_abandon_after + 1,
+    3 * HOUR,
+    RULES.return_visit_after,
+    8 * DAY,
+]
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -44,14 +58,16 @@ maybe = lambda s: st.one_of(st.none(), s)  # noqa: E731
 @st.composite
 def clicks(draw, i: int, ts: int) -> Click:
     kind = draw(st.sampled_from(CLICK_TYPES))
-    key = draw(maybe(st.sampled_from(KEYS + ["null", " Unknown "]))) if kind != "login" else draw(st.sampled_from(KEYS))
+    key = draw(maybe(st.sampled_from([*KEYS, "null", " Unknown "]))) if kind != "login" else draw(st.sampled_from(KEYS))
     return Click(
         event_id=f"e{i}",
         ts=ts,
         device_id=draw(st.sampled_from(DEVICES)),
         type=kind,
         customer_key=key,
-        product_id=draw(st.sampled_from(PRODUCTS)) if kind in ("product_view", "add_to_cart", "remove_from_cart") else None,
+        product_id=draw(st.sampled_from(PRODUCTS))
+        if kind in ("product_view", "add_to_cart", "remove_from_cart")
+        else None,
         price=draw(maybe(st.sampled_from([1.0, 2.5]))),
         quantity=draw(maybe(st.integers(-1, 3))),
         order_id=draw(st.sampled_from(ORDERS)) if kind == "purchase" else None,
@@ -68,10 +84,16 @@ def changes(draw, i: int, ts: int) -> CrmChange:
         ts=ts,
         customer_id=draw(st.sampled_from(CUSTOMERS)),
         op=op,
-        customer_key=draw(maybe(st.sampled_from(KEYS + ["NONE"]))),
-        attributes=draw(maybe(st.dictionaries(st.sampled_from(["tier", "score"]),
-                                              st.one_of(st.sampled_from(["a", "b"]), st.sampled_from([1.0, 2.0])),
-                                              max_size=2))),
+        customer_key=draw(maybe(st.sampled_from([*KEYS, "NONE"]))),
+        attributes=draw(
+            maybe(
+                st.dictionaries(
+                    st.sampled_from(["tier", "score"]),
+                    st.one_of(st.sampled_from(["a", "b"]), st.sampled_from([1.0, 2.0])),
+                    max_size=2,
+                )
+            )
+        ),
         lead_status=draw(maybe(st.sampled_from(["lead", "sale"]))),
         marketing_consent=draw(maybe(st.booleans())),
         order_id=draw(maybe(st.sampled_from(ORDERS))),
@@ -119,8 +141,11 @@ def check_graph(engine: Engine) -> None:
     assert g.by_key == {p.customer_key: pid for pid, p in g.profiles.items() if p.customer_key is not None}
     assert g.by_customer == {p.customer_id: pid for pid, p in g.profiles.items() if p.customer_id is not None}
     for identifier in [*DEVICES, *KEYS, *CUSTOMERS, "null", "NONE", " Unknown "]:
-        holders = [p for p in g.profiles.values()
-                   if identifier in p.device_ids or identifier in (p.customer_key, p.customer_id)]
+        holders = [
+            p
+            for p in g.profiles.values()
+            if identifier in p.device_ids or identifier in (p.customer_key, p.customer_id)
+        ]
         assert len(holders) <= 1
 
 
@@ -135,7 +160,7 @@ def stepwise(events, rng: random.Random) -> Result:
     i = 0
     while i < len(events):
         size = rng.randint(1, 4)
-        out += engine.feed([(rng.choice(names), e) for e in events[i:i + size]], now=0)
+        out += engine.feed([(rng.choice(names), e) for e in events[i : i + size]], now=0)
         check_graph(engine)
         i += size
     out += engine.finish(now=0)

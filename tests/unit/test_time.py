@@ -60,11 +60,23 @@ def shop(seed: int = 7, n: int = 160) -> list:
         crm(-500, "C3", order_id="O5", lead_status="lead"),
     ]
     t = 0.0
-    for i in range(n):
+    for _i in range(n):
         t += rng.choice([0, 0, 0.1, 1, 5, 20, 31, 70, 600, 3 * 24 * 60])
         d = rng.choice(devices)
-        kind = rng.choice(["page_view", "page_view", "product_view", "add_to_cart", "add_to_cart",
-                           "remove_from_cart", "checkout", "purchase", "login", "logout"])
+        kind = rng.choice(
+            [
+                "page_view",
+                "page_view",
+                "product_view",
+                "add_to_cart",
+                "add_to_cart",
+                "remove_from_cart",
+                "checkout",
+                "purchase",
+                "login",
+                "logout",
+            ]
+        )
         fields = {}
         if kind in ("product_view", "add_to_cart", "remove_from_cart"):
             fields["product_id"] = rng.choice(["P1", "P2", "P3"])
@@ -81,8 +93,14 @@ def shop(seed: int = 7, n: int = 160) -> list:
         if r < 0.05:
             events.append(crm(t, rng.choice(["C1", "C2", "C3", "C4"]), marketing_consent=rng.random() < 0.5))
         elif r < 0.08:
-            events.append(crm(t + rng.choice([0, 1, 100]), rng.choice(["C3", "C4"]),
-                              order_id=f"O{rng.randint(1, 8)}", customer_key=rng.choice(keys + [None])))
+            events.append(
+                crm(
+                    t + rng.choice([0, 1, 100]),
+                    rng.choice(["C3", "C4"]),
+                    order_id=f"O{rng.randint(1, 8)}",
+                    customer_key=rng.choice([*keys, None]),
+                )
+            )
         elif r < 0.085:
             events.append(erase(t, rng.choice(["C2", "C4"])))
     return sorted(events, key=order_key)
@@ -103,9 +121,11 @@ def test_results_follow_ts_not_arrival_order_within_lateness():
 
 def test_at_equal_ts_crm_changes_come_before_clicks():
     ts = T0 + 5 * MINUTE
-    events = [click(0, "D1", "page_view"),
-              click(0, "D1", "login", customer_key="K1", ts=ts, event_id="A"),
-              crm(0, "C1", customer_key="K1", ts=ts, change_id="Z")]
+    events = [
+        click(0, "D1", "page_view"),
+        click(0, "D1", "login", customer_key="K1", ts=ts, event_id="A"),
+        crm(0, "C1", customer_key="K1", ts=ts, change_id="Z"),
+    ]
     res = run(events)  # the click arrives first
     assert [m["reason"] for m in res.merges] == ["login"]  # not crm_link: the CRM went first
     assert res.of("D1")["customer_id"] == "C1"
@@ -127,8 +147,10 @@ def test_at_equal_ts_clicks_are_ordered_by_event_id(remove_id, add_id, in_cart):
 @pytest.mark.parametrize("first, second, value", [("a", "b", "2"), ("b", "a", "1")])
 def test_at_equal_ts_crm_changes_are_ordered_by_change_id(first, second, value):
     ts = T0
-    events = [crm(0, "C1", ts=ts, change_id=first, lead_status="1"),
-              crm(0, "C1", ts=ts, change_id=second, lead_status="2")]
+    events = [
+        crm(0, "C1", ts=ts, change_id=first, lead_status="1"),
+        crm(0, "C1", ts=ts, change_id=second, lead_status="2"),
+    ]
     for order in (events, events[::-1]):
         assert run(order).of("C1")["lead_status"] == value
 
@@ -136,14 +158,21 @@ def test_at_equal_ts_crm_changes_are_ordered_by_change_id(first, second, value):
 # --- deadlines ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind, offset, fires", [
-    ("purchase", 0, False), ("purchase", 1, True),
-    ("remove_from_cart", 0, False), ("remove_from_cart", 1, True),
-])
+@pytest.mark.parametrize(
+    "kind, offset, fires",
+    [
+        ("purchase", 0, False),
+        ("purchase", 1, True),
+        ("remove_from_cart", 0, False),
+        ("remove_from_cart", 1, True),
+    ],
+)
 def test_event_at_exactly_the_deadline_still_comes_before_it(kind, offset, fires):
     deadline = T0 + ABANDON
-    events = [click(0, "D1", "add_to_cart", product_id="P1"),
-              click(0, "D1", kind, product_id="P1", order_id="O1", ts=deadline + offset)]
+    events = [
+        click(0, "D1", "add_to_cart", product_id="P1"),
+        click(0, "D1", kind, product_id="P1", order_id="O1", ts=deadline + offset),
+    ]
     for sources, batch in ((1, 0), (2, 1)):
         assert (len(run(events, sources=sources, batch=batch).triggers) == 1) is fires
 
@@ -151,19 +180,24 @@ def test_event_at_exactly_the_deadline_still_comes_before_it(kind, offset, fires
 def test_event_at_the_watermark_waits_for_it_to_pass():
     rules = Rules(allowed_lateness=0)
     ts = T0 + 5 * MINUTE
-    res = drive([
-        [("p0", click(0, "D1"))],
-        [("p0", click(0, "D1", "login", customer_key="K1", ts=ts))],  # the watermark is now at ts
-        [("p0", crm(0, "C1", customer_key="K1", ts=ts))],  # not late, and still applied first
-    ], rules=rules)
+    res = drive(
+        [
+            [("p0", click(0, "D1"))],
+            [("p0", click(0, "D1", "login", customer_key="K1", ts=ts))],  # the watermark is now at ts
+            [("p0", crm(0, "C1", customer_key="K1", ts=ts))],  # not late, and still applied first
+        ],
+        rules=rules,
+    )
     assert res.engine.stats["late"] == 0
     assert [m["reason"] for m in res.merges] == ["login"]
 
 
 def test_add_at_exactly_the_deadline_moves_it():
     deadline = T0 + ABANDON
-    res = run([click(0, "D1", "add_to_cart", product_id="P1"),
-               click(0, "D1", "add_to_cart", product_id="P2", ts=deadline)], batch=1)
+    res = run(
+        [click(0, "D1", "add_to_cart", product_id="P1"), click(0, "D1", "add_to_cart", product_id="P2", ts=deadline)],
+        batch=1,
+    )
     assert [t["ts"] for t in res.triggers] == [deadline + ABANDON]
 
 
@@ -231,8 +265,10 @@ def _late(events_in_time, late_event):
 
 def test_late_event_counts_in_profile_and_is_counted():
     nl = Campaign("nl", "email", "x")
-    res = _late([click(0, "D1"), click(100, "D1", campaign=nl), click(200, "D2")],
-                click(50, "D1", "product_view", product_id="P7", campaign=nl))
+    res = _late(
+        [click(0, "D1"), click(100, "D1", campaign=nl), click(200, "D2")],
+        click(50, "D1", "product_view", product_id="P7", campaign=nl),
+    )
     p = res.of("D1")
     assert res.engine.stats["late"] == 1
     assert p["page_views"] == 2 and p["product_views"] == 1 and p["viewed_products"] == ["P7"]
@@ -242,8 +278,10 @@ def test_late_event_counts_in_profile_and_is_counted():
 
 
 def test_late_add_does_not_re_fire_a_fired_cart_trigger():
-    res = _late([click(0, "D1", "add_to_cart", product_id="P1"), click(200, "D2")],
-                click(30, "D1", "add_to_cart", product_id="P2"))
+    res = _late(
+        [click(0, "D1", "add_to_cart", product_id="P1"), click(200, "D2")],
+        click(30, "D1", "add_to_cart", product_id="P2"),
+    )
     assert res.engine.stats["late"] == 1
     assert [t["ts"] for t in res.triggers] == [T0 + ABANDON]  # in time order it would be at 90 min
     assert len(res.of("D1")["cart"]) == 2  # but the cart counts it
@@ -257,8 +295,10 @@ def test_late_add_opens_no_episode():
 
 
 def test_late_purchase_does_not_unfire_a_fired_cart_trigger():
-    res = _late([click(0, "D1", "add_to_cart", product_id="P1"), click(200, "D2")],
-                click(30, "D1", "purchase", order_id="O1", revenue=3.0))
+    res = _late(
+        [click(0, "D1", "add_to_cart", product_id="P1"), click(200, "D2")],
+        click(30, "D1", "purchase", order_id="O1", revenue=3.0),
+    )
     assert res.engine.stats["late"] == 1
     assert len(res.triggers) == 1
     assert res.of("D1")["orders"] == 1
@@ -266,11 +306,12 @@ def test_late_purchase_does_not_unfire_a_fired_cart_trigger():
 
 def test_late_click_does_not_fire_a_return_visit():
     # in time order the visit at day 8 would return after 8 days; the click at day 0 comes late
-    res = _late([click(0, "D1", ts=T0 + 8 * DAY), click(0, "D2", ts=T0 + 8 * DAY + MINUTE)],
-                click(0, "D1", ts=T0))
+    res = _late([click(0, "D1", ts=T0 + 8 * DAY), click(0, "D2", ts=T0 + 8 * DAY + MINUTE)], click(0, "D1", ts=T0))
     assert res.engine.stats["late"] == 1
-    res2 = drive([[("p0", e)] for e in [click(0, "D1", ts=T0 + 8 * DAY), click(0, "D2", ts=T0 + 8 * DAY + MINUTE)]]
-                 + [[("p0", click(0, "D1", ts=T0))], [("p0", click(0, "D1", ts=T0 + 8 * DAY + 2 * MINUTE))]])
+    res2 = drive(
+        [[("p0", e)] for e in [click(0, "D1", ts=T0 + 8 * DAY), click(0, "D2", ts=T0 + 8 * DAY + MINUTE)]]
+        + [[("p0", click(0, "D1", ts=T0))], [("p0", click(0, "D1", ts=T0 + 8 * DAY + 2 * MINUTE))]]
+    )
     assert res2.engine.stats["late"] == 1
     assert res.triggers == [] and res2.triggers == []  # not even at the visit's next in-time click
     assert res2.of("D1")["first_seen"] == T0
@@ -280,10 +321,15 @@ def test_late_crm_link_links_but_fires_no_return_visit():
     # C1 was active at day 0; the visit of K9's device starts at day 10. In time order the CRM
     # would link K9 to C1 before the visit (no trigger: the visit's first click would fire one).
     # Arriving late, the link is made but may not fire a return visit for a past moment.
-    res = _late([crm(-10, "C1", customer_key="K1"), click(0, "D0", "login", customer_key="K1"),
-                 click(0, "D1", "login", customer_key="K9", ts=T0 + 10 * DAY),
-                 click(0, "D2", ts=T0 + 10 * DAY + 5 * MINUTE)],
-                crm(0, "C1", customer_key="K9", ts=T0 + 10 * DAY - 60 * MINUTE))
+    res = _late(
+        [
+            crm(-10, "C1", customer_key="K1"),
+            click(0, "D0", "login", customer_key="K1"),
+            click(0, "D1", "login", customer_key="K9", ts=T0 + 10 * DAY),
+            click(0, "D2", ts=T0 + 10 * DAY + 5 * MINUTE),
+        ],
+        crm(0, "C1", customer_key="K9", ts=T0 + 10 * DAY - 60 * MINUTE),
+    )
     assert res.engine.stats["late"] == 1
     assert res.of("D1")["customer_id"] == "C1"
     assert [m["reason"] for m in res.merges] == ["crm_link"]  # K9's profile into C1's
@@ -291,8 +337,10 @@ def test_late_crm_link_links_but_fires_no_return_visit():
 
 
 def test_late_login_still_links():
-    res = _late([crm(-10, "C1", customer_key="K1"), click(0, "D1"), click(100, "D2")],
-                click(1, "D1", "login", customer_key="K1"))
+    res = _late(
+        [crm(-10, "C1", customer_key="K1"), click(0, "D1"), click(100, "D2")],
+        click(1, "D1", "login", customer_key="K1"),
+    )
     assert res.of("D1")["customer_id"] == "C1"
     assert [m["reason"] for m in res.merges] == ["login"]
 
@@ -307,7 +355,10 @@ def test_late_duplicate_counts_once():
 def test_profiles_are_emitted_at_most_every_emit_every_of_the_callers_clock():
     engine = Engine(Rules(allowed_lateness=0), emit_every=1000)
     engine.expect(["p0"], 0)
-    kinds = lambda out: [(o.topic, o.value is None) for o in out]
+
+    def kinds(out):
+        return [(o.topic, o.value is None) for o in out]
+
     assert kinds(engine.feed([("p0", click(0, "D1"))], now=0)) == []  # not yet applied (watermark)
     first = engine.feed([("p0", click(1, "D1"))], now=10)  # the first emission is at once
     assert kinds(first) == [("profiles", False)]
@@ -316,8 +367,14 @@ def test_profiles_are_emitted_at_most_every_emit_every_of_the_callers_clock():
     later = engine.feed([("p0", click(4, "D2"))], now=1010)  # D1's two clicks and D2's first: one record each
     assert sorted(o.value["page_views"] for o in later) == [1, 3]
     # merges and tombstones do not wait; the surviving profile does
-    merged = engine.feed([("p0", crm(5, "C1", customer_key="K")), ("p0", click(6, "D2", "login", customer_key="K")),
-                          ("p0", click(7, "D2"))], now=1100)
+    merged = engine.feed(
+        [
+            ("p0", crm(5, "C1", customer_key="K")),
+            ("p0", click(6, "D2", "login", customer_key="K")),
+            ("p0", click(7, "D2")),
+        ],
+        now=1100,
+    )
     assert kinds(merged) == [("profiles", True), ("merges", False)]
     assert kinds(engine.tick(1200, emit_all=True)) == [("profiles", False), ("crm_feed", False)]
     assert engine.tick(1300, emit_all=True) == []
@@ -340,9 +397,9 @@ def _one_topic_then_the_other(first, second, names, batch: int = 5, finish_only:
     engine = Engine(RULES)
     engine.expect(names, 0)
     out = []
-    for name, events in zip(names, (first, second)):
+    for name, events in zip(names, (first, second), strict=False):
         for i in range(0, len(events), batch):
-            out += engine.feed([(name, e) for e in events[i:i + batch]], now=0)
+            out += engine.feed([(name, e) for e in events[i : i + batch]], now=0)
         if not finish_only or name == names[0]:
             engine.end_source(name)
             out += engine.tick(now=0)
@@ -423,8 +480,10 @@ def test_always_on_idle_partition_stops_holding_the_watermark_back():
 def test_bounded_run_silent_partition_holds_the_watermark():
     engine = Engine(RULES)  # not always-on: idleness does not count
     engine.expect(["busy", "quiet"], 0)
-    out = engine.feed([("busy", click(0, "D1", "add_to_cart", product_id="P1")),
-                       ("busy", click(0, "D2", ts=T0 + 10 * DAY))], now=10**12)
+    out = engine.feed(
+        [("busy", click(0, "D1", "add_to_cart", product_id="P1")), ("busy", click(0, "D2", ts=T0 + 10 * DAY))],
+        now=10**12,
+    )
     assert out == [] and engine.timeline.pending == 2
     engine.end_source("quiet")
     out = engine.tick(now=10**12)
@@ -432,8 +491,10 @@ def test_bounded_run_silent_partition_holds_the_watermark():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 50), st.booleans()), max_size=60),
-       st.lists(st.integers(0, 59), max_size=8))
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 50), st.booleans()), max_size=60),
+    st.lists(st.integers(0, 59), max_size=8),
+)
 def test_timeline_gives_every_buffered_event_in_the_contract_order(arrivals, cuts):
     """Whatever the partitions and the arrival order within them, the events that were buffered
     come out of `due` in `order_key` order, each batch below the watermark of its moment."""
@@ -441,8 +502,9 @@ def test_timeline_gives_every_buffered_event_in_the_contract_order(arrivals, cut
     timeline.expect([f"p{i}" for i in range(4)], 0)
     buffered, out = [], []
     for i, (source, ts, is_crm) in enumerate(arrivals):
-        event = (CrmChange(f"c{i:03d}", T0 + ts, "C", "upsert") if is_crm
-                 else Click(f"e{i:03d}", T0 + ts, "D", "page_view"))
+        event = (
+            CrmChange(f"c{i:03d}", T0 + ts, "C", "upsert") if is_crm else Click(f"e{i:03d}", T0 + ts, "D", "page_view")
+        )
         if not timeline.arrive(f"p{source}", event, 0):
             buffered.append(event)
         if i in cuts:
