@@ -30,11 +30,14 @@ import math
 import os
 import re
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
+from profilestream.domain.roles import TOPIC_ROLES
 from profilestream.domain.rules import DEFAULT_BLOCKED, Rules
 from profilestream.domain.scores import MODES, Band, ScoreSettings
+from profilestream.domain.units import DAY, HOUR, MINUTE, SECOND
 
 ENV_PREFIX = "PROFILESTREAM_"
 
@@ -54,8 +57,8 @@ class ConfigError(ValueError):
 # --- value kinds: a TOML parser and a parser for environment text -------------------------
 
 MAX_DURATION_DAYS = 36_500  # a century: longer is a typo, and would overflow event-time arithmetic
-MAX_DURATION_MS = MAX_DURATION_DAYS * 86_400_000
-_UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+MAX_DURATION_MS = MAX_DURATION_DAYS * DAY
+_UNITS_MS = {"ms": 1, "s": SECOND, "m": MINUTE, "h": HOUR, "d": DAY}
 _DURATION = re.compile(r"(-?)([0-9]+)(ms|s|m|h|d)")
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
@@ -129,8 +132,11 @@ def _check_mode(value: Any) -> str:
 
 def _check_band(value: Any) -> tuple[float, float]:
     """`[low, high]`: two numbers, 0 <= low <= high."""
-    if not isinstance(value, (list, tuple)) or len(value) != 2 or any(
-            isinstance(v, bool) or not isinstance(v, (int, float)) for v in value):
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value)
+    ):
         raise ValueError(f"expected [low, high] (two numbers), got {value!r}")
     low, high = float(value[0]), float(value[1])
     if not (math.isfinite(low) and math.isfinite(high)) or low < 0 or low > high:
@@ -163,9 +169,10 @@ def _int_text(text: str) -> int:
 def _list_text(text: str) -> list[Any]:
     if text.strip().startswith("["):
         try:
-            return json.loads(text)
+            items: list[Any] = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"not a valid JSON array: {exc}") from None
+        return items
     return [item.strip() for item in text.split(",")] if text.strip() else []
 
 
@@ -211,9 +218,6 @@ class KafkaConfig:
         return {"bootstrap.servers": self.brokers, **self.extra}
 
 
-TOPIC_ROLES = ("clickstream", "crm_changes", "profiles", "merges", "triggers", "crm_feed", "dead_letters")
-
-
 @dataclass(frozen=True, slots=True)
 class TopicsConfig:
     """`[topics]`: the topic name of each role, and the partition count for `topics create`."""
@@ -231,7 +235,8 @@ class TopicsConfig:
         """The configured topic name of a role (`"merges"` -> `"profile-merges"` by default)."""
         if role not in TOPIC_ROLES:
             raise KeyError(f"unknown topic role {role!r} (known: {', '.join(TOPIC_ROLES)})")
-        return getattr(self, role)
+        name: str = getattr(self, role)
+        return name
 
     def names(self) -> dict[str, str]:
         """Every role with its topic name."""
@@ -273,7 +278,7 @@ class TimeConfig:
 
 @dataclass(frozen=True, slots=True)
 class RunConfig:
-    """`[run]` (not in CONTRACT.md; additions): how `run` meets the brokers and snapshots state."""
+    """`[run]` (additions to the contract): how `run` meets the brokers and snapshots state."""
 
     connect_timeout: int = _setting(DURATION, "30s")  # no broker answering by then: exit non-zero
     snapshot_interval: int = _setting(DURATION, "10s")  # Bytewax epoch / recovery snapshot interval
@@ -283,14 +288,14 @@ class RunConfig:
 
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
-    """`[store]` (not in CONTRACT.md; an addition): where `profile get` keeps its local store."""
+    """`[store]` (an addition to the contract): where `profile get` keeps its local store."""
 
     path: str = _setting(STR, ".profilestream/store")
 
 
 @dataclass(frozen=True, slots=True)
 class ScoresConfig:
-    """`[scores]` (not in CONTRACT.md; an addition): RFM/RFE bands and the BG/NBD model file.
+    """`[scores]` (an addition to the contract): RFM/RFE bands and the BG/NBD model file.
 
     Each band is `[low, high]`: a count or revenue below `low` scores 1, above `high` 3, else 2;
     days since the last order / activity the other way round. `mode = "auto"` replaces the bands
@@ -317,12 +322,22 @@ class ScoresConfig:
             try:
                 model = BgNbd.load(self.model)
             except FileNotFoundError:
-                raise ConfigError("scores.model", f"no such file: {self.model} "
-                                  "(write one with `profilestream fit-model --out FILE`)") from None
+                raise ConfigError(
+                    "scores.model", f"no such file: {self.model} (write one with `profilestream fit-model --out FILE`)"
+                ) from None
             except (OSError, ValueError) as exc:
                 raise ConfigError("scores.model", f"{self.model}: {exc}") from None
-        bands = {name: Band(*getattr(self, name)) for name in (
-            "rfm_recency_days", "rfm_frequency", "rfm_monetary", "rfe_recency_days", "rfe_frequency", "rfe_engagement")}
+        bands = {
+            name: Band(*getattr(self, name))
+            for name in (
+                "rfm_recency_days",
+                "rfm_frequency",
+                "rfm_monetary",
+                "rfe_recency_days",
+                "rfe_frequency",
+                "rfe_engagement",
+            )
+        }
         from profilestream.scoring.kll import KllSketch  # the shell injects auto mode's sketch
 
         return ScoreSettings(mode=self.mode, sketch_k=self.sketch_k, model=model, sketch=KllSketch, **bands)
@@ -407,11 +422,11 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, tuple[Any, str
     for var, text in env.items():
         if not var.startswith(ENV_PREFIX):
             continue
-        rest = var[len(ENV_PREFIX):]
+        rest = var[len(ENV_PREFIX) :]
         section = next((s for s in by_length if rest.lower().startswith(s + "_")), None)
         if section is None:
             continue
-        key = rest[len(section) + 1:].lower()
+        key = rest[len(section) + 1 :].lower()
         cls = SECTIONS[section]
         kinds = _settings(cls)
         if key in kinds:
@@ -478,7 +493,18 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
 
 
 __all__ = [
-    "Config", "ConfigError", "IdentityConfig", "KafkaConfig", "RunConfig", "ScoresConfig", "SessionsConfig",
-    "StoreConfig", "TimeConfig",
-    "TopicsConfig", "TriggersConfig", "TOPIC_ROLES", "load_config", "parse_duration",
+    "TOPIC_ROLES",
+    "Config",
+    "ConfigError",
+    "IdentityConfig",
+    "KafkaConfig",
+    "RunConfig",
+    "ScoresConfig",
+    "SessionsConfig",
+    "StoreConfig",
+    "TimeConfig",
+    "TopicsConfig",
+    "TriggersConfig",
+    "load_config",
+    "parse_duration",
 ]

@@ -1,0 +1,54 @@
+"""2. The ceiling: one plain consumer reading (and decoding) every input record once."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from profilestream.domain.roles import INPUT_ROLES
+
+
+def ceiling(config, total: int, decode: bool = True) -> dict[str, Any]:
+    """One consumer, every input partition assigned, read (and decode) every record once."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from profilestream.codec import avro
+    from profilestream.kafka.clients import end_offsets
+
+    rules = config.rules()
+    roles = {config.topics.name(role): role for role in INPUT_ROLES}
+    assignment = [
+        TopicPartition(topic, p, low) for topic in roles for p, (low, _end) in end_offsets(config, topic).items()
+    ]
+    consumer = Consumer(
+        {
+            **config.kafka.client_config(),
+            "group.id": f"bench-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        }
+    )
+    decode_input = avro.decode_input
+    try:
+        started = time.perf_counter()
+        consumer.assign(assignment)
+        n = 0
+        while n < total:
+            batch = consumer.consume(1000, 0.1)
+            now_ms = int(time.time() * 1000)  # once per batch, as the dataflow's decode step
+            for m in batch:
+                if m.error() is not None:
+                    raise RuntimeError(m.error().str())
+                if decode:
+                    decode_input(roles[m.topic()], m.value(), rules, now_ms)
+                n += 1
+            if time.perf_counter() - started > 600:
+                raise RuntimeError(f"ceiling: read only {n} of {total} records in 600 s")
+        elapsed = time.perf_counter() - started
+    finally:
+        consumer.close()
+    return {"events": n, "seconds": round(elapsed, 3), "eps": round(n / elapsed)}
+
+
+__all__ = ["ceiling"]

@@ -1,0 +1,47 @@
+"""The bench's child processes: a job pickled to a fresh Python process
+(`python -m profilestream.devtools.bench KIND JOB OUT`), its result back as JSON, its peak RSS."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def _peak_rss_kb() -> int:
+    """This process's peak RSS since it started its program. (`getrusage(RUSAGE_SELF)` would not
+    do for a child of the bench: Linux carries the maximum across exec, so it would report the
+    bench's own RSS, which holds the whole workload.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _in_child(kind: str, job: dict, timeout: float = 3600) -> dict:
+    """Run `_child_<kind>(job)` in a fresh Python process; its result comes back as JSON."""
+    with tempfile.TemporaryDirectory(prefix="profilestream-bench-") as tmp:
+        job_path, out_path = Path(tmp) / "job.pickle", Path(tmp) / "result.json"
+        job_path.write_bytes(pickle.dumps(job))
+        proc = subprocess.run(
+            [sys.executable, "-m", "profilestream.devtools.bench", kind, str(job_path), str(out_path)], timeout=timeout
+        )
+        if proc.returncode != 0 or not out_path.exists():
+            raise RuntimeError(f"bench child {kind} failed with exit code {proc.returncode}")
+        return json.loads(out_path.read_text())
+
+
+def _child(kind: str, job_path: str, out_path: str) -> None:
+    job = pickle.loads(Path(job_path).read_bytes())
+    from profilestream.devtools.bench.dataflow import _child_run
+    from profilestream.devtools.bench.state import _child_state
+
+    result = {"run": _child_run, "state": _child_state}[kind](job)
+    Path(out_path).write_text(json.dumps(result), encoding="utf-8")
+
+
+__all__ = []

@@ -1,0 +1,91 @@
+"""Small helpers of the benchmark: progress lines, the load average, what the figures were measured
+on, medians and percentiles, and the bench's configuration (broker, topic names)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import statistics
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from profilestream.domain.roles import OUTPUT_ROLES
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram_gb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "ram_gb": ram_gb,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "bytewax": version("bytewax"),
+        "confluent_kafka": version("confluent-kafka"),
+        "librdkafka": __import__("confluent_kafka").libversion()[0],
+        "fastavro": version("fastavro"),
+        "broker": "Tansu 0.6.0 (embedded, in memory)",
+    }
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def _with(config, brokers: str, names: dict[str, str], **time_settings):
+    """The configuration with the bench's broker and topic names (and `[time]` overrides)."""
+    return dataclasses.replace(
+        config,
+        kafka=dataclasses.replace(config.kafka, brokers=brokers),
+        topics=dataclasses.replace(config.topics, partitions=3, **names),
+        time=dataclasses.replace(config.time, **time_settings),
+    )
+
+
+def _names(prefix: str, roles=OUTPUT_ROLES) -> dict[str, str]:
+    return {role: f"{prefix}{role.replace('_', '-')}" for role in roles}
+
+
+__all__ = ["machine"]
