@@ -52,7 +52,8 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import IO, Any, TextIO
 
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
@@ -78,7 +79,7 @@ from profilestream.store import StoreError, check_writable, make_private, privat
 
 RECOVERY_PARTITIONS = 1
 
-__all__ = ["BrokerUnreachable", "RecoveryDirError", "RunFailed", "run", "describe"]
+__all__ = ["BrokerUnreachable", "RecoveryDirError", "RunFailed", "describe", "run"]
 
 
 class RunFailed(RuntimeError):
@@ -98,7 +99,7 @@ class RecoveryDirError(ValueError):
         self.code = code
 
 
-def input_layout(config, bounded: bool) -> tuple[dict[str, int], dict | None, dict]:
+def input_layout(config: Any, bounded: bool) -> tuple[dict[str, int], dict[str, Any] | None, dict[str, Any]]:
     """Partition counts of the input topics, for a bounded run the exact offsets each input
     partition starts and ends at, and the state (id, partition count) of every configured topic
     for the watch. Every configured topic must exist: `MissingTopics` names those that do not."""
@@ -121,8 +122,10 @@ def prepare_recovery(recovery_dir: str | None) -> Path | None:
         raise RecoveryDirError(f"--recovery-dir {recovery_dir}: exists and is not a directory")
     parts = sorted(path.glob("part-*.sqlite3")) if path.exists() else []
     if not parts and path.exists() and any(p.name != LOCK_NAME for p in path.iterdir()):
-        raise RecoveryDirError(f"--recovery-dir {recovery_dir}: the directory is not empty and holds no "
-                               "recovery partitions (part-*.sqlite3); give an empty or new directory")
+        raise RecoveryDirError(
+            f"--recovery-dir {recovery_dir}: the directory is not empty and holds no "
+            "recovery partitions (part-*.sqlite3); give an empty or new directory"
+        )
     try:  # a read-only or full disk is told now, not as a Rust panic in the middle of the run
         check_writable(path, "--recovery-dir")
     except StoreError as exc:
@@ -140,39 +143,43 @@ def _open_recovery(path: Path) -> Path:
     """Resume from the partitions there, or create them (SQLite: a full disk panics in Rust)."""
     parts = sorted(path.glob("part-*.sqlite3"))
     if parts:
-        metrics.log("recovery", dir=str(path), state="resume", partitions=len(parts),
-                    committed_epoch=_committed_epoch(parts))
+        metrics.log(
+            "recovery", dir=str(path), state="resume", partitions=len(parts), committed_epoch=_committed_epoch(parts)
+        )
         return path
     try:
         with _NativeStderr(True):  # a full disk panics in Rust: one line (below), no backtrace
-            init_db_dir(path, RECOVERY_PARTITIONS)
+            init_db_dir(path, RECOVERY_PARTITIONS)  # type: ignore[no-untyped-call]
     except BaseException as exc:  # pyo3's PanicException is a BaseException
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
-        raise RecoveryDirError(_disk_problem(str(path), exc) or f"--recovery-dir {path}: {_summary(exc)}",
-                               code=1) from None
+        raise RecoveryDirError(
+            _disk_problem(str(path), exc) or f"--recovery-dir {path}: {_summary(exc)}", code=1
+        ) from None
     make_private(path)
     metrics.log("recovery", dir=str(path), state="new", partitions=RECOVERY_PARTITIONS)
     return path
 
 
 LOCK_NAME = "profilestream.lock"
-_LOCKS: dict[Path, object] = {}
+_LOCKS: dict[Path, IO[str]] = {}
 
 
 def _lock(path: Path, given: str) -> None:
     key = path.resolve()
     if key in _LOCKS:  # this process holds it already
         return
-    fh = open(path / LOCK_NAME, "a+", encoding="utf-8")
+    fh = open(path / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115 (held past this call: the lock)
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         fh.seek(0)
         holder = fh.read().strip() or "another process"
         fh.close()
-        raise RecoveryDirError(f"--recovery-dir {given}: in use by another run ({holder}); "
-                               "two runs must not share a recovery directory", code=1) from None
+        raise RecoveryDirError(
+            f"--recovery-dir {given}: in use by another run ({holder}); two runs must not share a recovery directory",
+            code=1,
+        ) from None
     fh.seek(0)
     fh.truncate()
     fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
@@ -201,11 +208,18 @@ def _committed_epoch(parts: list[Path]) -> int | None:
 
 
 def _recovery_config(path: str | None) -> RecoveryConfig | None:
-    return None if path is None else RecoveryConfig(Path(path), backup_interval=timedelta(0))
+    return None if path is None else RecoveryConfig(Path(path), backup_interval=timedelta(0))  # type: ignore[no-untyped-call]
 
 
-def run(config, workers: int = 1, processes: int = 1, until_idle: bool = False,
-        recovery_dir: str | None = None, metrics_port: int | None = None, logs: bool = False) -> int:
+def run(
+    config: Any,
+    workers: int = 1,
+    processes: int = 1,
+    until_idle: bool = False,
+    recovery_dir: str | None = None,
+    metrics_port: int | None = None,
+    logs: bool = False,
+) -> int:
     """Run the dataflow; `until_idle` makes it bounded (end of input = end of time). `logs` turns
     on the JSON log lines on stderr (the `run` command does; in-process callers may not want
     them). Returns the exit code: 0 done, 130 stopped by SIGINT/SIGTERM, 2 bad usage (a flag, the
@@ -231,8 +245,9 @@ def run(config, workers: int = 1, processes: int = 1, until_idle: bool = False,
                     print(f"profilestream: --metrics-port {metrics_port}: {problem}", file=sys.stderr)
                     return 2
             partitions, spans, topics = input_layout(config, until_idle)
-            return _start(config, workers, processes, until_idle, recovery, metrics_port, logs,
-                          partitions, spans, topics)
+            return _start(
+                config, workers, processes, until_idle, recovery, metrics_port, logs, partitions, spans, topics
+            )
         finally:
             release_recovery(recovery)
             if recovery is not None:
@@ -249,20 +264,50 @@ def usage_problem(workers: int, processes: int, metrics_port: int | None) -> str
     return None
 
 
-def _start(config, workers, processes, until_idle, recovery, metrics_port, logs, partitions, spans, topics) -> int:
+def _start(
+    config: Any,
+    workers: int,
+    processes: int,
+    until_idle: bool,
+    recovery: Path | None,
+    metrics_port: int | None,
+    logs: bool,
+    partitions: dict[str, int],
+    spans: dict[str, Any] | None,
+    topics: dict[str, Any],
+) -> int:
     snapshot_every = timedelta(milliseconds=config.run.snapshot_interval)
-    metrics.log("start", brokers=config.kafka.brokers, mode="bounded" if until_idle else "always-on",
-                workers=workers, processes=processes,
-                recovery_dir=None if recovery is None else str(recovery),
-                snapshot_interval_s=snapshot_every.total_seconds(), metrics_port=metrics_port,
-                inputs={config.topics.name(r): partitions[r] for r in INPUT_ROLES})
+    metrics.log(
+        "start",
+        brokers=config.kafka.brokers,
+        mode="bounded" if until_idle else "always-on",
+        workers=workers,
+        processes=processes,
+        recovery_dir=None if recovery is None else str(recovery),
+        snapshot_interval_s=snapshot_every.total_seconds(),
+        metrics_port=metrics_port,
+        inputs={config.topics.name(r): partitions[r] for r in INPUT_ROLES},
+    )
     if spans is not None:
-        metrics.log("partitions", spans={
-            f"{config.topics.name(role)}/{p}": {"first": low, "end": end}
-            for role in INPUT_ROLES for p, (low, end) in sorted(spans[role].items())})
-    job = {"config": config, "workers": workers, "recovery_dir": None if recovery is None else str(recovery),
-           "partitions": partitions, "spans": spans, "snapshot_every": snapshot_every,
-           "metrics_port": metrics_port, "logs": logs, "topics": topics}
+        metrics.log(
+            "partitions",
+            spans={
+                f"{config.topics.name(role)}/{p}": {"first": low, "end": end}
+                for role in INPUT_ROLES
+                for p, (low, end) in sorted(spans[role].items())
+            },
+        )
+    job = {
+        "config": config,
+        "workers": workers,
+        "recovery_dir": None if recovery is None else str(recovery),
+        "partitions": partitions,
+        "spans": spans,
+        "snapshot_every": snapshot_every,
+        "metrics_port": metrics_port,
+        "logs": logs,
+        "topics": topics,
+    }
     if processes > 1:
         # the engine's process leaves reading and decoding to the others (`engine_worker`)
         job["engine_process"] = engine_worker(processes * workers) // workers
@@ -294,12 +339,12 @@ class _GracefulStop:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, fields: dict):
+    def __init__(self, fields: dict[str, Any]):
         self.fields = fields
         self.first: float | None = None
-        self.previous: dict = {}
+        self.previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "_GracefulStop":
+    def __enter__(self) -> _GracefulStop:
         STOP.clear()
         try:
             for sig in self.SIGNALS:
@@ -308,7 +353,7 @@ class _GracefulStop:
             pass
         return self
 
-    def _handle(self, signum, frame) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         now = time.monotonic()
         if self.first is None:
             self.first = now
@@ -317,7 +362,7 @@ class _GracefulStop:
         elif now - self.first >= 1.0:
             raise KeyboardInterrupt
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
@@ -334,7 +379,7 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 50, 1_000)
 
 
-def _execute(job: dict, process_id: int | None, addresses: list[str] | None) -> int:
+def _execute(job: dict[str, Any], process_id: int | None, addresses: list[str] | None) -> int:
     tune_gc()
     if job.get("logs"):
         metrics.setup_logging()
@@ -349,7 +394,7 @@ def _execute(job: dict, process_id: int | None, addresses: list[str] | None) -> 
     engine_process = job.get("engine_process")
     inflight = None
     if job.get("inflight") is not None:  # a cluster: readers wait for the engine (`io.inflight`)
-        inflight = InFlight(job["inflight"], len(addresses or ()), process_id or 0, engine_process)
+        inflight = InFlight(job["inflight"], len(addresses or ()), process_id or 0, engine_process or 0)
     # before the flow is built: its readers and writers take the watch when Bytewax builds them
     watch = watch_topics(job["config"].kafka.client_config(), job.get("topics"))
     sink.CLOSE_FAILURES.clear()
@@ -357,16 +402,33 @@ def _execute(job: dict, process_id: int | None, addresses: list[str] | None) -> 
     started = time.monotonic()
     native = _NativeStderr(job.get("logs", False))
     try:
-        flow = build_flow(job["config"], job["partitions"], job["spans"], recovery=job["recovery_dir"] is not None,
-                          read=process_id is None or process_id != engine_process, inflight=inflight)
+        flow = build_flow(
+            job["config"],
+            job["partitions"],
+            job["spans"],
+            recovery=job["recovery_dir"] is not None,
+            read=process_id is None or process_id != engine_process,
+            inflight=inflight,
+        )
         progress = metrics.Progress(job["config"].run.progress_interval / 1000, **fields).start()
         with _GracefulStop(fields) as stop, native:
-            cli_main(flow, workers_per_process=job["workers"], process_id=process_id, addresses=addresses,
-                     epoch_interval=job["snapshot_every"], recovery_config=_recovery_config(job["recovery_dir"]))
+            cli_main(  # type: ignore[no-untyped-call]
+                flow,
+                workers_per_process=job["workers"],
+                process_id=process_id,
+                addresses=addresses,
+                epoch_interval=job["snapshot_every"],
+                recovery_config=_recovery_config(job["recovery_dir"]),
+            )
         _raise_late(watch)  # what the sinks' close found, or the watch found last
     except KeyboardInterrupt:
-        metrics.log("end", reason="interrupted", seconds=round(time.monotonic() - started, 3),
-                    **fields, **metrics.COUNTERS.summary())
+        metrics.log(
+            "end",
+            reason="interrupted",
+            seconds=round(time.monotonic() - started, 3),
+            **fields,
+            **metrics.COUNTERS.summary(),
+        )
         raise
     except BaseException as exc:  # pyo3's PanicException is no Exception
         if isinstance(exc, SystemExit):
@@ -380,8 +442,15 @@ def _execute(job: dict, process_id: int | None, addresses: list[str] | None) -> 
             except BrokerError as topic_error:
                 exc = topic_error
         message = _failure(exc, job["recovery_dir"])
-        metrics.log("end", logging.ERROR, reason="failed", error=message, detail=_detail(exc, native.panic),
-                    seconds=round(time.monotonic() - started, 3), **fields)
+        metrics.log(
+            "end",
+            logging.ERROR,
+            reason="failed",
+            error=message,
+            detail=_detail(exc, native.panic),
+            seconds=round(time.monotonic() - started, 3),
+            **fields,
+        )
         broker = _broker_error(exc)
         if broker is not None:
             raise broker from None
@@ -393,12 +462,17 @@ def _execute(job: dict, process_id: int | None, addresses: list[str] | None) -> 
         if server is not None:
             server.shutdown()
             server.server_close()
-    metrics.log("end", reason="stopped" if stop.stopped else "done", seconds=round(time.monotonic() - started, 3),
-                **fields, **metrics.COUNTERS.summary())
+    metrics.log(
+        "end",
+        reason="stopped" if stop.stopped else "done",
+        seconds=round(time.monotonic() - started, 3),
+        **fields,
+        **metrics.COUNTERS.summary(),
+    )
     return 130 if stop.stopped else 0
 
 
-def _raise_late(watch) -> None:
+def _raise_late(watch: Any) -> None:
     """Failures found where they could not be raised (`sink.CLOSE_FAILURES`): a changed topic first."""
     if watch is not None:
         watch.raise_problem()
@@ -420,9 +494,9 @@ class _NativeStderr:
         self.enabled = enabled
         self.panic = ""
         self._saved: int | None = None
-        self._python = None
+        self._python: TextIO | None = None
 
-    def __enter__(self) -> "_NativeStderr":
+    def __enter__(self) -> _NativeStderr:
         if not self.enabled:
             return self
         sys.stderr.flush()
@@ -436,14 +510,20 @@ class _NativeStderr:
             own = False
         if own:  # Python's writes go to the real stderr, not through the pipe
             self._python = sys.stderr
-            sys.stderr = open(os.dup(self._saved), "w", encoding=getattr(self._python, "encoding", None) or "utf-8",
-                              errors="backslashreplace", buffering=1)
+            sys.stderr = open(
+                os.dup(self._saved),
+                "w",
+                encoding=getattr(self._python, "encoding", None) or "utf-8",
+                errors="backslashreplace",
+                buffering=1,
+            )
         read, write = os.pipe()
         os.dup2(write, 2)
         os.close(write)
         self._held: list[bytes] = []
-        self._reader = threading.Thread(target=self._forward, args=(read, os.dup(self._saved)), daemon=True,
-                                        name="native-stderr")
+        self._reader = threading.Thread(
+            target=self._forward, args=(read, os.dup(self._saved)), daemon=True, name="native-stderr"
+        )
         self._reader.start()
         return self
 
@@ -455,7 +535,7 @@ class _NativeStderr:
                 else:
                     real.write(line)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._saved is None:
             return
         os.dup2(self._saved, 2)  # closes the pipe's last write end: the reader sees its end
@@ -477,11 +557,13 @@ _READ_ONLY = ("ReadOnly", "readonly database", "Read-only file system")
 
 def _chain(exc: BaseException) -> list[BaseException]:
     """The error, the one it was raised from or during, and so on (Bytewax wraps steps' errors)."""
-    found, seen = [], set()
-    while exc is not None and id(exc) not in seen:
-        found.append(exc)
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
+    found: list[BaseException] = []
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        found.append(link)
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
     return found
 
 
@@ -496,8 +578,10 @@ def _disk_problem(recovery_dir: str, exc: BaseException) -> str | None:
     """A full or read-only recovery disk, from the error SQLite gave Bytewax (or None)."""
     text = " ".join(str(e) for e in _chain(exc))
     if any(word in text for word in _DISK_FULL):
-        return (f"--recovery-dir {recovery_dir}: the disk is full (database or disk is full); free some "
-                "space and start the run again: it resumes from the last complete snapshot")
+        return (
+            f"--recovery-dir {recovery_dir}: the disk is full (database or disk is full); free some "
+            "space and start the run again: it resumes from the last complete snapshot"
+        )
     if any(word in text for word in _READ_ONLY):
         return f"--recovery-dir {recovery_dir}: can no longer be written (read-only file system)"
     return None
@@ -531,7 +615,7 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
-def _run_cluster(job: dict, processes: int) -> int:
+def _run_cluster(job: dict[str, Any], processes: int) -> int:
     """Start `processes` copies of this module as one Bytewax cluster on loopback. The parent has
     resolved the configuration (file and environment) and measured the input; the children get
     that job pickled, so every process runs with exactly the same settings and input bounds."""
@@ -541,9 +625,12 @@ def _run_cluster(job: dict, processes: int) -> int:
         inflight = Path(tmp) / "inflight"  # the counters the readers pace themselves by
         InFlight.create(inflight, processes)
         path.write_bytes(pickle.dumps({**job, "addresses": addresses, "inflight": str(inflight)}))
-        children = [subprocess.Popen([sys.executable, "-m", "profilestream.flows.runner", str(path), str(i)])
-                    for i in range(processes)]
-        def forward(signum, frame):
+        children = [
+            subprocess.Popen([sys.executable, "-m", "profilestream.flows.runner", str(path), str(i)])
+            for i in range(processes)
+        ]
+
+        def forward(signum: int, frame: FrameType | None) -> None:
             for child in children:
                 if child.poll() is None:
                     child.send_signal(signum)
@@ -557,7 +644,7 @@ def _run_cluster(job: dict, processes: int) -> int:
     return _cluster_code(job, codes)
 
 
-def _cluster_code(job: dict, codes: list[int]) -> int:
+def _cluster_code(job: dict[str, Any], codes: list[int]) -> int:
     """The cluster's exit code. A process killed by a signal other than our own stop signals
     (SIGSEGV: librdkafka 2.16 crashes in its metadata cache when a topic it reads is deleted, on
     Tansu at least) said nothing itself: say why in one line, the topics' change if that was it."""
@@ -567,12 +654,15 @@ def _cluster_code(job: dict, codes: list[int]) -> int:
     if not any(code in (1, 2) for code in codes):  # no process has told its own failure
         problem = _topics_problem(job)
         i, signum = crashed[0]
-        print("profilestream: " + (problem or f"process {i} of the cluster died of {signal.Signals(signum).name}"),
-              file=sys.stderr, flush=True)
+        print(
+            "profilestream: " + (problem or f"process {i} of the cluster died of {signal.Signals(signum).name}"),
+            file=sys.stderr,
+            flush=True,
+        )
     return 1
 
 
-def _topics_problem(job: dict) -> str | None:
+def _topics_problem(job: dict[str, Any]) -> str | None:
     """The change of a topic since the run started (`kafka.changed`), as the watch would tell it."""
     config, expected = job["config"], job.get("topics") or {}
     try:

@@ -102,8 +102,12 @@ def topology(flow: Dataflow) -> Topology:
     >>> flow = Dataflow("eg")
     >>> nums = op.input("nums", flow, TestingSource([1, 2]))
     >>> op.output("out", op.map("double", nums, lambda x: 2 * x), TestingSink([]))
-    >>> [(e.source, e.target) for e in topology(flow).edges]
-    [('nums.down', 'double.up'), ('double.down', 'out.up')]
+    >>> for edge in topology(flow).edges:  # `map` is a composite of Bytewax's: its inner step too
+    ...     print(edge.source, "->", edge.target)
+    nums.down -> double.up
+    double.up -> double.flat_map_batch.up
+    double.flat_map_batch.down -> double.down
+    double.down -> out.up
     """
     prefix = flow.flow_id + "."
     edges: list[Edge] = []

@@ -50,9 +50,7 @@ def _step_lines(config: Any, topo: Topology, step: Step, depth: int) -> list[str
         lines.append(f"{pad}topics: {_topics(config, OUTPUT_ROLES)}")
     if step.stateful:
         state = STATE.get(step.name.rsplit(".", 1)[-1])
-        lines.append(
-            f'{pad}state: key "{state.key}", {state.holds}' if state else f"{pad}state: (not described)"
-        )
+        lines.append(f'{pad}state: key "{state.key}", {state.holds}' if state else f"{pad}state: (not described)")
     for port in step.inputs:
         lines.append(f"{pad}<-- {', '.join(_short(p, step.name) for p in topo.predecessors(port)) or '(nothing)'}")
     dead_topic = config.topics.name(DEAD_LETTERS)
@@ -74,9 +72,7 @@ def _step_lines(config: Any, topo: Topology, step: Step, depth: int) -> list[str
 def render(config: Any, topo: Topology) -> str:
     """The description of `topo` with the topics of `config`."""
     stateful = [step for step in topo.all_steps() if step.stateful]
-    dead_exits = [
-        port for step in topo.steps for port in step.outputs if port.rsplit(".", 1)[-1] == DEAD_LETTER_PORT
-    ]
+    dead_exits = [port for step in topo.steps for port in step.outputs if port.rsplit(".", 1)[-1] == DEAD_LETTER_PORT]
     lines = [
         f"Topology: {topo.flow_id}",
         f"  Topics read:    {_topics(config, INPUT_ROLES, partitions=True)}",

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import base64
 
-import pytest
-
 from profilestream.codec import avro
-from profilestream.domain.rules import Rules
 from profilestream.kafka.source import Raw
 from support.flowkit import run_flow
-from support.scenario import DAY, MINUTE, click, crm, erase, run
+from support.scenario import MINUTE, click, crm, erase, run
 
 
 def shop():
@@ -44,7 +41,10 @@ def test_dataflow_gives_what_the_engine_gives():
     direct = run(events)
     flowed = run_flow(events, batch=2)
     assert flowed.profiles == direct.profiles
-    strip = lambda ts: [{k: v for k, v in t.items() if k != "emitted_at"} for t in ts]
+
+    def strip(ts):
+        return [{k: v for k, v in t.items() if k != "emitted_at"} for t in ts]
+
     assert strip(flowed.triggers) == strip(direct.triggers)
     assert flowed.merges == direct.merges
     assert flowed.tombstones == direct.tombstones
@@ -59,7 +59,10 @@ def test_coalesced_emission_ends_in_the_same_records_with_fewer_of_them():
     assert coalesced.profiles == every.profiles and coalesced.feed == every.feed
     assert coalesced.tombstones == every.tombstones and coalesced.merges == every.merges
     assert sorted(t["trigger_id"] for t in coalesced.triggers) == sorted(t["trigger_id"] for t in every.triggers)
-    count = lambda res: sum(1 for o in res.outputs if o.topic == "profiles" and o.value is not None)
+
+    def count(res):
+        return sum(1 for o in res.outputs if o.topic == "profiles" and o.value is not None)
+
     assert count(coalesced) < count(every)
 
 
@@ -83,14 +86,24 @@ def test_bad_records_go_to_dead_letters_and_the_flow_goes_on():
     bad = [
         Raw("clickstream", "clickstream", 0, 100, b"k", b"\xff\x00garbage", 1),
         Raw("crm_changes", "crm-changes", 1, 7, None, None, 2),
-        Raw("clickstream", "clickstream", 2, 5, b"d", avro.encode("clickstream", {
-            "event_id": "x", "ts": 0, "device_id": "d9", "type": "page_view"}), 3),
+        Raw(
+            "clickstream",
+            "clickstream",
+            2,
+            5,
+            b"d",
+            avro.encode("clickstream", {"event_id": "x", "ts": 0, "device_id": "d9", "type": "page_view"}),
+            3,
+        ),
     ]
     result = run_flow([click(0, "d1"), click(1, "d1")], extra=bad)
     letters = [o.value for o in result.outputs if o.topic == "dead_letters"]
     assert len(letters) == 3
     assert {(d["topic"], d["partition"], d["offset"]) for d in letters} == {
-        ("clickstream", 0, 100), ("crm-changes", 1, 7), ("clickstream", 2, 5)}
+        ("clickstream", 0, 100),
+        ("crm-changes", 1, 7),
+        ("clickstream", 2, 5),
+    }
     assert all(d["error"] for d in letters)
     garbage = next(d for d in letters if d["offset"] == 100)
     assert base64.b64decode(garbage["value"]) == b"\xff\x00garbage"
@@ -105,7 +118,7 @@ def test_end_of_input_fires_every_pending_deadline():
 
 
 def test_engine_worker_names_one_worker_and_always_the_same():
-    from profilestream.flows.profiles import engine_worker
+    from profilestream.flows.placement import engine_worker
 
     assert engine_worker(1) == 0
     for count in (2, 3, 4):
@@ -121,14 +134,28 @@ def test_a_process_that_may_not_read_lists_no_input_partition():
     assert InputSource({}, topics, None, local=False).list_parts() == []
 
 
-
 def test_the_poison_pill_of_issue_11_is_dead_lettered_at_the_input():
     """Two valid-looking add_to_cart clicks of quantity 2**31 - 1 on one product once overflowed the
     cart's Avro int at the output and stopped the flow for everyone: now the input refuses them."""
-    pill = {"ts": click(2, "d9").ts, "device_id": "d9", "type": "add_to_cart", "product_id": "p1",
-            "quantity": 2**31 - 1}
-    bad = [Raw("clickstream", "clickstream", 0, 50 + i, b"d9",
-               avro.encode("clickstream", {**pill, "event_id": f"pill-{i}"}), pill["ts"]) for i in range(2)]
+    pill = {
+        "ts": click(2, "d9").ts,
+        "device_id": "d9",
+        "type": "add_to_cart",
+        "product_id": "p1",
+        "quantity": 2**31 - 1,
+    }
+    bad = [
+        Raw(
+            "clickstream",
+            "clickstream",
+            0,
+            50 + i,
+            b"d9",
+            avro.encode("clickstream", {**pill, "event_id": f"pill-{i}"}),
+            pill["ts"],
+        )
+        for i in range(2)
+    ]
     result = run_flow([click(0, "d1"), click(1, "d1", "add_to_cart", product_id="p1", quantity=100_000)], extra=bad)
     letters = result.dead_letters
     assert len(letters) == 2 and all(d["error"].startswith("field 'quantity': 2147483647 is outside") for d in letters)
@@ -138,14 +165,23 @@ def test_the_poison_pill_of_issue_11_is_dead_lettered_at_the_input():
 
 def test_dead_letters_of_the_dataflow_carry_no_clear_address():
     address = "Jane.Doe@Example.org"
-    good = avro.encode("clickstream", {"event_id": "x", "ts": click(0, "d9").ts, "device_id": "d9",
-                                       "type": "login", "customer_key": "k"})
+    good = avro.encode(
+        "clickstream",
+        {"event_id": "x", "ts": click(0, "d9").ts, "device_id": "d9", "type": "login", "customer_key": "k"},
+    )
     with_address = good[:-1] + b"\x02" + bytes([2 * len(address)]) + address.encode()  # cut after the address
     bad = [
         Raw("clickstream", "clickstream", 0, 100, address.encode(), with_address, 1),
         Raw("clickstream", "clickstream", 1, 101, None, b'{"email": "%s", "type": "login"}' % address.encode(), 2),
-        Raw("crm_changes", "crm-changes", 2, 102, b"\xff" + address.encode() + b"\xfe",
-            b"\x00\xc3" + address.encode(), 3),
+        Raw(
+            "crm_changes",
+            "crm-changes",
+            2,
+            102,
+            b"\xff" + address.encode() + b"\xfe",
+            b"\x00\xc3" + address.encode(),
+            3,
+        ),
     ]
     result = run_flow([click(0, "d1")], extra=bad)
     letters = result.dead_letters

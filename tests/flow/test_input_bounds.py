@@ -40,13 +40,30 @@ def wire(role: str, rec: dict) -> bytes:
 
 
 def a_click(**changes) -> dict:
-    return {"event_id": "e-1", "ts": NOW, "device_id": "d-1", "type": "add_to_cart", "product_id": "p-1",
-            "price": 5.0, "quantity": 2, "order_id": "o-1", "revenue": 10.0, **changes}
+    return {
+        "event_id": "e-1",
+        "ts": NOW,
+        "device_id": "d-1",
+        "type": "add_to_cart",
+        "product_id": "p-1",
+        "price": 5.0,
+        "quantity": 2,
+        "order_id": "o-1",
+        "revenue": 10.0,
+        **changes,
+    }
 
 
 def a_change(**changes) -> dict:
-    return {"change_id": "c-1", "ts": NOW, "customer_id": "C1", "op": "upsert", "customer_key": "k-1",
-            "order_id": "o-1", **changes}
+    return {
+        "change_id": "c-1",
+        "ts": NOW,
+        "customer_id": "C1",
+        "op": "upsert",
+        "customer_key": "k-1",
+        "order_id": "o-1",
+        **changes,
+    }
 
 
 RECORDS = {"clickstream": a_click, "crm_changes": a_change}
@@ -144,8 +161,14 @@ def test_revenue_may_be_negative_a_refund():
 
 @pytest.mark.parametrize("field", ["price", "revenue"])
 def test_a_number_too_large_for_a_double_is_rejected_not_an_overflow_error(field):
-    obj = {"event_id": "e-1", "ts": "2026-11-20T10:00:00Z", "device_id": "d-1", "type": "purchase",
-           "order_id": "o-1", field: 10**400}
+    obj = {
+        "event_id": "e-1",
+        "ts": "2026-11-20T10:00:00Z",
+        "device_id": "d-1",
+        "type": "purchase",
+        "order_id": "o-1",
+        field: 10**400,
+    }
     with pytest.raises(Rejected) as info:
         from_json("clickstream", obj, RULES)
     assert info.value.field == field
@@ -155,8 +178,13 @@ def test_a_number_too_large_for_a_double_is_rejected_not_an_overflow_error(field
 
 
 def test_a_crm_attribute_too_large_for_a_double_is_rejected():
-    obj = {"change_id": "c-1", "ts": "2026-11-20T10:00:00Z", "customer_id": "C1", "op": "upsert",
-           "attributes": {"ltv": 10**400}}
+    obj = {
+        "change_id": "c-1",
+        "ts": "2026-11-20T10:00:00Z",
+        "customer_id": "C1",
+        "op": "upsert",
+        "attributes": {"ltv": 10**400},
+    }
     with pytest.raises(Rejected) as info:
         from_json("crm_changes", obj, RULES)
     assert info.value.field == "attributes.ltv"
@@ -168,7 +196,8 @@ def test_a_crm_attribute_too_large_for_a_double_is_rejected():
 # --- ids: at most MAX_ID_LENGTH characters ----------------------------------------------------
 
 IDS = [("clickstream", name) for name in ("event_id", "device_id", "customer_key", "product_id", "order_id")] + [
-    ("crm_changes", name) for name in ("change_id", "customer_id", "customer_key", "order_id")]
+    ("crm_changes", name) for name in ("change_id", "customer_id", "customer_key", "order_id")
+]
 
 
 @pytest.mark.parametrize("role, field", IDS)
@@ -240,8 +269,9 @@ def shop() -> list:
 
 def wrong_clocks(ts: int) -> list:
     """One event at `ts` for every input partition (3 clickstream, 3 CRM), each read first."""
-    clicks = [click(0, _on_partition("bad-clock-device", p), "page_view", ts=ts, event_id=f"wrong-{p}")
-              for p in range(3)]
+    clicks = [
+        click(0, _on_partition("bad-clock-device", p), "page_view", ts=ts, event_id=f"wrong-{p}") for p in range(3)
+    ]
     changes = [crm(0, _on_partition("bad-clock-customer", p), ts=ts, change_id=f"wrong-c{p}") for p in range(3)]
     return clicks + changes
 
@@ -275,7 +305,7 @@ def test_a_far_future_event_on_its_own_partition_holds_nothing_back():
     rules = Rules()
     events = [click(0, "d1", "add_to_cart", product_id="p1"), click(90, "d1", "page_view")]
     alone = run_flow(events, rules)
-    with_bad = run_flow(events + [click(0, _on_partition("lonely", 2), ts=FAR_FUTURE)], rules)
+    with_bad = run_flow([*events, click(0, _on_partition("lonely", 2), ts=FAR_FUTURE)], rules)
     assert snapshot(with_bad) == snapshot(alone) and len(with_bad.dead_letters) == 1
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import copy
 import logging
+from typing import ClassVar
 from unittest import mock
 
 import bytewax.operators as op
@@ -24,12 +25,9 @@ from profilestream.codec import avro
 from profilestream.domain.engine import Engine
 from profilestream.domain.outputs import Output
 from profilestream.domain.rules import Rules
-from profilestream.flows.profiles import (
-    encode_batch,
-    max_record_bytes,
-    profile_stream,
-    to_message,
-)
+from profilestream.flows import encode
+from profilestream.flows.encode import encode_batch, max_record_bytes, to_message
+from profilestream.flows.profiles import profile_stream
 from profilestream.ops import metrics
 from support.flowkit import ListSource, raw_partitions
 from support.scenario import click, crm
@@ -40,13 +38,30 @@ RULES = Rules(max_future=None)  # the scenario's dates are synthetic: no wall cl
 
 
 def a_profile(**changes) -> dict:
-    record = avro.from_json("profiles", {
-        "profile_id": "p-1", "customer_id": "C1", "customer_key": "k-1", "device_ids": ["d-1"],
-        "first_seen": "2026-11-20T10:00:00Z", "last_seen": "2026-11-20T10:05:00Z", "visits": 1, "page_views": 2,
-        "product_views": 1, "orders": 0, "revenue": 0.0, "last_order_ts": None, "viewed_products": ["sku-1"],
-        "cart": [{"product_id": "sku-1", "quantity": 200_000, "price": 5.0}], "campaigns": [],
-        "attributes": {"name": "Jane Doe", "note": "write to jane.doe@example.com"}, "lead_status": "lead",
-        "marketing_consent": True, "updated_at": "2026-11-20T10:05:00Z"})
+    record = avro.from_json(
+        "profiles",
+        {
+            "profile_id": "p-1",
+            "customer_id": "C1",
+            "customer_key": "k-1",
+            "device_ids": ["d-1"],
+            "first_seen": "2026-11-20T10:00:00Z",
+            "last_seen": "2026-11-20T10:05:00Z",
+            "visits": 1,
+            "page_views": 2,
+            "product_views": 1,
+            "orders": 0,
+            "revenue": 0.0,
+            "last_order_ts": None,
+            "viewed_products": ["sku-1"],
+            "cart": [{"product_id": "sku-1", "quantity": 200_000, "price": 5.0}],
+            "campaigns": [],
+            "attributes": {"name": "Jane Doe", "note": "write to jane.doe@example.com"},
+            "lead_status": "lead",
+            "marketing_consent": True,
+            "updated_at": "2026-11-20T10:05:00Z",
+        },
+    )
     record.update(changes)
     return record
 
@@ -77,17 +92,23 @@ def letter_of(message) -> dict:
     return avro.decode("dead_letters", message.value)
 
 
-@pytest.mark.parametrize("changes, field, why", [
-    ({"cart": [{"product_id": "sku-1", "quantity": 2 * (2**31 - 1), "price": 5.0}]}, "cart[0].quantity",
-     "4294967294 is out of range for an Avro int"),
-    ({"visits": float("nan")}, "visits", "expected an integer"),
-    ({"page_views": "2"}, "page_views", "expected an integer"),
-    ({"device_ids": ["d-1", None]}, "device_ids[1]", "null"),
-    ({"marketing_consent": "yes"}, "marketing_consent", "expected"),
-])
+@pytest.mark.parametrize(
+    "changes, field, why",
+    [
+        (
+            {"cart": [{"product_id": "sku-1", "quantity": 2 * (2**31 - 1), "price": 5.0}]},
+            "cart[0].quantity",
+            "4294967294 is out of range for an Avro int",
+        ),
+        ({"visits": float("nan")}, "visits", "expected an integer"),
+        ({"page_views": "2"}, "page_views", "expected an integer"),
+        ({"device_ids": ["d-1", None]}, "device_ids[1]", "null"),
+        ({"marketing_consent": "yes"}, "marketing_consent", "expected"),
+    ],
+)
 def test_an_output_that_cannot_be_encoded_becomes_a_dead_letter(counters, log_lines, changes, field, why):
     bad = Output("profiles", "p-1", a_profile(**changes))
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 (any error the writer raises: that is the premise)
         avro.encode("profiles", bad.value)  # the premise: this one stopped the flow in the encode step
     letter = letter_of(to_message(NAMES, bad))
     assert (letter["topic"], letter["key"], letter["partition"], letter["offset"]) == ("t-profiles", "p-1", -1, -1)
@@ -109,8 +130,8 @@ def test_good_outputs_and_tombstones_are_written_as_before(counters):
 
 
 def test_an_output_too_large_for_a_kafka_record_becomes_a_dead_letter(counters):
-    assert max_record_bytes({}) == 1_000_000 - profilestream.flows.profiles.RECORD_OVERHEAD
-    assert max_record_bytes({"message.max.bytes": "2000000"}) == 2_000_000 - profilestream.flows.profiles.RECORD_OVERHEAD
+    assert max_record_bytes({}) == 1_000_000 - encode.RECORD_OVERHEAD
+    assert max_record_bytes({"message.max.bytes": "2000000"}) == 2_000_000 - encode.RECORD_OVERHEAD
     big = Output("profiles", "p-1", a_profile(device_ids=[f"d-{i}" for i in range(100)]))
     size = len(avro.encode("profiles", big.value))
     assert to_message(NAMES, big, max_bytes=size + 3).topic == "t-profiles"  # value + key fit
@@ -132,8 +153,9 @@ def test_the_failures_are_a_prometheus_counter_per_topic(counters):
     from prometheus_client import generate_latest
 
     for _ in range(2):
-        to_message(NAMES, Output("profiles", "p-1", a_profile(cart=[{"product_id": "s", "quantity": -1 << 40,
-                                                                     "price": None}])))
+        to_message(
+            NAMES, Output("profiles", "p-1", a_profile(cart=[{"product_id": "s", "quantity": -1 << 40, "price": None}]))
+        )
     to_message(NAMES, Output("triggers", "p-9", {"trigger_id": 5}))
     text = generate_latest(metrics.registry(counters)).decode()
     assert 'profilestream_encode_failures_total{topic="t-profiles"} 2.0' in text
@@ -150,7 +172,7 @@ class PoisonedEngine(Engine):
     `keys` collects the key of each poisoned record (which profile that is depends on how the
     workers batch the input: a profile record that a one-worker run coalesces away may be emitted)."""
 
-    keys: list[str] = []
+    keys: ClassVar[list[str]] = []
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -174,8 +196,9 @@ def run_encoded(events, workers: int = 1, engine: type[Engine] = Engine) -> list
     swapped for a list)."""
     flow = Dataflow("test_encode")
     parts = raw_partitions(events)
-    outputs = profile_stream(op.input("read", flow, ListSource(parts, 3)), RULES, list(parts), bounded=True,
-                             snapshots=False)
+    outputs = profile_stream(
+        op.input("read", flow, ListSource(parts, 3)), RULES, list(parts), bounded=True, snapshots=False
+    )
     messages = op.flat_map_batch("encode", outputs, lambda batch: encode_batch(NAMES, batch, 1_000_000))
     collected: list = []
     op.output("collect", messages, TestingSink(collected))
