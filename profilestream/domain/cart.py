@@ -12,6 +12,7 @@ A line's quantity is an Avro int on the way out: sums saturate at `bounds.INT_MA
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from .bounds import INT_MAX
 from .compact import pickled_as_fields
@@ -96,7 +97,7 @@ class Cart:
         self.episode_open = False
         return fires
 
-    def snapshot(self) -> list[dict]:
+    def snapshot(self) -> list[dict[str, Any]]:
         return [
             {"product_id": p, "quantity": line.quantity, "price": line.price} for p, line in sorted(self.lines.items())
         ]

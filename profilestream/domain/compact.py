@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 from operator import attrgetter
+from typing import Any
 
 
 def pickled_as_fields(cls: type) -> type:
@@ -25,12 +26,12 @@ def pickled_as_fields(cls: type) -> type:
     get = attrgetter(*names)
     if len(names) == 1:  # attrgetter of one name returns the value, not a 1-tuple
 
-        def __reduce__(self):
+        def __reduce__(self: Any) -> tuple[Any, ...]:
             return cls, (get(self),)
     else:
 
-        def __reduce__(self):
+        def __reduce__(self: Any) -> tuple[Any, ...]:
             return cls, get(self)
 
-    cls.__reduce__ = __reduce__
+    setattr(cls, "__reduce__", __reduce__)  # noqa: B010 (mypy: no assigning a method)
     return cls

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 class Dedup:
     window: int
     seen: dict[str, int] = field(default_factory=dict)
-    _expiry: deque = field(default_factory=deque)
+    _expiry: deque[tuple[int, str]] = field(default_factory=deque)
 
     def repeat(self, event_key: str, ts: int) -> bool:
         """True if this id was seen within the window of `ts`; otherwise remember it."""

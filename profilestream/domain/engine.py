@@ -333,7 +333,7 @@ class Engine:
             if profile.cart.due():
                 self._emit_trigger(profile, triggers.cart_abandoned(profile, deadline, self._now))
 
-    def _emit_trigger(self, profile: Profile, record: dict) -> None:
+    def _emit_trigger(self, profile: Profile, record: dict[str, Any]) -> None:
         if not triggers.allowed(profile):
             self.stats["triggers_suppressed." + record["type"]] += 1
             return

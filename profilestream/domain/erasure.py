@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 from .events import Click, Event, order_key
 
-Position = tuple  # events.order_key of the erase: (ts, 0, change_id)
+Position = tuple[int, int, str]  # events.order_key of the erase: (ts, 0, change_id)
 
 
 @dataclass
@@ -71,8 +71,8 @@ class Erased:
                 found.append(self.keys.get(event.customer_key))
         if event.order_id is not None:
             found.append(self.orders.get(event.order_id))
-        found = [at for at in found if at is not None]
-        return bool(found) and order_key(event) < max(found)
+        known = [at for at in found if at is not None]
+        return bool(known) and order_key(event) < max(known)
 
 
 def _later(table: dict[str, Position], identifier: str, at: Position) -> None:

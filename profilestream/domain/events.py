@@ -8,7 +8,6 @@ still present (the identity rules decide what they mean) and `ts` is epoch milli
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from .compact import pickled_as_fields
 
@@ -82,7 +81,7 @@ class CrmChange:
         return self.change_id
 
 
-Event = Union[Click, CrmChange]
+Event = Click | CrmChange
 
 
 def order_key(event: Event) -> tuple[int, int, str]:

@@ -58,7 +58,7 @@ class Profile:
     first_order_ts: int | None = None  # for the BG/NBD model's recency and age (scores.py)
     viewed: dict[str, int] = field(default_factory=dict)  # product_id -> last view ts
     cart: Cart = field(default_factory=Cart)
-    campaigns: dict[tuple, CampaignTouch] = field(default_factory=dict)
+    campaigns: dict[tuple[str | None, ...], CampaignTouch] = field(default_factory=dict)
     attributes: dict[str, Any] = field(default_factory=dict)
     lead_status: str | None = None
     marketing_consent: bool | None = None
@@ -212,10 +212,10 @@ class Profile:
             return list(viewed)
         return [p for p, _ in sorted(viewed.items(), key=_newest_first)]
 
-    def campaign_list(self) -> list[dict]:
-        touches = self.campaigns.items()
+    def campaign_list(self) -> list[dict[str, Any]]:
+        touches = list(self.campaigns.items())
         if len(touches) > 1:
-            touches = sorted(touches, key=_first_touch)
+            touches.sort(key=_first_touch)
         return [
             {"source": k[0], "medium": k[1], "name": k[2], "first_ts": t.first_ts, "last_ts": t.last_ts}
             for k, t in touches
@@ -281,11 +281,11 @@ def crm_feed_of(record: dict[str, Any]) -> dict[str, Any]:
     return feed
 
 
-def _newest_first(item: tuple[str, int]) -> tuple:
+def _newest_first(item: tuple[str, int]) -> tuple[int, str]:
     return -item[1], item[0]
 
 
-def _first_touch(item: tuple[tuple, CampaignTouch]) -> tuple:
+def _first_touch(item: tuple[tuple[str | None, ...], CampaignTouch]) -> tuple[Any, ...]:
     """Campaigns by their first touch, then by (source, medium, name) with a missing part first."""
     (source, medium, name), touch = item
     return touch.first_ts, source or "", medium or "", name or ""

@@ -152,7 +152,8 @@ class ScoreSettings:
             object.__setattr__(self, f.name, values.get(f.name, f.default))
 
     def band(self, dimension: str) -> Band:
-        return getattr(self, dimension)
+        band: Band = getattr(self, dimension)
+        return band
 
 
 # --- raw values -------------------------------------------------------------------------------
@@ -256,18 +257,18 @@ class Distribution:
         n_added, n_removed = self.n_added, self.n_removed
 
         def estimate(value: float) -> float:
-            count = n_added * added.rank(value)
-            return count - n_removed * removed.rank(value) if n_removed else count
+            count = float(n_added * added.rank(value))
+            return count - float(n_removed * removed.rank(value)) if n_removed else count
 
         lo, hi = 0.0, 1.0
-        best = added.quantile(0.0)
+        best = float(added.quantile(0.0))
         if estimate(best) >= target:
             return best
-        best = added.quantile(1.0)
+        best = float(added.quantile(1.0))
         resolution = 0.5 / n_added
         while hi - lo > resolution:
             mid = (lo + hi) / 2
-            value = added.quantile(mid)
+            value = float(added.quantile(mid))
             if estimate(value) >= target:
                 hi, best = mid, value
             else:
@@ -288,11 +289,11 @@ class Population:
     def __init__(self, sketch_factory: Callable[[], QuantileSketch]):
         dims = [name for name, _ in RFM_DIMENSIONS + RFE_DIMENSIONS]
         self.dists = {name: Distribution(sketch_factory) for name in dims}
-        self.values: dict[str, tuple[tuple | None, tuple | None]] = {}
+        self.values: dict[str, tuple[tuple[float, ...] | None, tuple[float, ...] | None]] = {}
         self._bands: dict[str, Band] = {}
         self._changes = [0, 0]  # per group, since its tertiles were last computed
 
-    def observe(self, profile_id: str, rfm: tuple | None, rfe: tuple | None) -> None:
+    def observe(self, profile_id: str, rfm: tuple[float, ...] | None, rfe: tuple[float, ...] | None) -> None:
         old = self.values.get(profile_id, (None, None))
         new = (rfm, rfe)
         if old == new:
@@ -305,7 +306,7 @@ class Population:
         if old is not None:
             self._move(old, (None, None))
 
-    def _move(self, old: tuple, new: tuple) -> None:
+    def _move(self, old: tuple[tuple[float, ...] | None, ...], new: tuple[tuple[float, ...] | None, ...]) -> None:
         """Retract a profile's previous values and add its new ones (`self.values` is current)."""
         for i, dims in enumerate(self.GROUPS):
             before, after = old[i], new[i]
@@ -320,7 +321,7 @@ class Population:
                     dist.add(float(after[j]))
             first = self.dists[dims[0][0]]
             if first.n_removed * 2 > max(first.n, 1):  # much churn: rebuild from the live values
-                live = [v[i] for v in self.values.values() if v[i] is not None]
+                live = [v for v in (values[i] for values in self.values.values()) if v is not None]
                 for j, (name, _) in enumerate(dims):
                     self.dists[name].reset(float(v[j]) for v in live)
 
@@ -416,7 +417,8 @@ class Scorer:
             }
         model = self.settings.model
         if model is not None and rfm is not None and profile.first_order_ts is not None:
-            first, last = profile.first_order_ts, profile.last_order_ts
+            first = profile.first_order_ts
+            last = first if profile.last_order_ts is None else profile.last_order_ts  # set: rfm is
             x = profile.orders - 1
             p_alive, expected = model.score_days(
                 x, (last - first) / DAY_MS if x else 0.0, max(0, profile.updated_at - first) / DAY_MS, HORIZON_DAYS

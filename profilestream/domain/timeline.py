@@ -17,7 +17,9 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from .compact import pickled_as_fields
 from .events import Event, order_key
@@ -45,10 +47,10 @@ class Timeline:
     # Why not one heap of everything: a partition's events arrive in time order (nearly always),
     # so a queue takes them at the cost of an append, and taking the next due event is a merge of
     # a few queue heads rather than a sift through every pending event.
-    _queues: dict[str, deque] = field(default_factory=dict)
+    _queues: dict[str, deque[tuple[int, int, str, int, Event]]] = field(default_factory=dict)
     _seq: int = 0
 
-    def expect(self, sources, now: int) -> None:
+    def expect(self, sources: Iterable[str], now: int) -> None:
         """Name the partitions up front, so that one that has sent nothing yet holds the
         watermark back (until it is idle or has ended)."""
         for source in sources:
@@ -106,7 +108,7 @@ class Timeline:
         """The end of input is the end of time: everything buffered becomes due."""
         self.watermark = END_OF_TIME
 
-    def due(self):
+    def due(self) -> Iterator[Event]:
         """Yield buffered events the watermark has passed, in the contract's order: a merge of the
         partitions' queues by their heads."""
         watermark = self.watermark
@@ -125,7 +127,7 @@ class Timeline:
     def pending(self) -> int:
         return sum(len(queue) for queue in self._queues.values())
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         """Snapshots of earlier builds buffered every event in one heap, of `(key, seq, event)`
         or, later, of flat entries; they become one queue of their own here."""
         buffer = state.pop("_buffer", None)

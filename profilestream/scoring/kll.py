@@ -34,7 +34,8 @@ class KllSketch:
         self._sketch.update(value)
 
     def weighted_items(self) -> Iterable[tuple[float, int]]:
-        return iter(self._sketch)
+        items: Iterable[tuple[float, int]] = iter(self._sketch)
+        return items
 
     @property
     def n(self) -> int:

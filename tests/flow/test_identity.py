@@ -416,8 +416,8 @@ def test_after_erase_devices_start_new_anonymous_profiles_visit_in_progress_incl
     events = _customer_with_cart()
     before = run(events).of("C1")["profile_id"]
     res = run(
-        events
-        + [
+        [
+            *events,
             erase(5, "C1"),
             click(6, "D1", "page_view"),  # same visit as before the erase
             click(7, "D2", "page_view"),
