@@ -27,9 +27,10 @@ import json
 import os
 import stat
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from rocksdict import AccessType, Rdict, WriteBatch
@@ -39,8 +40,11 @@ from profilestream.kafka.clients import end_offsets, quiet
 
 INDEXES = (("device", "device_ids"), ("key", "customer_key"), ("customer", "customer_id"))
 
+if TYPE_CHECKING:
+    from profilestream.config import Config
 
-def _identifiers(profile: dict) -> list[str]:
+
+def _identifiers(profile: dict[str, Any]) -> list[str]:
     """Index entries `ix:<kind>:<identifier>\x00<profile id>`. The profile id is part of the key
     because the topic's partitions are applied in no particular order relative to each other: a
     device may briefly appear in two records (its old profile's, not yet tombstoned, and its new
@@ -146,8 +150,10 @@ def check_writable(path: str | Path, name: str) -> Path:
     except OSError as exc:
         raise _dir_error(path, name, exc) from None
     if available < MIN_FREE:
-        raise StoreError(f"{name} {path}: the disk is full ({available:,} bytes free, at least "
-                         f"{MIN_FREE >> 20} MiB needed); free some space or choose another directory")
+        raise StoreError(
+            f"{name} {path}: the disk is full ({available:,} bytes free, at least "
+            f"{MIN_FREE >> 20} MiB needed); free some space or choose another directory"
+        )
     make_private(path)
     return path
 
@@ -157,8 +163,7 @@ def _dir_error(path: Path, name: str, exc: OSError) -> StoreError:
     if exc.errno in _FULL:
         return StoreError(f"{name} {path}: the disk is full ({why}); free some space or choose another directory")
     if exc.errno in _NOT_WRITABLE:
-        return StoreError(f"{name} {path}: not writable ({why}); choose a directory this user can write to",
-                          code=2)
+        return StoreError(f"{name} {path}: not writable ({why}); choose a directory this user can write to", code=2)
     if exc.errno in (errno.ENOTDIR, errno.EEXIST):
         return StoreError(f"{name} {path}: exists and is not a directory", code=2)
     return StoreError(f"{name} {path}: cannot use it ({why})")
@@ -169,8 +174,9 @@ def _rocks_error(path: str | Path, exc: Exception) -> StoreError:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     lower = text.lower()
     if "no space left" in lower or "disk is full" in lower:
-        return StoreError(f"store.path {path}: the disk is full (no space left on device); free some space "
-                          f"and try again ({text})")
+        return StoreError(
+            f"store.path {path}: the disk is full (no space left on device); free some space and try again ({text})"
+        )
     if "read-only" in lower or "permission denied" in lower:
         return StoreError(f"store.path {path}: not writable ({text})", code=2)
     return StoreError(f"store.path {path}: the profile store failed: {text}")
@@ -207,7 +213,7 @@ class ProfileStore:
             self._release()
 
     @classmethod
-    def open(cls, path: str | Path) -> tuple["ProfileStore", bool]:
+    def open(cls, path: str | Path) -> tuple[ProfileStore, bool]:
         """Open for writing, or read-only when a `serve-store` process holds the lock."""
         try:
             return cls(path), True
@@ -229,7 +235,7 @@ class ProfileStore:
 
     # --- applying the topic -------------------------------------------------------------------
 
-    def apply(self, key: str, profile: dict | None, partition: int, offset: int) -> None:
+    def apply(self, key: str, profile: dict[str, Any] | None, partition: int, offset: int) -> None:
         """One record of `profiles`: replace (or delete) the profile and move its index entries."""
         batch = WriteBatch()
         old_raw = self._db.get(f"p:{key}")
@@ -255,7 +261,7 @@ class ProfileStore:
 
     # --- reading ------------------------------------------------------------------------------
 
-    def find(self, identifier: str) -> dict | None:
+    def find(self, identifier: str) -> dict[str, Any] | None:
         """The profile a device id, customer key, customer id or profile id belongs to; should
         two records hold it (partitions caught up unevenly), the more recently updated one."""
         for kind in ("device", "key", "customer", "profile"):
@@ -264,14 +270,14 @@ class ProfileStore:
             for entry in self._db.keys(from_key=prefix):
                 if not entry.startswith(prefix):
                     break
-                raw = self._db.get(f"p:{entry[len(prefix):]}")
+                raw = self._db.get(f"p:{entry[len(prefix) :]}")
                 if raw is not None:
                     found.append(json.loads(raw))
             if found:
                 return max(found, key=lambda p: (p["updated_at"] or "", p["profile_id"]))
         return None
 
-    def profiles(self) -> Iterator[dict]:
+    def profiles(self) -> Iterator[dict[str, Any]]:
         """Every live profile, in profile id order."""
         for key, raw in self._db.items(from_key="p:"):
             if not key.startswith("p:"):
@@ -282,11 +288,12 @@ class ProfileStore:
         return sum(1 for k in self._db.keys() if k.startswith("p:"))
 
 
-def _records(config, store: ProfileStore, follow: bool, poll: float = 0.2) -> Iterator[tuple]:
+def _records(config: Config, store: ProfileStore, follow: bool, poll: float = 0.2) -> Iterator[tuple[Any, ...]]:
     """Records of the profiles topic after the store's offsets; to the current end, or forever."""
     topic = config.topics.name("profiles")
-    consumer = Consumer(quiet({**config.kafka.client_config(), "group.id": "profilestream-store",
-                               "enable.auto.commit": False}))
+    consumer = Consumer(
+        quiet({**config.kafka.client_config(), "group.id": "profilestream-store", "enable.auto.commit": False})
+    )
     try:
         ends = {}
         assignment = []
@@ -310,7 +317,7 @@ def _records(config, store: ProfileStore, follow: bool, poll: float = 0.2) -> It
         consumer.close()
 
 
-def sync(config, store: ProfileStore, follow: bool = False) -> int:
+def sync(config: Config, store: ProfileStore, follow: bool = False) -> int:
     """Apply the profiles topic to the store; returns how many records were applied."""
     applied = 0
     for m in _records(config, store, follow):
@@ -322,7 +329,7 @@ def sync(config, store: ProfileStore, follow: bool = False) -> int:
 
 
 @contextmanager
-def current(config) -> Iterator[ProfileStore]:
+def current(config: Config) -> Iterator[ProfileStore]:
     """The store at `store.path`, caught up with the profiles topic first unless a `serve-store`
     process holds it (then it is as current as that process keeps it)."""
     store, writable = ProfileStore.open(config.store.path)
@@ -334,17 +341,17 @@ def current(config) -> Iterator[ProfileStore]:
         store.close()
 
 
-def get(config, identifier: str) -> dict | None:
+def get(config: Config, identifier: str) -> dict[str, Any] | None:
     with current(config) as store:
         return store.find(identifier)
 
 
-def all_profiles(config) -> list[dict]:
+def all_profiles(config: Config) -> list[dict[str, Any]]:
     with current(config) as store:
         return list(store.profiles())
 
 
-def serve(config) -> None:
+def serve(config: Config) -> None:
     """Follow the profiles topic into the store until interrupted."""
     store = ProfileStore(config.store.path)
     try:

@@ -75,7 +75,7 @@ class CampaignRow:
     last: Attributed = field(default_factory=Attributed)
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> tuple[Any, ...]:
         return (self.source, self.medium, self.name)
 
     def values(self) -> dict[str, Any]:
@@ -101,11 +101,11 @@ def _text(part: str | None) -> str:
     return "" if part is None else part
 
 
-def campaign_report(profiles: Iterable[dict]) -> list[CampaignRow]:
+def campaign_report(profiles: Iterable[dict[str, Any]]) -> list[CampaignRow]:
     """Rows per campaign, most touched first (then by source, medium, name); `(no campaign)` last."""
-    rows: dict[tuple, CampaignRow] = {}
+    rows: dict[tuple[Any, ...], CampaignRow] = {}
 
-    def row(key: tuple) -> CampaignRow:
+    def row(key: tuple[Any, ...]) -> CampaignRow:
         found = rows.get(key)
         if found is None:
             found = rows[key] = CampaignRow(*key)
@@ -188,7 +188,7 @@ def to_table(rows: list[CampaignRow]) -> str:
         **{f"{m}_{x}": x for m in MODELS for x in MEASURES},
     }
 
-    def show(values: dict, column: str) -> str:
+    def show(values: dict[str, Any], column: str) -> str:
         value = values[column]
         if value is None:
             return "" if column == "touched" else "-"

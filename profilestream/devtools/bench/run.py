@@ -61,7 +61,7 @@ def run_bench(
         }
         _say(f"    {result['ceiling']}")
 
-        runs: dict[int, list[dict]] = {}
+        runs: dict[int, list[dict[str, Any]]] = {}
         for processes in (1,) if skip_two else (1, 2):
             for r in range(max(1, repeat)):
                 _say(f"==> dataflow run --until-idle, {processes} process(es), run {r + 1}/{max(1, repeat)}")

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import pickle
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from profilestream.devtools.bench.children import _in_child, _peak_rss_kb
 from profilestream.domain.roles import INPUT_ROLES
 
+if TYPE_CHECKING:
+    from profilestream.config import Config
 
-def _child_state(job: dict) -> dict:
+
+def _child_state(job: dict[str, Any]) -> dict[str, Any]:
     from profilestream.codec import avro
     from profilestream.devtools.sample import ShopSpec, generate
     from profilestream.domain.engine import Engine
@@ -22,7 +25,7 @@ def _child_state(job: dict) -> dict:
     rules = config.rules()
     engine = Engine(rules, always_on=False, emit_every=config.run.emit_interval)
     engine.expect(INPUT_ROLES, 0)
-    batch: list = []
+    batch: list[Any] = []
     feeding = 0.0
     decoding = 0.0
     n = 0
@@ -73,7 +76,7 @@ def _child_state(job: dict) -> dict:
     }
 
 
-def state(config, events: int, seed: int) -> dict[str, Any]:
+def state(config: Config, events: int, seed: int) -> dict[str, Any]:
     return _in_child("state", {"config": config, "events": events, "seed": seed})
 
 

@@ -10,9 +10,12 @@ import statistics
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from profilestream.domain.roles import OUTPUT_ROLES
+
+if TYPE_CHECKING:
+    from profilestream.config import Config
 
 
 def _say(message: str) -> None:
@@ -74,7 +77,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def _with(config, brokers: str, names: dict[str, str], **time_settings):
+def _with(config: Config, brokers: str, names: dict[str, str], **time_settings):
     """The configuration with the bench's broker and topic names (and `[time]` overrides)."""
     return dataclasses.replace(
         config,

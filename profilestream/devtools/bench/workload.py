@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from profilestream.domain.roles import INPUT_ROLES
 
+if TYPE_CHECKING:
+    from profilestream.config import Config
 
-def load(config, events: int, seed: int = 7) -> tuple[list[tuple[str, bytes, bytes]], dict[str, Any]]:
+
+def load(config: Config, events: int, seed: int = 7) -> tuple[list[tuple[str, bytes, bytes]], dict[str, Any]]:
     """Generate the reference shop, produce it to the input topics and return what was sent
     (role, key, value) in generation order, with a summary."""
 
@@ -38,7 +41,7 @@ def load(config, events: int, seed: int = 7) -> tuple[list[tuple[str, bytes, byt
     }
 
 
-def produce_all(config, sent: list[tuple[str, bytes, bytes]]) -> None:
+def produce_all(config: Config, sent: list[tuple[str, bytes, bytes]]) -> None:
     from confluent_kafka import Producer
 
     topics = {role: config.topics.name(role) for role in INPUT_ROLES}
@@ -51,7 +54,7 @@ def produce_all(config, sent: list[tuple[str, bytes, bytes]]) -> None:
             "allow.auto.create.topics": False,
         }
     )
-    errors: list = []
+    errors: list[Any] = []
 
     def delivered(err, _msg):
         if err is not None:

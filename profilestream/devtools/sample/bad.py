@@ -34,13 +34,13 @@ BAD_KINDS = (
 )
 
 
-def bad_records(spec: ShopSpec, n: int) -> list[tuple[str, dict]]:
+def bad_records(spec: ShopSpec, n: int) -> list[tuple[str, dict[str, Any]]]:
     """`n` records that break the contract, cycling through `BAD_KINDS` (record `i` is of kind
     `BAD_KINDS[i % len(BAD_KINDS)]`); ids `e-bad-<i>` / `c-bad-<i>`, otherwise plausible values."""
     rng = random.Random(f"bad:{spec.seed}")
     start = spec.start_ms
     period = int(spec.period_days * DAY)
-    out: list[tuple[str, dict]] = []
+    out: list[tuple[str, dict[str, Any]]] = []
     for i in range(n):
         role, what = BAD_KINDS[i % len(BAD_KINDS)]
         ts = format_time(start + int(rng.random() * period))

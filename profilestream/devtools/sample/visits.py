@@ -49,7 +49,7 @@ class Visits:
         rng = self.rng
         r = rng.random
         lognorm = rng.lognormvariate
-        clicks: list[tuple[int, dict]] = []
+        clicks: list[tuple[int, dict[str, Any]]] = []
         dev, kind = (
             a.devices[bisect.bisect_right(a.dev_cum, r() * a.dev_cum[-1])] if len(a.devices) > 1 else a.devices[0]
         )
