@@ -23,7 +23,7 @@ import io
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -31,8 +31,8 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.validation import validate
 
 from profilestream.codec import compiled
+from profilestream.codec.times import EPOCH, format_time, parse_time  # re-exported: `avro.parse_time` is public
 from profilestream.codec.validation import (
-    INPUT_ROLES,
     Rejected,
     absorb_email,
     finite,
@@ -41,22 +41,33 @@ from profilestream.codec.validation import (
     to_event,
 )
 from profilestream.domain.events import Click, CrmChange
+from profilestream.domain.roles import (
+    CLICKSTREAM,
+    CRM_CHANGES,
+    CRM_FEED,
+    DEAD_LETTERS,
+    INPUT_ROLES,
+    MERGES,
+    PROFILES,
+    TOPIC_ROLES,
+    TRIGGERS,
+)
 from profilestream.domain.rules import Rules
+from profilestream.ops.metrics import COUNTERS
 
 SCHEMAS = resources.files("profilestream.schemas")  # the .avsc files: package data (pyproject.toml)
 SCHEMA_FILES = {
-    "clickstream": "clickstream.avsc",
-    "crm_changes": "crm-changes.avsc",
-    "profiles": "profiles.avsc",
-    "merges": "profile-merges.avsc",
-    "triggers": "triggers.avsc",
-    "crm_feed": "crm-feed.avsc",
-    "dead_letters": "dead-letters.avsc",
+    CLICKSTREAM: "clickstream.avsc",
+    CRM_CHANGES: "crm-changes.avsc",
+    PROFILES: "profiles.avsc",
+    MERGES: "profile-merges.avsc",
+    TRIGGERS: "triggers.avsc",
+    CRM_FEED: "crm-feed.avsc",
+    DEAD_LETTERS: "dead-letters.avsc",
 }
-ROLES = tuple(SCHEMA_FILES)
+ROLES = TOPIC_ROLES  # one schema per role (SCHEMA_FILES, in the same order)
 MAX_VALUE_BYTES = 1 << 20  # 1 MiB: larger input values are dead-lettered unread
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MS = timedelta(milliseconds=1)
 _TIME = "timestamp-millis"
 
@@ -105,8 +116,8 @@ def encode(role: str, record: dict[str, Any]) -> bytes:
         record = absorb_email(dict(record))
     try:
         return _fast_writer(role)(record)
-    except Exception:  # unusual: fastavro writes it or says what is wrong
-        pass
+    except compiled.WRITE_DECLINED:  # unusual: fastavro writes it or says what is wrong
+        COUNTERS.codec_fallback(role, "writer")
     schema = _schema(role).full
     validate(record, schema, raise_errors=True)
     buf = io.BytesIO()
@@ -134,12 +145,17 @@ def _read(role: str, data: bytes, errors: str, rules: Rules | None = None) -> di
     if role in _FAST_ROLES and data is not None:
         try:
             record = _fast_reader(role)(data, errors)
-        except Exception:  # unusual or malformed: fastavro below reads it or says what is wrong
-            pass
+        except compiled.READ_DECLINED:  # unusual or malformed: fastavro below reads it or says what is wrong
+            COUNTERS.codec_fallback(role, "reader")
         else:
             absorb_email(record, rules)
             return record
     return _read_fastavro(role, data, errors, rules)
+
+
+# fastavro names the file object it read from (`cannot read double from <_io.BytesIO object at
+# 0x7f...>`): a memory address, different at every call, has no place in a dead letter's reason.
+_AT_ADDRESS = re.compile(r" from <[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 
 def _read_fastavro(role: str, data: bytes, errors: str, rules: Rules | None = None) -> dict[str, Any]:
@@ -149,7 +165,8 @@ def _read_fastavro(role: str, data: bytes, errors: str, rules: Rules | None = No
     try:
         record = schemaless_reader(buf, _schema(role).wire, None, handle_unicode_errors=errors)
     except Exception as exc:  # garbage bytes raise EOFError, IndexError, UnicodeDecodeError...
-        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        text = _AT_ADDRESS.sub("", str(exc))
+        why = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
         raise Rejected("value", f"not a {role} Avro record ({why})") from None
     rest = len(data) - buf.tell()
     if rest:
@@ -178,11 +195,11 @@ def decode_input(role: str, data: bytes | None, rules: Rules, now_ms: int | None
     if now_ms is None:
         now_ms = now()
     direct = _DIRECT.get(role)
-    if direct is not None:
+    if direct is not None and data is not None:
         try:
             return direct(data, rules, now_ms)
-        except Exception:  # not plain, or not valid: the general path reads it, or says what is wrong
-            pass
+        except compiled.DIRECT_DECLINED:  # not plain, or not valid: the general path reads it, or says what is wrong
+            COUNTERS.codec_fallback(role, "direct")
     return to_event(role, _read(role, data, "surrogateescape", rules), rules, now_ms)  # type: ignore[arg-type]
 
 
@@ -215,7 +232,8 @@ _ADDRESS_AT = re.compile(rb"(?:@|%40)" + _LABEL + rb"(?:\." + _LABEL + rb")*+\.?
 _TLD = re.compile(rb"\.[A-Za-z]{2}")
 _CUT = re.compile(rb"(?:@|%40)[A-Za-z0-9.-]{3,}")  # an address cut off by the end of the data, at least
 _LOCAL_BYTES = frozenset(  # what a local part is made of (RFC 5322 atext and dots), and non-ASCII bytes
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+/=?^_`{|}~.-") | frozenset(range(0x80, 0x100))
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+/=?^_`{|}~.-"
+) | frozenset(range(0x80, 0x100))
 _LOCAL_MAX = 256  # bytes masked before an '@' at most (an address's local part has at most 64)
 
 
@@ -232,8 +250,12 @@ def mask_addresses(data: bytes) -> bytes:
             start -= 1
         if start == at:  # nothing before the '@': not an address
             continue
-        if not _TLD.search(data, at, end) and not (  # no TLD: then only an address cut short by the end
-                end == len(data) and _CUT.fullmatch(data, at, end) and data[at - 2:at].isascii() and at - start >= 2):
+        if (
+            not _TLD.search(data, at, end)
+            and not (  # no TLD: then only an address cut short by the end
+                end == len(data) and _CUT.fullmatch(data, at, end) and data[at - 2 : at].isascii() and at - start >= 2
+            )
+        ):
             continue
         if out is None:
             out = bytearray(data)
@@ -281,7 +303,13 @@ def _redact_email(role: str, value: bytes) -> bytes:
 
 
 def dead_letter(
-    topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, error: str, ts_ms: int,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    error: str,
+    ts_ms: int,
     role: str | None = None,
 ) -> dict[str, Any]:
     """The dead-letters record for an input that could not be used (a null value gives "").
@@ -326,31 +354,12 @@ def output_dead_letter(topic: str, key: str | None, error: str, ts_ms: int) -> d
     """The dead-letters record for an output record that could not be written: `topic` and
     `key` are the output's, `value` is empty (the record is not kept: it may hold personal data),
     partition and offset -1 (it was never on a partition)."""
-    return dead_letter(topic, -1, -1, None if key is None else key.encode("utf-8", errors="replace"), None, error,
-                       ts_ms)
+    return dead_letter(
+        topic, -1, -1, None if key is None else key.encode("utf-8", errors="replace"), None, error, ts_ms
+    )
 
 
 # --- JSON ----------------------------------------------------------------------------------
-
-
-def parse_time(value: Any) -> int:
-    """ISO-8601 with a zone (`2026-11-20T10:15:00.123Z`, `...+01:00`) or int epoch ms -> epoch ms."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("not an ISO-8601 time with a zone")
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an ISO-8601 time with a zone") from None
-    if moment.tzinfo is None:
-        raise ValueError(f"{value!r} is not an ISO-8601 time with a zone (add Z or +hh:mm)")
-    return (moment - _EPOCH) // _MS
-
-
-def format_time(ms: int) -> str:
-    """Epoch ms -> `2026-11-20T10:15:00.123Z`."""
-    return (_EPOCH + ms * _MS).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _kind(t: Any) -> str:
@@ -467,7 +476,7 @@ def _to(t: Any, v: Any) -> Any:
     kind = _kind(t)
     if kind == "long" and isinstance(t, dict) and t.get("logicalType") == _TIME:
         if isinstance(v, datetime):
-            return format_time((v - _EPOCH) // _MS)
+            return format_time((v - EPOCH) // _MS)
         try:
             return format_time(v)
         except (OverflowError, TypeError):
@@ -488,7 +497,25 @@ def to_json(role: str, record: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = [
-    "MAX_VALUE_BYTES", "ROLES", "SCHEMAS", "Rejected", "dead_letter", "decode", "decode_input",
-    "encode", "encode_fault", "format_time", "from_json", "hash_email", "mask_addresses", "output_dead_letter",
-    "parse_time", "schema_for", "to_event", "to_json",
+    "DEAD_LETTER_VALUE_BYTES",
+    "INPUT_ROLES",
+    "MAX_VALUE_BYTES",
+    "ROLES",
+    "SCHEMAS",
+    "SCHEMA_FILES",
+    "Rejected",
+    "dead_letter",
+    "decode",
+    "decode_input",
+    "encode",
+    "encode_fault",
+    "format_time",
+    "from_json",
+    "hash_email",
+    "mask_addresses",
+    "output_dead_letter",
+    "parse_time",
+    "schema_for",
+    "to_event",
+    "to_json",
 ]

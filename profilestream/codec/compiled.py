@@ -15,8 +15,6 @@ import struct
 from typing import Any
 
 from profilestream.codec.validation import (
-    CLICKSTREAM,
-    CRM_CHANGES,
     END_TS,
     MAX_ID_LENGTH,
     MAX_QUANTITY,
@@ -25,7 +23,9 @@ from profilestream.codec.validation import (
     NEEDS_PRODUCT,
     customer_key_of,
 )
+from profilestream.codec.varint import Overlong, read_long, write_long
 from profilestream.domain.events import CLICK_TYPES, CRM_OPS, Campaign, Click, CrmChange
+from profilestream.domain.roles import CLICKSTREAM, CRM_CHANGES
 from profilestream.domain.rules import Rules
 
 _DOUBLE = struct.Struct("<d")
@@ -43,15 +43,7 @@ RANGES = {"int": (-(1 << 31), (1 << 31) - 1), "long": (-(1 << 63), (1 << 63) - 1
 # fastavro accepted or refused changes.
 
 
-def _write_long(buf: bytearray, n: int) -> None:
-    if 0 <= n < 64:
-        buf.append(n << 1)
-        return
-    n = (n << 1) ^ (n >> 63)
-    while n > 0x7F:
-        buf.append((n & 0x7F) | 0x80)
-        n >>= 7
-    buf.append(n)
+_write_long = write_long  # the one Avro varint writer (codec/varint.py)
 
 
 def _compile_writer(node: Any, named: dict[str, Any]):
@@ -69,6 +61,7 @@ def _compile_writer(node: Any, named: dict[str, Any]):
 
             return optional
         if node == ["string", "double"]:  # the attribute maps' values
+
             def string_or_double(buf, value):
                 if value.__class__ is str:
                     buf.append(0)
@@ -86,6 +79,7 @@ def _compile_writer(node: Any, named: dict[str, Any]):
     if isinstance(node, str) and kind in named:
         return named[kind]
     if kind == "null":
+
         def null(buf, value):
             if value is not None:
                 raise _Unusual
@@ -101,6 +95,7 @@ def _compile_writer(node: Any, named: dict[str, Any]):
 
         return integer
     if kind == "string":
+
         def string(buf, value):
             if value.__class__ is not str:
                 raise _Unusual
@@ -110,6 +105,7 @@ def _compile_writer(node: Any, named: dict[str, Any]):
 
         return string
     if kind == "boolean":
+
         def boolean(buf, value):
             if value is True:
                 buf.append(1)
@@ -120,6 +116,7 @@ def _compile_writer(node: Any, named: dict[str, Any]):
 
         return boolean
     if kind == "double":
+
         def double(buf, value):
             if value.__class__ is not float:
                 raise _Unusual
@@ -130,7 +127,10 @@ def _compile_writer(node: Any, named: dict[str, Any]):
         index = {symbol: i for i, symbol in enumerate(node["symbols"])}
 
         def enum(buf, value):
-            _write_long(buf, index[value])  # KeyError on an unknown symbol: fastavro says so
+            i = index.get(value) if value.__class__ is str else None
+            if i is None:  # not a symbol: fastavro says so
+                raise _Unusual
+            _write_long(buf, i)
 
         named[node["name"]] = enum
         return enum
@@ -192,24 +192,22 @@ class _Unusual(Exception):
     """Not a plainly well-formed encoding: let fastavro read (and judge) it."""
 
 
-def _read_long(data: bytes, pos: int) -> tuple[int, int]:
-    byte = data[pos]
-    pos += 1
-    if byte < 0x80:
-        return (byte >> 1) ^ -(byte & 1), pos
-    n = byte & 0x7F
-    shift = 7
-    while True:
-        byte = data[pos]
-        pos += 1
-        if shift == 63 and byte > 1:  # beyond 64 bits
-            raise _Unusual
-        n |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return (n >> 1) ^ -(n & 1), pos
-        shift += 7
-        if shift > 63:
-            raise _Unusual
+# The one Avro varint reader (codec/varint.py), used as it is: no wrapper on the hot path. Its two
+# errors mean what `_Unusual` means here: `Overlong` (past 64 bits) and `IndexError` (the bytes end
+# inside it) are in `READ_DECLINED` / `DIRECT_DECLINED`, so callers let fastavro judge those bytes.
+_read_long = read_long
+
+# What each fast path raises when it declines a value, for `avro` to catch (and count) before the
+# general path decides. Anything else is a bug in this module and propagates.
+#   compiled reader: `_Unusual`; `IndexError` (data cut short); `ValueError`: `Overlong` and, read
+#     strictly, `UnicodeDecodeError`.
+#   direct decoders: the same, and `struct.error` (a double cut short); a six-byte time cut short is
+#     a `ValueError` (unpacking too few bytes), a `Rejected` from `customer_key_of` one too.
+#   compiled writer: `_Unusual`; `KeyError` (a field missing, left to fastavro's defaults);
+#     `UnicodeEncodeError` (a lone surrogate, which fastavro refuses in its own words).
+READ_DECLINED: tuple[type[Exception], ...] = (_Unusual, Overlong, IndexError, ValueError)
+DIRECT_DECLINED: tuple[type[Exception], ...] = (*READ_DECLINED, struct.error)
+WRITE_DECLINED: tuple[type[Exception], ...] = (_Unusual, KeyError, UnicodeEncodeError)
 
 
 def _compile(node: Any, named: dict[str, Any], namespace: str | None = None):
@@ -244,6 +242,7 @@ def _compile(node: Any, named: dict[str, Any], namespace: str | None = None):
     if kind in ("int", "long"):
         return lambda data, pos, errors: _read_long(data, pos)
     if kind == "string":
+
         def string(data, pos, errors):
             length = data[pos]
             if length < 0x80:  # the usual one-byte length
@@ -262,6 +261,7 @@ def _compile(node: Any, named: dict[str, Any], namespace: str | None = None):
 
         return string
     if kind == "boolean":
+
         def boolean(data, pos, errors):
             byte = data[pos]
             if byte > 1:
@@ -342,7 +342,7 @@ def _compile(node: Any, named: dict[str, Any], namespace: str | None = None):
                         end = pos + 1 + (length >> 1)
                         if end > len(data):
                             raise _Unusual
-                        out[name] = data[pos + 1:end].decode("utf-8", errors)
+                        out[name] = data[pos + 1 : end].decode("utf-8", errors)
                         pos = end
                         continue
                     out[name], pos = string(data, pos, errors)
@@ -386,7 +386,7 @@ def _compile(node: Any, named: dict[str, Any], namespace: str | None = None):
 def _read_time(data: bytes, pos: int) -> tuple[int, int]:
     """`_read_long` for an epoch-ms time. Every time from 1990 to 2039 is a six-byte varint; read
     here without the byte loop, which was a fifth of the cost of reading a click."""
-    b0, b1, b2, b3, b4, b5 = data[pos:pos + 6]
+    b0, b1, b2, b3, b4, b5 = data[pos : pos + 6]
     if b0 & b1 & b2 & b3 & b4 & 0x80 and b5 < 0x80:
         n = (b0 & 0x7F) | (b1 & 0x7F) << 7 | (b2 & 0x7F) << 14 | (b3 & 0x7F) << 21 | (b4 & 0x7F) << 28 | b5 << 35
         return (n >> 1) ^ -(n & 1), pos + 6
@@ -400,7 +400,7 @@ def _string_at(data: bytes, pos: int) -> tuple[str, int]:
         if length & 1:
             raise _Unusual
         end = pos + 1 + (length >> 1)
-        return data[pos + 1:end].decode(), end
+        return data[pos + 1 : end].decode(), end
     length, pos = _read_long(data, pos)
     if length < 0:
         raise _Unusual
@@ -419,7 +419,7 @@ def _optional_string_at(data: bytes, pos: int) -> tuple[str | None, int]:
     length = data[pos + 1]
     if length < 0x80 and not length & 1:
         end = pos + 2 + (length >> 1)
-        return data[pos + 2:end].decode(), end
+        return data[pos + 2 : end].decode(), end
     return _string_at(data, pos + 1)
 
 
@@ -503,8 +503,20 @@ def _click_direct(data: bytes, rules: Rules, now_ms: int) -> Click:
     if len(data) > MAX_ID_LENGTH and _long(event_id, device_id, customer_key, product_id, order_id):
         raise _Unusual  # (a shorter record cannot hold an id that long)
     return Click(
-        event_id, ts, device_id, type_, customer_key, url, referrer, page_category,
-        product_id, price, quantity, order_id, revenue, campaign,
+        event_id,
+        ts,
+        device_id,
+        type_,
+        customer_key,
+        url,
+        referrer,
+        page_category,
+        product_id,
+        price,
+        quantity,
+        order_id,
+        revenue,
+        campaign,
     )
 
 
@@ -613,6 +625,7 @@ def writer(wire: Any):
     try:
         write = _compile_writer(wire, {})
     except TypeError:  # a schema this writer does not cover: always the general path
+
         def write(buf, value):
             raise _Unusual
 
@@ -640,5 +653,9 @@ def reader(wire: Any):
 def direct_decoders(wire: dict[str, Any]) -> dict[str, Any]:
     """`{role: (bytes, rules, now_ms) -> event}` for the input roles whose wire schema
     (`wire[role]`) is still exactly the layout its decoder was written for."""
-    return {role: decoder for role, (layout, decoder) in _LAYOUTS.items()
-            if role in wire and _layout(wire[role]) == layout}
+    return {
+        role: decoder for role, (layout, decoder) in _LAYOUTS.items() if role in wire and _layout(wire[role]) == layout
+    }
+
+
+__all__ = ["DIRECT_DECLINED", "RANGES", "READ_DECLINED", "WRITE_DECLINED", "direct_decoders", "reader", "writer"]

@@ -7,12 +7,12 @@ reasons, sample files) goes through these two functions, so there is one format:
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from profilestream.domain.units import DAY
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _SENTINEL = 2**61  # beyond it: the engine's BEGINNING / END_OF_TIME, not a time
 
@@ -36,11 +36,16 @@ _DAYS: dict[int, str] = {}  # day number -> "YYYY-MM-DDT": formatting is on the 
 
 
 def format_time(ms: int) -> str:
-    """Epoch ms -> `2026-11-20T10:15:00.123Z` (the date part cached per day: it is the slow part)."""
+    """Epoch ms -> `2026-11-20T10:15:00.123Z` (the date part cached per day: it is the slow part).
+    Years before 1000 keep four digits (`0999-...`: `strftime("%Y")` would drop the zero); a
+    number that is not an int (a float) is rounded to the microsecond, then cut to the ms."""
+    if ms.__class__ is not int and not isinstance(ms, int):
+        return (EPOCH + ms * _MS).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     day, rest = divmod(ms, DAY)
     prefix = _DAYS.get(day)
     if prefix is None:
-        prefix = _DAYS[day] = (EPOCH + timedelta(days=day)).strftime("%Y-%m-%dT")
+        date = EPOCH + timedelta(days=day)
+        prefix = _DAYS[day] = f"{date.year:04d}-{date.month:02d}-{date.day:02d}T"
     sec, milli = divmod(rest, 1000)
     minute, sec = divmod(sec, 60)
     hour, minute = divmod(minute, 60)

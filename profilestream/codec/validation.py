@@ -31,18 +31,15 @@ nothing downstream of this module ever sees one.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
-from datetime import datetime, timezone
 from typing import Any
 
+from profilestream.codec.times import format_time
 from profilestream.domain.events import CLICK_TYPES, CRM_OPS, Campaign, Click, CrmChange
+from profilestream.domain.roles import CLICKSTREAM, CRM_CHANGES, INPUT_ROLES
 from profilestream.domain.rules import Rules
-
-CLICKSTREAM = "clickstream"
-CRM_CHANGES = "crm_changes"
-INPUT_ROLES = (CLICKSTREAM, CRM_CHANGES)
+from profilestream.domain.units import DAY, HOUR, MINUTE, SECOND
 
 MIN_TS = 631_152_000_000  # 1990-01-01T00:00:00Z: anything earlier is a broken clock or a unit mix-up
 END_TS = 4_102_444_800_000  # 2100-01-01T00:00:00Z (exclusive): likewise (e.g. microseconds sent)
@@ -177,12 +174,17 @@ def _quantity(record: dict[str, Any]) -> int | None:
     return quantity
 
 
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+_UNITS = (("d", DAY), ("h", HOUR), ("m", MINUTE), ("s", SECOND))
+
+
+def _to_the_second(ms: int) -> str:
+    """`format_time` without the milliseconds (`2026-11-20T10:15:00Z`): the form of the times in a
+    `time.max_future` rejection."""
+    return format_time(ms)[:-5] + "Z"
 
 
 def _duration(ms: int) -> str:
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+    for unit, size in _UNITS:
         if ms >= size and ms % size == 0:
             return f"{ms // size}{unit}"
     return f"{ms}ms"
@@ -190,8 +192,11 @@ def _duration(ms: int) -> str:
 
 def _too_far_ahead(ts: int, max_future: int, now_ms: int) -> Rejected:
     """The rejection of an input whose `ts` is more than `max_future` after `now_ms`."""
-    return Rejected("ts", f"{_iso(ts)} is more than {_duration(max_future)} ahead of the wall clock "
-                          f"({_iso(now_ms)}) when read (time.max_future): a device or system clock is wrong")
+    return Rejected(
+        "ts",
+        f"{_to_the_second(ts)} is more than {_duration(max_future)} ahead of the wall clock "
+        f"({_to_the_second(now_ms)}) when read (time.max_future): a device or system clock is wrong",
+    )
 
 
 def _ts(record: dict[str, Any], rules: Rules, now_ms: int) -> int:
@@ -331,3 +336,24 @@ def to_event(role: str, record: dict[str, Any], rules: Rules, now_ms: int | None
     if role == CRM_CHANGES:
         return _crm_change(record, rules, now_ms)
     raise ValueError(f"{role!r} is not an input topic role ({', '.join(INPUT_ROLES)})")
+
+
+__all__ = [
+    "CLICKSTREAM",
+    "CRM_CHANGES",
+    "END_TS",
+    "ID_FIELDS",
+    "INPUT_ROLES",
+    "MAX_ID_LENGTH",
+    "MAX_QUANTITY",
+    "MIN_QUANTITY",
+    "MIN_TS",
+    "NEEDS_PRODUCT",
+    "Rejected",
+    "absorb_email",
+    "customer_key_of",
+    "finite",
+    "hash_email",
+    "now",
+    "to_event",
+]

@@ -22,11 +22,13 @@ its offsets, partitioning and outputs would otherwise silently refer to another 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import uuid
-from typing import Any, Iterable, Iterator, NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
 
 from confluent_kafka import (
     Consumer,
@@ -39,18 +41,27 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from profilestream.codec import avro
-from profilestream.config import TOPIC_ROLES
+from profilestream.domain.roles import (
+    CLICKSTREAM,
+    CRM_CHANGES,
+    CRM_FEED,
+    DEAD_LETTERS,
+    MERGES,
+    PROFILES,
+    TOPIC_ROLES,
+    TRIGGERS,
+)
 
 KEY_FIELDS = {  # the record field that is the message key, per CONTRACT.md
-    "clickstream": "device_id",
-    "crm_changes": "customer_id",
-    "profiles": "profile_id",
-    "merges": "into_profile_id",
-    "triggers": "profile_id",
-    "crm_feed": "customer_id",
-    "dead_letters": None,
+    CLICKSTREAM: "device_id",
+    CRM_CHANGES: "customer_id",
+    PROFILES: "profile_id",
+    MERGES: "into_profile_id",
+    TRIGGERS: "profile_id",
+    CRM_FEED: "customer_id",
+    DEAD_LETTERS: None,
 }
-COMPACTED = ("profiles", "crm_feed")  # the latest record of a key is the state: keep it forever
+COMPACTED = (PROFILES, CRM_FEED)  # the latest record of a key is the state: keep it forever
 
 
 class BrokerError(RuntimeError):
@@ -116,8 +127,10 @@ def unreachable(config, exc: BaseException | None = None) -> BrokerUnreachable:
         why = f"{why}; last: {said}" if why else said
     return BrokerUnreachable(
         f"no Kafka broker answered at kafka.brokers = {config.kafka.brokers} within run.connect_timeout = "
-        f"{_timeout(config):g}s" + (f" ({why})" if why else "")
-        + "; check kafka.brokers, or start one with `profilestream broker`")
+        f"{_timeout(config):g}s"
+        + (f" ({why})" if why else "")
+        + "; check kafka.brokers, or start one with `profilestream broker`"
+    )
 
 
 def admin_client(config) -> AdminClient:
@@ -189,8 +202,11 @@ def create_topics(config) -> list[str]:
     names created. Tansu accepts `cleanup.policy=compact` but, in memory, never compacts."""
     admin = admin_client(config)
     existing = metadata(config, admin).topics
-    wanted = [new_topic(config.topics.name(role), role, config.topics.partitions)
-              for role in TOPIC_ROLES if config.topics.name(role) not in existing]
+    wanted = [
+        new_topic(config.topics.name(role), role, config.topics.partitions)
+        for role in TOPIC_ROLES
+        if config.topics.name(role) not in existing
+    ]
     return create_missing(admin, wanted, _timeout(config))
 
 
@@ -228,13 +244,17 @@ def produce_records(config, role: str, records: Iterable[tuple[str | bytes | Non
 
 
 def _consumer(config) -> Consumer:
-    return Consumer(quiet({
-        **client_config(config),
-        "group.id": f"profilestream-read-{uuid.uuid4().hex}",  # never joined: assign only
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-        "fetch.wait.max.ms": 100,
-    }))
+    return Consumer(
+        quiet(
+            {
+                **client_config(config),
+                "group.id": f"profilestream-read-{uuid.uuid4().hex}",  # never joined: assign only
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": 100,
+            }
+        )
+    )
 
 
 _TRANSIENT = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT}
@@ -359,10 +379,8 @@ def topic_states(config, names: Iterable[str]) -> dict[str, TopicState | None]:
             continue
         state = None
         if name in futures:
-            try:
+            with contextlib.suppress(KafkaException):  # no description (deleted meanwhile, an old broker): counts only
                 state = _state(futures[name].result())
-            except KafkaException:  # no description (deleted meanwhile, an old broker): counts only
-                pass
         found[name] = state or TopicState(len(listed[name].partitions), None)
     return found
 
@@ -377,7 +395,8 @@ def require_topics(config, names: Iterable[str]) -> dict[str, TopicState]:
         raise MissingTopics(
             f"topic{'s' * (len(missing) > 1)} {', '.join(missing)} {'do' if len(missing) > 1 else 'does'} "
             f"not exist at kafka.brokers = {config.kafka.brokers}; `profilestream topics create` creates "
-            "every configured topic")
+            "every configured topic"
+        )
     return states  # type: ignore[return-value]
 
 
@@ -390,8 +409,11 @@ def changed(name: str, was: TopicState, now: TopicState | None) -> str | None:
     if now is None:
         return f'topic "{name}" no longer exists (deleted, or the broker came back empty)'
     if was.topic_id is not None and now.topic_id is not None and was.topic_id != now.topic_id:
-        counts = "" if was.partitions == now.partitions else \
-            f", with {now.partitions} partitions instead of {was.partitions}"
+        counts = (
+            ""
+            if was.partitions == now.partitions
+            else f", with {now.partitions} partitions instead of {was.partitions}"
+        )
         return f'topic "{name}" was deleted and created again (its topic id changed{counts})'
     if was.partitions != now.partitions:
         return f'topic "{name}" had {was.partitions} partitions when the run started and has {now.partitions} now'
@@ -402,7 +424,8 @@ def topic_changed(brokers: str, problem: str) -> TopicChanged:
     return TopicChanged(
         f"{problem} at kafka.brokers = {brokers}; the run stopped rather than read or write a topic "
         "it did not start with. Check the topics (`profilestream topics create` makes missing ones) "
-        "and start the run again (with a new --recovery-dir if an input topic was recreated)")
+        "and start the run again (with a new --recovery-dir if an input topic was recreated)"
+    )
 
 
 class TopicWatch:
@@ -501,3 +524,37 @@ def watch_topics(conf: dict[str, Any] | None, expected: dict[str, TopicState] | 
 
 def topic_watch() -> TopicWatch | None:
     return _WATCH
+
+
+__all__ = [
+    "CHECK_EVERY",
+    "COMPACTED",
+    "KEY_FIELDS",
+    "LOOK_TIMEOUT",
+    "BrokerError",
+    "BrokerUnreachable",
+    "Message",
+    "MissingTopics",
+    "TopicChanged",
+    "TopicState",
+    "TopicWatch",
+    "admin_client",
+    "changed",
+    "client_config",
+    "create_missing",
+    "create_topics",
+    "end_offsets",
+    "key_of",
+    "metadata",
+    "new_topic",
+    "produce_records",
+    "quiet",
+    "read_topic",
+    "require_topics",
+    "role_of",
+    "topic_changed",
+    "topic_states",
+    "topic_watch",
+    "unreachable",
+    "watch_topics",
+]

@@ -63,3 +63,9 @@ class InFlight:
 
     def may_read(self) -> bool:
         return self.ahead() < self._limit
+
+
+__all__ = [
+    "LIMIT",
+    "InFlight",
+]

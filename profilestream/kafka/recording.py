@@ -44,9 +44,10 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from confluent_kafka import KafkaError, Producer
 from fastavro import block_reader
@@ -92,11 +93,11 @@ class TopicCount:
     files: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> str:
-        extra = [f"{n} {what}" for n, what in ((self.tombstones, "tombstones"),
-                                              (self.undecodable, "undecodable")) if n]
-        return (f"{self.topic}: {self.records} record{'s' * (self.records != 1)} in "
-                f"{self.partitions} partition{'s' * (self.partitions != 1)}"
-                + (f" ({', '.join(extra)})" if extra else ""))
+        extra = [f"{n} {what}" for n, what in ((self.tombstones, "tombstones"), (self.undecodable, "undecodable")) if n]
+        return (
+            f"{self.topic}: {self.records} record{'s' * (self.records != 1)} in "
+            f"{self.partitions} partition{'s' * (self.partitions != 1)}" + (f" ({', '.join(extra)})" if extra else "")
+        )
 
 
 # --- schema ---------------------------------------------------------------------------------
@@ -120,10 +121,18 @@ def container_schema(role: str) -> dict[str, Any]:
             {"name": "offset", "type": "long", "doc": "the message's offset in the recorded topic"},
             {"name": "timestamp", "type": "long", "doc": "the original Kafka timestamp, epoch ms"},
             {"name": "key", "type": ["null", "bytes"], "default": None},
-            {"name": "value", "type": ["null", _topic_schema(role)], "default": None,
-             "doc": "the decoded value; null for a tombstone or an undecodable value"},
-            {"name": "raw", "type": ["null", "bytes"], "default": None,
-             "doc": "the original bytes of a value that does not decode with the topic's schema"},
+            {
+                "name": "value",
+                "type": ["null", _topic_schema(role)],
+                "default": None,
+                "doc": "the decoded value; null for a tombstone or an undecodable value",
+            },
+            {
+                "name": "raw",
+                "type": ["null", "bytes"],
+                "default": None,
+                "doc": "the original bytes of a value that does not decode with the topic's schema",
+            },
         ],
     }
 
@@ -132,8 +141,15 @@ def container_schema(role: str) -> dict[str, Any]:
 
 
 def _progress(total: int | None, desc: str) -> tqdm:
-    return tqdm(total=total, desc=desc, unit=" records", unit_scale=True, file=sys.stderr,
-                disable=not sys.stderr.isatty(), leave=False)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=" records",
+        unit_scale=True,
+        file=sys.stderr,
+        disable=not sys.stderr.isatty(),
+        leave=False,
+    )
 
 
 def _decoded(role: str, value: bytes) -> dict[str, Any] | None:
@@ -177,11 +193,16 @@ def _record(config, roles: list[str], spans: dict, out: Path) -> list[TopicCount
             try:
                 for p in sorted(spans[role]):
                     name = f"{topic}-{p}.avro"
-                    handles[p] = open(out / name, "wb")
+                    handles[p] = open(out / name, "wb")  # noqa: SIM115 (closed in the finally below)
                     marker = hashlib.md5(f"{topic}/{p}".encode()).digest()  # same input, same file
                     writers[p] = Writer(handles[p], schema, codec=CODEC, sync_marker=marker)
-                    per_partition[p] = {"partition": p, "file": name, "records": 0,
-                                        "first_offset": None, "last_offset": None}
+                    per_partition[p] = {
+                        "partition": p,
+                        "file": name,
+                        "records": 0,
+                        "first_offset": None,
+                        "last_offset": None,
+                    }
                 for m in read_topic(config, topic):
                     value = raw = None
                     if m.value is None:
@@ -191,8 +212,9 @@ def _record(config, roles: list[str], spans: dict, out: Path) -> list[TopicCount
                         if value is None:
                             raw = m.value
                             count.undecodable += 1
-                    writers[m.partition].write({"offset": m.offset, "timestamp": m.timestamp,
-                                                "key": m.key, "value": value, "raw": raw})
+                    writers[m.partition].write(
+                        {"offset": m.offset, "timestamp": m.timestamp, "key": m.key, "value": value, "raw": raw}
+                    )
                     entry = per_partition[m.partition]
                     entry["records"] += 1
                     if entry["first_offset"] is None:
@@ -210,9 +232,18 @@ def _record(config, roles: list[str], spans: dict, out: Path) -> list[TopicCount
     manifest = {
         "format": FORMAT,
         "version": VERSION,
-        "topics": [{"topic": c.topic, "role": c.role, "partitions": c.partitions, "records": c.records,
-                    "tombstones": c.tombstones, "undecodable": c.undecodable, "files": c.files}
-                   for c in counts],
+        "topics": [
+            {
+                "topic": c.topic,
+                "role": c.role,
+                "partitions": c.partitions,
+                "records": c.records,
+                "tombstones": c.tombstones,
+                "undecodable": c.undecodable,
+                "files": c.files,
+            }
+            for c in counts
+        ],
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return counts
@@ -255,8 +286,9 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
             partition = _field(path, {at: partition}, at, dict)
             number = _field(path, partition, "partition", int, at)
             if not 0 <= number < count or number in seen:
-                raise RecordingError(f"{path}: {at}.partition: {number} is not one of the topic's "
-                                     f"{count} partitions, or is there twice")
+                raise RecordingError(
+                    f"{path}: {at}.partition: {number} is not one of the topic's {count} partitions, or is there twice"
+                )
             seen.add(number)
             records = _field(path, partition, "records", int, at)
             partition["path"] = _inside(path, root, Path(directory), _field(path, partition, "file", str, at))
@@ -283,8 +315,10 @@ def _inside(manifest: Path, root: Path, directory: Path, name: str) -> Path:
     """The partition file `name`, resolved (symbolic links too) and inside the recording."""
     given = directory / name
     if Path(name).is_absolute() or ".." in Path(name).parts:
-        raise RecordingError(f"{manifest}: the partition file {name!r} is outside the recording "
-                             f"{directory} (files must be named relative to it, without ..)")
+        raise RecordingError(
+            f"{manifest}: the partition file {name!r} is outside the recording "
+            f"{directory} (files must be named relative to it, without ..)"
+        )
     try:
         resolved = given.resolve(strict=True)
     except FileNotFoundError:
@@ -292,8 +326,9 @@ def _inside(manifest: Path, root: Path, directory: Path, name: str) -> Path:
     except (OSError, RuntimeError) as exc:  # a symbolic link loop
         raise RecordingError(f"{given}: cannot resolve it ({exc})") from None
     if not resolved.is_relative_to(root):
-        raise RecordingError(f"{manifest}: the partition file {name!r} is outside the recording {directory} "
-                             f"(it leads to {resolved})")
+        raise RecordingError(
+            f"{manifest}: the partition file {name!r} is outside the recording {directory} (it leads to {resolved})"
+        )
     if not resolved.is_file():
         raise RecordingError(f"{given}: not a regular file (named in {manifest})")
     return resolved
@@ -308,11 +343,15 @@ def _check_file(path: Path, shown: Path, role: str | None, records: int) -> None
     try:
         with open(path, "rb") as fh:
             blocks = block_reader(fh)
-            names = {f.get("name") for f in blocks.writer_schema.get("fields", ())} \
-                if isinstance(blocks.writer_schema, dict) else set()
-            if not _FIELDS <= names:
-                raise RecordingError(f"{shown}: not a recording file (its records lack "
-                                     f"{', '.join(sorted(_FIELDS - names))})")
+            names = (
+                {f.get("name") for f in blocks.writer_schema.get("fields", ())}
+                if isinstance(blocks.writer_schema, dict)
+                else set()
+            )
+            if not names >= _FIELDS:
+                raise RecordingError(
+                    f"{shown}: not a recording file (its records lack {', '.join(sorted(_FIELDS - names))})"
+                )
             found = sum(block.num_records for block in blocks)
     except RecordingError:
         raise
@@ -321,8 +360,9 @@ def _check_file(path: Path, shown: Path, role: str | None, records: int) -> None
     except OSError as exc:
         raise RecordingError(f"{shown}: cannot read it ({exc.strerror or exc})") from None
     except Exception as exc:  # fastavro: not Avro, truncated, a damaged block or sync marker
-        raise RecordingError(f"{shown}: not a readable Avro container file, or truncated "
-                             f"({type(exc).__name__}: {exc})") from None
+        raise RecordingError(
+            f"{shown}: not a readable Avro container file, or truncated ({type(exc).__name__}: {exc})"
+        ) from None
     if found != records:
         raise RecordingError(f"{shown}: holds {found} records, the manifest counts {records} (truncated?)")
 
@@ -345,8 +385,10 @@ def messages(directory: str | Path, entry: dict[str, Any], partition: dict[str, 
                 n += 1
                 yield rec["key"], value, rec["timestamp"]
     except Exception as exc:  # fastavro or the encoder: damage inside a block
-        raise RecordingError(f"{shown}: record {n + 1} cannot be read ({type(exc).__name__}: {exc}); "
-                             f"{n} records of this file were replayed") from None
+        raise RecordingError(
+            f"{shown}: record {n + 1} cannot be read ({type(exc).__name__}: {exc}); "
+            f"{n} records of this file were replayed"
+        ) from None
 
 
 def _target(config, entry: dict[str, Any]) -> str:
@@ -362,10 +404,10 @@ def _prepare_topics(config, wanted: dict[str, tuple[str | None, int]]) -> set[st
     existing = metadata(config, admin).topics
     for name, (_, partitions) in wanted.items():
         if name in existing and len(existing[name].partitions) < partitions:
-            raise BrokerError(f'topic "{name}" has {len(existing[name].partitions)} partitions, '
-                              f"the recording needs {partitions}")
-    missing = [new_topic(name, role, partitions) for name, (role, partitions) in wanted.items()
-               if name not in existing]
+            raise BrokerError(
+                f'topic "{name}" has {len(existing[name].partitions)} partitions, the recording needs {partitions}'
+            )
+    missing = [new_topic(name, role, partitions) for name, (role, partitions) in wanted.items() if name not in existing]
     return set(create_missing(admin, missing, timeout))
 
 
@@ -376,8 +418,16 @@ def replay(config, directory: str | Path) -> list[TopicCount]:
     entries = manifest["topics"]
     wanted = {_target(config, e): (e.get("role"), e["partitions"]) for e in entries}
     created = _prepare_topics(config, wanted)
-    producer = Producer(quiet({"enable.idempotence": True, "allow.auto.create.topics": False,
-                               "message.max.bytes": MAX_MESSAGE_BYTES, **client_config(config)}))
+    producer = Producer(
+        quiet(
+            {
+                "enable.idempotence": True,
+                "allow.auto.create.topics": False,
+                "message.max.bytes": MAX_MESSAGE_BYTES,
+                **client_config(config),
+            }
+        )
+    )
     errors: list[KafkaError] = []
 
     def delivered(err, _msg):
@@ -395,8 +445,9 @@ def replay(config, directory: str | Path) -> list[TopicCount]:
                 for key, value, ts in messages(directory, entry, partition):
                     while True:
                         try:
-                            producer.produce(topic, value, key, partition=partition["partition"],
-                                             timestamp=ts, on_delivery=delivered)
+                            producer.produce(
+                                topic, value, key, partition=partition["partition"], timestamp=ts, on_delivery=delivered
+                            )
                             break
                         except BufferError:  # local queue full: let deliveries drain
                             producer.poll(0.1)
@@ -414,3 +465,19 @@ def replay(config, directory: str | Path) -> list[TopicCount]:
         why = errors[0].str() if errors else f"{left} not acknowledged in time"
         raise BrokerError(f"{len(errors) + left} of {sent} replayed records were not delivered: {why}")
     return counts
+
+
+__all__ = [
+    "CODEC",
+    "FORMAT",
+    "MANIFEST",
+    "MAX_MESSAGE_BYTES",
+    "VERSION",
+    "RecordingError",
+    "TopicCount",
+    "container_schema",
+    "messages",
+    "read_manifest",
+    "record",
+    "replay",
+]

@@ -63,11 +63,13 @@ class _SinkPartition(StatelessSinkPartition):
         self._failed: list[KafkaError] = []
         self._warn = metrics.Every(WARN_EVERY)
         self._watch = topic_watch()
-        self._producer = Producer({
-            **producer_config(conf),
-            "error_cb": self._error,
-            "logger": logging.getLogger("profilestream.kafka.producer"),
-        })
+        self._producer = Producer(
+            {
+                **producer_config(conf),
+                "error_cb": self._error,
+                "logger": logging.getLogger("profilestream.kafka.producer"),
+            }
+        )
 
     def _error(self, error: KafkaError) -> None:
         if error.fatal():
@@ -115,8 +117,13 @@ class _SinkPartition(StatelessSinkPartition):
                 break
             self._check_topics()  # a broker that came back empty: stop rather than wait for it
             if waited >= WARN_EVERY and self._warn.ready():
-                metrics.log("waiting_for_broker", logging.WARNING, client="producer",
-                            unacknowledged=left, waited_s=round(waited))
+                metrics.log(
+                    "waiting_for_broker",
+                    logging.WARNING,
+                    client="producer",
+                    unacknowledged=left,
+                    waited_s=round(waited),
+                )
         self._raise_failed()
         if waited >= WARN_EVERY:
             metrics.log("broker_back", client="producer", waited_s=round(waited))
@@ -155,3 +162,13 @@ class OutputSink(DynamicSink):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _SinkPartition:
         return _SinkPartition(self._conf, self._each_batch)
+
+
+__all__ = [
+    "CLOSE_FAILURES",
+    "PRODUCER_DEFAULTS",
+    "WAIT_STEP",
+    "WARN_EVERY",
+    "OutputSink",
+    "producer_config",
+]

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Optional
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import (
@@ -43,9 +44,18 @@ from profilestream.kafka.clients import topic_changed, topic_watch
 from profilestream.ops import metrics
 
 IDLE_POLL = timedelta(milliseconds=5)
-TRANSIENT = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT,
-                       KafkaError._RESOLVE, KafkaError.REQUEST_TIMED_OUT, KafkaError.NOT_LEADER_FOR_PARTITION,
-                       KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NETWORK_EXCEPTION})
+TRANSIENT = frozenset(
+    {
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._TIMED_OUT,
+        KafkaError._RESOLVE,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NETWORK_EXCEPTION,
+    }
+)
 WARN_EVERY = 10.0
 STOP = threading.Event()  # set on SIGINT/SIGTERM (`runner`): every partition ends its read
 
@@ -81,7 +91,7 @@ class Raw:
     """A record as read from an input topic, before decoding. Never changed once built (not
     `frozen`: see `events.Click`)."""
 
-    role: str  # "clickstream" or "crm_changes"
+    role: str  # an input role (`domain.roles.INPUT_ROLES`)
     topic: str
     partition: int
     offset: int
@@ -103,11 +113,21 @@ class PartitionEnd:
 
 
 class _Partition(StatefulSourcePartition):
-    def __init__(self, conf: dict, role: str, topic: str, partition: int, offset: int | None,
-                 span: tuple[int, int] | None, batch_size: int, gate: Callable[[], bool] | None = None):
+    def __init__(
+        self,
+        conf: dict,
+        role: str,
+        topic: str,
+        partition: int,
+        offset: int | None,
+        span: tuple[int, int] | None,
+        batch_size: int,
+        gate: Callable[[], bool] | None = None,
+    ):
         self._warn = metrics.Every(WARN_EVERY)
-        self._consumer = Consumer({**conf, "error_cb": self._client_error,
-                                   "logger": logging.getLogger("profilestream.kafka.consumer")})
+        self._consumer = Consumer(
+            {**conf, "error_cb": self._client_error, "logger": logging.getLogger("profilestream.kafka.consumer")}
+        )
         self._role, self._topic, self._partition = role, topic, partition
         self._source = f"{topic}/{partition}"
         self._batch_size = batch_size
@@ -121,30 +141,47 @@ class _Partition(StatefulSourcePartition):
             if self._next == OFFSET_BEGINNING:
                 self._next = low
             elif self._next < low:  # resumed, but retention deleted records since the snapshot
-                metrics.log("offset_gone", logging.WARNING, partition=self._source, snapshot_offset=self._next,
-                            first_offset=low, lost=low - self._next)
+                metrics.log(
+                    "offset_gone",
+                    logging.WARNING,
+                    partition=self._source,
+                    snapshot_offset=self._next,
+                    first_offset=low,
+                    lost=low - self._next,
+                )
                 self._next = low
-        metrics.log("partition", partition=self._source,
-                    start="beginning" if self._next == OFFSET_BEGINNING else self._next,
-                    resumed=offset is not None, end=self._end)
+        metrics.log(
+            "partition",
+            partition=self._source,
+            start="beginning" if self._next == OFFSET_BEGINNING else self._next,
+            resumed=offset is not None,
+            end=self._end,
+        )
         self._consumer.assign([TopicPartition(topic, partition, self._next)])
         self._done = False
-        self._awake: Optional[datetime] = None
+        self._awake: datetime | None = None
         self._publish()
 
     def _client_error(self, error: KafkaError) -> None:
         """librdkafka's own errors (broker down, ...): it retries by itself; say so, now and then."""
         if self._warn.ready():
-            metrics.log("kafka_trouble", logging.WARNING, client="consumer", partition=self._source,
-                        error=error.str(), fatal=error.fatal())
+            metrics.log(
+                "kafka_trouble",
+                logging.WARNING,
+                client="consumer",
+                partition=self._source,
+                error=error.str(),
+                fatal=error.fatal(),
+            )
 
     def _publish(self) -> None:
         if self._end is not None:
             high = self._end
         else:
             try:
-                high = self._consumer.get_watermark_offsets(
-                    TopicPartition(self._topic, self._partition), cached=True)[1]
+                high = self._consumer.get_watermark_offsets(TopicPartition(self._topic, self._partition), cached=True)[
+                    1
+                ]
             except KafkaException:
                 high = None
         metrics.COUNTERS.partition(self._source, max(self._next, 0), high)
@@ -158,7 +195,7 @@ class _Partition(StatefulSourcePartition):
             self._done = True
             return [PartitionEnd(self._source)]
         if self._gate is not None and not self._gate():  # the engine is behind: wait for it
-            self._awake = datetime.now(timezone.utc) + IDLE_POLL
+            self._awake = datetime.now(UTC) + IDLE_POLL
             return []
         messages = self._consumer.consume(self._batch_size, 0)  # never block the worker: librdkafka prefetches
         batch = []
@@ -173,8 +210,11 @@ class _Partition(StatefulSourcePartition):
                 raise KafkaException(error)
             offset = m.offset()
             if offset < self._next:
-                raise topic_changed(self._brokers, f'partition {self._source} went back from offset {self._next} '
-                                    f"to {offset} (the topic was recreated, or the broker lost its data)")
+                raise topic_changed(
+                    self._brokers,
+                    f"partition {self._source} went back from offset {self._next} "
+                    f"to {offset} (the topic was recreated, or the broker lost its data)",
+                )
             if self._end is not None and offset >= self._end:
                 continue
             batch.append(Raw(self._role, self._topic, self._partition, offset, m.key(), m.value(), m.timestamp()[1]))
@@ -183,7 +223,7 @@ class _Partition(StatefulSourcePartition):
             self._awake = None
             self._publish()
         else:
-            self._awake = datetime.now(timezone.utc) + IDLE_POLL
+            self._awake = datetime.now(UTC) + IDLE_POLL
         return batch
 
     def next_awake(self):
@@ -205,9 +245,15 @@ class InputSource(FixedPartitionedSource):
     before the run (`kafka.end_offsets`, exact even where a broker's high watermark is not), so
     every worker and process agrees where the input ends."""
 
-    def __init__(self, conf: dict, topics: dict[str, tuple[str, int]],
-                 spans: dict[str, dict[int, tuple[int, int]]] | None, batch_size: int = 1000, local: bool = True,
-                 gate: Callable[[], bool] | None = None):
+    def __init__(
+        self,
+        conf: dict,
+        topics: dict[str, tuple[str, int]],
+        spans: dict[str, dict[int, tuple[int, int]]] | None,
+        batch_size: int = 1000,
+        local: bool = True,
+        gate: Callable[[], bool] | None = None,
+    ):
         self._conf = consumer_config(conf)
         self._topics = topics
         self._spans = spans
@@ -231,3 +277,16 @@ class InputSource(FixedPartitionedSource):
     def sources(self) -> list[str]:
         """The names the engine knows partitions by (`Raw.source`)."""
         return [f"{topic}/{p}" for topic, count in self._topics.values() for p in range(count)]
+
+
+__all__ = [
+    "IDLE_POLL",
+    "STOP",
+    "TRANSIENT",
+    "WARN_EVERY",
+    "InputSource",
+    "PartitionEnd",
+    "Raw",
+    "consumer_config",
+    "transient",
+]

@@ -11,7 +11,9 @@ Prometheus. The dataflow publishes into the process-wide `COUNTERS` here:
 - the sink: records delivered per output topic;
 - the encode step: output records that could not be encoded or were too large for a Kafka record,
   per output topic (each also dead-lettered and logged with its key: `encode_failed`);
-- the engine snapshot: its size and how long pickling took.
+- the engine snapshot: its size and how long pickling took;
+- the codec: records its fast paths declined and left to the general path (fastavro, `to_event`),
+  per topic role and path (`codec_fallback`; see `profilestream.codec.avro`).
 
 `Progress` logs a `progress` line every few seconds from these; `serve(port)` exposes them on a
 Prometheus endpoint. Counters of the decode step and the sink count from the start of the
@@ -29,8 +31,10 @@ import sys
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
+
+from profilestream.codec.times import iso_or_none
 
 LOGGER_NAME = "profilestream"
 LOG = logging.getLogger(LOGGER_NAME)
@@ -39,12 +43,9 @@ LOG = logging.getLogger(LOGGER_NAME)
 # --- structured logs -------------------------------------------------------------------------
 
 
-def iso_ms(ms: int | None) -> str | None:
-    """Epoch ms as the contract's ISO-8601 form; None (and the engine's sentinels) as None."""
-    if ms is None or not -(2**61) < ms < 2**61:
-        return None
-    t = datetime.fromtimestamp(ms / 1000, timezone.utc)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+# Epoch ms as the contract's ISO-8601 form, None (and the engine's sentinels) as None: the one
+# formatter of codec/times.py, under the name the commands and flows call it by.
+iso_ms = iso_or_none
 
 
 class JsonFormatter(logging.Formatter):
@@ -144,6 +145,7 @@ class Counters:
             self.dead_letters: Counter = Counter()  # (role, reason) -> dead letters
             self.records_out: Counter = Counter()  # output topic name -> records delivered
             self.encode_failures: Counter = Counter()  # output topic name -> records not encodable
+            self.codec_fallbacks: Counter = Counter()  # (role, path) -> records a codec fast path declined
             self.engine: dict[str, int] = {}  # the latest copy of engine.stats
             self.watermark: int | None = None
             self.pending = 0
@@ -167,6 +169,11 @@ class Counters:
         with self._lock:
             self.encode_failures[topic] += 1
 
+    def codec_fallback(self, role: str, path: str) -> None:
+        """A record of `role` that the codec's fast `path` (`direct`, `reader`, `writer`) declined."""
+        with self._lock:
+            self.codec_fallbacks[role, path] += 1
+
     def engine_state(self, stats: Counter, watermark: int, pending: int) -> None:
         copy = dict(stats)  # the engine step's own thread: no concurrent change while copying
         self.engine, self.watermark, self.pending = copy, watermark, pending
@@ -184,13 +191,16 @@ class Counters:
     # --- views -----------------------------------------------------------------------------
 
     def engine_counts(self, prefix: str) -> dict[str, int]:
-        return {k[len(prefix):]: v for k, v in list(self.engine.items()) if k.startswith(prefix)}
+        return {k[len(prefix) :]: v for k, v in list(self.engine.items()) if k.startswith(prefix)}
 
     def lag(self) -> dict[str, int]:
         """Per input partition: records between the next offset to read and the partition's end
         as last heard from the broker (never below 0)."""
-        return {source: max(0, high - nxt) for source, (nxt, high) in list(self.partitions.items())
-                if high is not None and high >= 0}
+        return {
+            source: max(0, high - nxt)
+            for source, (nxt, high) in list(self.partitions.items())
+            if high is not None and high >= 0
+        }
 
     def summary(self) -> dict[str, Any]:
         """The fields of a `progress` / `end` log line."""
@@ -205,17 +215,19 @@ class Counters:
             if self.encode_failures:
                 out["encode_failures"] = sum(self.encode_failures.values())
         applied = sum(v for k, v in engine.items() if k.startswith(("clicks.", "crm.")))
-        out.update({
-            "applied": applied,
-            "duplicates": engine.get("duplicates", 0),
-            "late": engine.get("late", 0),
-            "dropped_erased": engine.get("dropped_erased", 0),
-            "merges": sum(v for k, v in engine.items() if k.startswith("merges.")),
-            "triggers": sum(v for k, v in engine.items() if k.startswith("triggers.")),
-            "watermark": iso_ms(self.watermark),
-            "pending": self.pending,
-            "lag": sum(self.lag().values()),
-        })
+        out.update(
+            {
+                "applied": applied,
+                "duplicates": engine.get("duplicates", 0),
+                "late": engine.get("late", 0),
+                "dropped_erased": engine.get("dropped_erased", 0),
+                "merges": sum(v for k, v in engine.items() if k.startswith("merges.")),
+                "triggers": sum(v for k, v in engine.items() if k.startswith("triggers.")),
+                "watermark": iso_ms(self.watermark),
+                "pending": self.pending,
+                "lag": sum(self.lag().values()),
+            }
+        )
         if self.snapshots:
             out["snapshots"] = self.snapshots
             out["snapshot_bytes"] = self.snapshot_bytes
@@ -236,7 +248,7 @@ class Progress:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="profilestream-progress", daemon=True)
 
-    def start(self) -> "Progress":
+    def start(self) -> Progress:
         self._thread.start()
         return self
 
@@ -270,6 +282,7 @@ class _Collector:
             records_in, events_in = dict(c.records_in), dict(c.events_in)
             dead, out = dict(c.dead_letters), dict(c.records_out)
             unencodable = dict(c.encode_failures)
+            fallbacks = dict(c.codec_fallbacks)
             snap = (c.snapshots, c.snapshot_bytes, c.snapshot_seconds, c.snapshot_seconds_total)
         engine = dict(c.engine)
 
@@ -277,26 +290,43 @@ class _Collector:
         for role, n in sorted(records_in.items()):
             family.add_metric([role], n)
         yield family
-        family = CounterMetricFamily("profilestream_events_in", "Valid input events read, per type (click type or CRM op)",
-                                     labels=["topic", "type"])
+        family = CounterMetricFamily(
+            "profilestream_events_in",
+            "Valid input events read, per type (click type or CRM op)",
+            labels=["topic", "type"],
+        )
         for (role, kind), n in sorted(events_in.items()):
             family.add_metric([role, kind], n)
         yield family
-        family = CounterMetricFamily("profilestream_dead_letters", "Input records sent to dead-letters, by reason",
-                                     labels=["topic", "reason"])
+        family = CounterMetricFamily(
+            "profilestream_dead_letters", "Input records sent to dead-letters, by reason", labels=["topic", "reason"]
+        )
         for (role, reason), n in sorted(dead.items()):
             family.add_metric([role, reason], n)
         yield family
-        family = CounterMetricFamily("profilestream_records_out", "Records delivered to an output topic", labels=["topic"])
+        family = CounterMetricFamily(
+            "profilestream_records_out", "Records delivered to an output topic", labels=["topic"]
+        )
         for topic, n in sorted(out.items()):
             family.add_metric([topic], n)
         yield family
         family = CounterMetricFamily(
             "profilestream_encode_failures",
             "Output records that could not be encoded (or exceeded a Kafka record), dead-lettered instead; "
-            "the `encode_failed` log line names each key", labels=["topic"])
+            "the `encode_failed` log line names each key",
+            labels=["topic"],
+        )
         for topic, n in sorted(unencodable.items()):
             family.add_metric([topic], n)
+        yield family
+        family = CounterMetricFamily(
+            "profilestream_codec_fallbacks",
+            "Records a fast path of the codec declined (direct decoder, compiled reader or writer) and left to "
+            "the general path, which decides: every rejected input, and unusual but valid encodings",
+            labels=["role", "path"],
+        )
+        for (role, path), n in sorted(fallbacks.items()):
+            family.add_metric([role, path], n)
         yield family
 
         def from_engine(name: str, doc: str, prefix: str, label: str | None):
@@ -307,39 +337,66 @@ class _Collector:
             family = CounterMetricFamily(name, doc, labels=[label])
             for key, n in sorted(engine.items()):
                 if key.startswith(prefix):
-                    family.add_metric([key[len(prefix):]], n)
+                    family.add_metric([key[len(prefix) :]], n)
             return family
 
-        yield from_engine("profilestream_applied_clicks", "Clicks applied to profiles, per type (engine total)", "clicks.", "type")
-        yield from_engine("profilestream_applied_crm_changes", "CRM changes applied, per op (engine total)", "crm.", "op")
-        yield from_engine("profilestream_late_events", "Events older than the watermark on arrival (engine total)", "late", None)
-        yield from_engine("profilestream_duplicate_events", "Repeated event/change ids dropped (engine total)", "duplicates", None)
-        yield from_engine("profilestream_dropped_erased", "Late events of an erased customer (ts before the erase) "
-                          "dropped (engine total)", "dropped_erased", None)
-        yield from_engine("profilestream_clamped", "Sums saturated at their output type's bound, by field "
-                          "(revenue, quantity; engine total)", "clamped.", "field")
+        yield from_engine(
+            "profilestream_applied_clicks", "Clicks applied to profiles, per type (engine total)", "clicks.", "type"
+        )
+        yield from_engine(
+            "profilestream_applied_crm_changes", "CRM changes applied, per op (engine total)", "crm.", "op"
+        )
+        yield from_engine(
+            "profilestream_late_events", "Events older than the watermark on arrival (engine total)", "late", None
+        )
+        yield from_engine(
+            "profilestream_duplicate_events", "Repeated event/change ids dropped (engine total)", "duplicates", None
+        )
+        yield from_engine(
+            "profilestream_dropped_erased",
+            "Late events of an erased customer (ts before the erase) dropped (engine total)",
+            "dropped_erased",
+            None,
+        )
+        yield from_engine(
+            "profilestream_clamped",
+            "Sums saturated at their output type's bound, by field (revenue, quantity; engine total)",
+            "clamped.",
+            "field",
+        )
         yield from_engine("profilestream_merges", "Profile merges, by reason (engine total)", "merges.", "reason")
         yield from_engine("profilestream_triggers", "Triggers emitted, by type (engine total)", "triggers.", "type")
-        yield from_engine("profilestream_triggers_suppressed", "Triggers withheld for lack of consent, by type (engine total)",
-                          "triggers_suppressed.", "type")
+        yield from_engine(
+            "profilestream_triggers_suppressed",
+            "Triggers withheld for lack of consent, by type (engine total)",
+            "triggers_suppressed.",
+            "type",
+        )
 
-        gauge = GaugeMetricFamily("profilestream_consumer_lag", "Records not yet read, per input partition",
-                                  labels=["topic", "partition"])
+        gauge = GaugeMetricFamily(
+            "profilestream_consumer_lag", "Records not yet read, per input partition", labels=["topic", "partition"]
+        )
         for source, lag in sorted(c.lag().items()):
             topic, _, partition = source.rpartition("/")
             gauge.add_metric([topic, partition], lag)
         yield gauge
         if c.watermark is not None and -(2**61) < c.watermark < 2**61:
-            yield GaugeMetricFamily("profilestream_watermark_seconds", "The engine's event-time watermark (epoch s)",
-                                    value=c.watermark / 1000)
-        yield GaugeMetricFamily("profilestream_pending_events", "Events buffered until the watermark passes them",
-                                value=c.pending)
+            yield GaugeMetricFamily(
+                "profilestream_watermark_seconds",
+                "The engine's event-time watermark (epoch s)",
+                value=c.watermark / 1000,
+            )
+        yield GaugeMetricFamily(
+            "profilestream_pending_events", "Events buffered until the watermark passes them", value=c.pending
+        )
         yield CounterMetricFamily("profilestream_snapshots", "Engine snapshots taken", value=snap[0])
         yield GaugeMetricFamily("profilestream_last_snapshot_bytes", "Size of the last engine snapshot", value=snap[1])
-        yield GaugeMetricFamily("profilestream_last_snapshot_seconds", "Time to pickle the last engine snapshot",
-                                value=snap[2])
-        yield CounterMetricFamily("profilestream_snapshot_pickle_seconds", "Time spent pickling engine snapshots",
-                                  value=snap[3])
+        yield GaugeMetricFamily(
+            "profilestream_last_snapshot_seconds", "Time to pickle the last engine snapshot", value=snap[2]
+        )
+        yield CounterMetricFamily(
+            "profilestream_snapshot_pickle_seconds", "Time spent pickling engine snapshots", value=snap[3]
+        )
 
 
 def registry(counters: Counters = COUNTERS):
@@ -358,3 +415,20 @@ def serve(port: int, addr: str = "0.0.0.0"):
 
     server, _thread = start_http_server(port, addr=addr, registry=registry())
     return server
+
+
+__all__ = [
+    "COUNTERS",
+    "LOG",
+    "LOGGER_NAME",
+    "Counters",
+    "Every",
+    "JsonFormatter",
+    "Progress",
+    "dead_letter_reason",
+    "iso_ms",
+    "log",
+    "registry",
+    "serve",
+    "setup_logging",
+]

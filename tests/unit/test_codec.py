@@ -44,75 +44,160 @@ T0 = "2026-11-20T10:15:00.123Z"
 T0_MS = 1_795_169_700_123
 
 # One full sample per topic, in canonical JSON form (every field, times as ms + "Z").
-CAMPAIGN_SEEN = {"source": "newsletter", "medium": "email", "name": None,
-                 "first_ts": "2026-11-01T08:00:00.000Z", "last_ts": T0}
-RFM = {"days_since_last_order": 0.0, "orders": 1, "revenue": 39.98, "recency": 3, "frequency": 1, "monetary": 1,
-       "code": "311"}
-RFE = {"days_since_last_visit": 1.5, "visits": 3, "page_views": 10, "recency": 3, "frequency": 2, "engagement": 2,
-       "code": "322"}
+CAMPAIGN_SEEN = {
+    "source": "newsletter",
+    "medium": "email",
+    "name": None,
+    "first_ts": "2026-11-01T08:00:00.000Z",
+    "last_ts": T0,
+}
+RFM = {
+    "days_since_last_order": 0.0,
+    "orders": 1,
+    "revenue": 39.98,
+    "recency": 3,
+    "frequency": 1,
+    "monetary": 1,
+    "code": "311",
+}
+RFE = {
+    "days_since_last_visit": 1.5,
+    "visits": 3,
+    "page_views": 10,
+    "recency": 3,
+    "frequency": 2,
+    "engagement": 2,
+    "code": "322",
+}
 SAMPLES = {
     "clickstream": {
-        "event_id": "e-1", "ts": T0, "device_id": "dev-1", "type": "purchase", "customer_key": "ck-1",
-        "url": "https://shop.example/checkout", "referrer": "https://mail.example/", "page_category": "shoes",
-        "product_id": "p-1", "price": 19.99, "quantity": 2, "order_id": "o-1", "revenue": 39.98,
+        "event_id": "e-1",
+        "ts": T0,
+        "device_id": "dev-1",
+        "type": "purchase",
+        "customer_key": "ck-1",
+        "url": "https://shop.example/checkout",
+        "referrer": "https://mail.example/",
+        "page_category": "shoes",
+        "product_id": "p-1",
+        "price": 19.99,
+        "quantity": 2,
+        "order_id": "o-1",
+        "revenue": 39.98,
         "campaign": {"source": "newsletter", "medium": "email", "name": "black-friday"},
     },
     "crm_changes": {
-        "change_id": "c-1", "ts": T0, "customer_id": "cust-1", "op": "upsert", "customer_key": "ck-1",
-        "attributes": {"segment": "gold", "lifetime_value": 1200.5}, "lead_status": "sale",
-        "marketing_consent": True, "order_id": "o-1",
+        "change_id": "c-1",
+        "ts": T0,
+        "customer_id": "cust-1",
+        "op": "upsert",
+        "customer_key": "ck-1",
+        "attributes": {"segment": "gold", "lifetime_value": 1200.5},
+        "lead_status": "sale",
+        "marketing_consent": True,
+        "order_id": "o-1",
     },
     "profiles": {
-        "profile_id": "pr-1", "customer_id": "cust-1", "customer_key": "ck-1", "device_ids": ["dev-1", "dev-2"],
-        "first_seen": "2026-11-01T08:00:00.000Z", "last_seen": T0, "visits": 3, "page_views": 10,
-        "product_views": 4, "orders": 1, "revenue": 39.98, "last_order_ts": T0, "first_order_ts": T0,
+        "profile_id": "pr-1",
+        "customer_id": "cust-1",
+        "customer_key": "ck-1",
+        "device_ids": ["dev-1", "dev-2"],
+        "first_seen": "2026-11-01T08:00:00.000Z",
+        "last_seen": T0,
+        "visits": 3,
+        "page_views": 10,
+        "product_views": 4,
+        "orders": 1,
+        "revenue": 39.98,
+        "last_order_ts": T0,
+        "first_order_ts": T0,
         "viewed_products": ["p-2", "p-1"],
-        "cart": [{"product_id": "p-3", "quantity": 1, "price": 5.0}, {"product_id": "p-4", "quantity": 2, "price": None}],
-        "campaigns": [CAMPAIGN_SEEN], "attributes": {"segment": "gold", "ltv": 1.5},
-        "lead_status": "sale", "marketing_consent": False, "updated_at": T0,
-        "rfm": RFM, "rfe": RFE, "p_alive": 0.75, "expected_purchases_30d": 0.125,
+        "cart": [
+            {"product_id": "p-3", "quantity": 1, "price": 5.0},
+            {"product_id": "p-4", "quantity": 2, "price": None},
+        ],
+        "campaigns": [CAMPAIGN_SEEN],
+        "attributes": {"segment": "gold", "ltv": 1.5},
+        "lead_status": "sale",
+        "marketing_consent": False,
+        "updated_at": T0,
+        "rfm": RFM,
+        "rfe": RFE,
+        "p_alive": 0.75,
+        "expected_purchases_30d": 0.125,
     },
     "merges": {"from_profile_id": "pr-2", "into_profile_id": "pr-1", "reason": "order_match", "ts": T0},
     "triggers": {
-        "trigger_id": "t-1", "type": "cart_abandoned", "profile_id": "pr-1", "customer_id": "cust-1",
-        "customer_key": "ck-1", "device_id": "dev-1", "ts": T0, "emitted_at": "2026-11-20T10:16:00.000Z",
-        "cart": [{"product_id": "p-3", "quantity": 1, "price": 5.0}], "days_away": None,
+        "trigger_id": "t-1",
+        "type": "cart_abandoned",
+        "profile_id": "pr-1",
+        "customer_id": "cust-1",
+        "customer_key": "ck-1",
+        "device_id": "dev-1",
+        "ts": T0,
+        "emitted_at": "2026-11-20T10:16:00.000Z",
+        "cart": [{"product_id": "p-3", "quantity": 1, "price": 5.0}],
+        "days_away": None,
     },
     "crm_feed": {
-        "customer_id": "cust-1", "customer_key": "ck-1", "viewed_products": ["p-1"], "campaigns": [CAMPAIGN_SEEN],
-        "last_visit": T0, "visits": 3, "page_views": 10, "orders": 1, "revenue": 39.98, "updated_at": T0,
-        "rfm": RFM, "rfe": RFE, "p_alive": None, "expected_purchases_30d": None,
+        "customer_id": "cust-1",
+        "customer_key": "ck-1",
+        "viewed_products": ["p-1"],
+        "campaigns": [CAMPAIGN_SEEN],
+        "last_visit": T0,
+        "visits": 3,
+        "page_views": 10,
+        "orders": 1,
+        "revenue": 39.98,
+        "updated_at": T0,
+        "rfm": RFM,
+        "rfe": RFE,
+        "p_alive": None,
+        "expected_purchases_30d": None,
     },
     "dead_letters": {
-        "topic": "clickstream", "partition": 2, "offset": 12345678901, "key": "dev-1",
-        "value": base64.b64encode(b"\x00garbage").decode(), "error": "field 'ts': missing", "ts": T0,
+        "topic": "clickstream",
+        "partition": 2,
+        "offset": 12345678901,
+        "key": "dev-1",
+        "value": base64.b64encode(b"\x00garbage").decode(),
+        "error": "field 'ts': missing",
+        "ts": T0,
     },
 }
 
 # CONTRACT.md's fields per topic: the schemas must carry all of them.
 CONTRACT_FIELDS = {
     "clickstream": "event_id ts device_id type customer_key email url referrer page_category product_id "
-                   "price quantity order_id revenue campaign",
+    "price quantity order_id revenue campaign",
     "crm_changes": "change_id ts customer_id op customer_key email attributes lead_status marketing_consent order_id",
     "profiles": "profile_id customer_id customer_key device_ids first_seen last_seen visits page_views "
-                "product_views orders revenue last_order_ts viewed_products cart campaigns attributes "
-                "lead_status marketing_consent updated_at",
+    "product_views orders revenue last_order_ts viewed_products cart campaigns attributes "
+    "lead_status marketing_consent updated_at",
     "merges": "from_profile_id into_profile_id reason ts",
     "triggers": "trigger_id type profile_id customer_id customer_key device_id ts emitted_at cart days_away",
     "crm_feed": "customer_id customer_key viewed_products campaigns last_visit visits page_views orders "
-                "revenue updated_at",
+    "revenue updated_at",
     "dead_letters": "topic partition offset key value error ts",
 }
 TIME_FIELDS = {
-    "clickstream": {"ts"}, "crm_changes": {"ts"}, "merges": {"ts"}, "dead_letters": {"ts"},
+    "clickstream": {"ts"},
+    "crm_changes": {"ts"},
+    "merges": {"ts"},
+    "dead_letters": {"ts"},
     "profiles": {"first_seen", "last_seen", "last_order_ts", "first_order_ts", "updated_at"},
-    "triggers": {"ts", "emitted_at"}, "crm_feed": {"last_visit", "updated_at"},
+    "triggers": {"ts", "emitted_at"},
+    "crm_feed": {"last_visit", "updated_at"},
 }
 
 
 def raw_schema(role: str) -> dict:
-    files = {"crm_changes": "crm-changes", "merges": "profile-merges", "crm_feed": "crm-feed",
-             "dead_letters": "dead-letters"}
+    files = {
+        "crm_changes": "crm-changes",
+        "merges": "profile-merges",
+        "crm_feed": "crm-feed",
+        "dead_letters": "dead-letters",
+    }
     return avsc(f"{files.get(role, role)}.avsc")
 
 
@@ -189,8 +274,14 @@ def test_missing_optional_fields_become_null():
 
 @pytest.mark.parametrize(
     "text, ms",
-    [(T0, T0_MS), ("2026-11-20T11:15:00.123+01:00", T0_MS), ("2026-11-20T10:15:00Z", T0_MS - 123),
-     ("2026-11-20T10:15:00.123999Z", T0_MS), (T0_MS, T0_MS), ("1970-01-01T00:00:00.000Z", 0)],
+    [
+        (T0, T0_MS),
+        ("2026-11-20T11:15:00.123+01:00", T0_MS),
+        ("2026-11-20T10:15:00Z", T0_MS - 123),
+        ("2026-11-20T10:15:00.123999Z", T0_MS),
+        (T0_MS, T0_MS),
+        ("1970-01-01T00:00:00.000Z", 0),
+    ],
 )
 def test_times(text, ms):
     assert parse_time(text) == ms
@@ -222,7 +313,8 @@ clicks = st.fixed_dictionaries(
         "price": st.none() | st.floats(min_value=0, allow_nan=False, allow_infinity=False),
         "quantity": st.integers(min_value=MIN_QUANTITY, max_value=MAX_QUANTITY),
         "revenue": st.floats(allow_nan=False, allow_infinity=False),
-        "campaign": st.none() | st.fixed_dictionaries({}, optional={"source": st.text(), "name": st.none() | st.text()}),
+        "campaign": st.none()
+        | st.fixed_dictionaries({}, optional={"source": st.text(), "name": st.none() | st.text()}),
     },
 )
 
@@ -235,15 +327,26 @@ def test_generated_clicks_round_trip(obj):
     event = decode_input("clickstream", data, NO_CLOCK)
     assert isinstance(event, Click)
     assert (event.event_id, event.ts, event.device_id, event.type) == (
-        obj["event_id"], obj["ts"], obj["device_id"], obj["type"])
+        obj["event_id"],
+        obj["ts"],
+        obj["device_id"],
+        obj["type"],
+    )
     assert event.customer_key == obj.get("customer_key") and event.price == obj.get("price")
     assert event.quantity == obj.get("quantity")
     if obj.get("campaign") is not None:
         assert event.campaign == Campaign(obj["campaign"].get("source"), None, obj["campaign"].get("name"))
     back = to_json("clickstream", decode("clickstream", data))
-    assert back == {**{k: None for k in back}, **obj, "ts": format_time(obj["ts"]),
-                    **({"campaign": {"source": None, "medium": None, "name": None, **obj["campaign"]}}
-                       if obj.get("campaign") is not None else {})}
+    assert back == {
+        **{k: None for k in back},
+        **obj,
+        "ts": format_time(obj["ts"]),
+        **(
+            {"campaign": {"source": None, "medium": None, "name": None, **obj["campaign"]}}
+            if obj.get("campaign") is not None
+            else {}
+        ),
+    }
 
 
 # --- e-mail --------------------------------------------------------------------------------
@@ -298,8 +401,10 @@ def test_blank_email_links_nothing():
 @pytest.mark.parametrize("key", ["unknown", " NULL ", ""])
 def test_a_blocked_customer_key_does_not_hide_the_email(role, key):
     """A blocked key is absent (CONTRACT "Identity rules"), so the address beside it links."""
-    assert from_json(role, {**SAMPLES[role], "customer_key": key, "email": "foo@example.com"},
-                     RULES)["customer_key"] == FOO_HASH
+    assert (
+        from_json(role, {**SAMPLES[role], "customer_key": key, "email": "foo@example.com"}, RULES)["customer_key"]
+        == FOO_HASH
+    )
     data = wire(role, {**from_json(role, SAMPLES[role]), "customer_key": key, "email": "Foo@example.com"})
     assert decode_input(role, data, RULES).customer_key == FOO_HASH
 
@@ -367,7 +472,11 @@ def test_from_json_rejects_a_missing_required_field(missing):
 
 @pytest.mark.parametrize(
     "changes, field",
-    [({"device_id": "unknown"}, "device_id"), ({"ts": 0}, "ts"), ({"type": "add_to_cart", "product_id": None}, "product_id")],
+    [
+        ({"device_id": "unknown"}, "device_id"),
+        ({"ts": 0}, "ts"),
+        ({"type": "add_to_cart", "product_id": None}, "product_id"),
+    ],
 )
 def test_from_json_with_rules_applies_the_input_contract(changes, field):
     obj = {**SAMPLES["clickstream"], **changes}
@@ -397,14 +506,32 @@ def test_rejected_reads_well_and_pickles():
 
 def test_valid_inputs_become_domain_events():
     assert to_event("clickstream", click(), RULES) == Click(
-        event_id="e-1", ts=T0_MS, device_id="dev-1", type="purchase", customer_key="ck-1",
-        url="https://shop.example/checkout", referrer="https://mail.example/", page_category="shoes",
-        product_id="p-1", price=19.99, quantity=2, order_id="o-1", revenue=39.98,
-        campaign=Campaign("newsletter", "email", "black-friday"))
+        event_id="e-1",
+        ts=T0_MS,
+        device_id="dev-1",
+        type="purchase",
+        customer_key="ck-1",
+        url="https://shop.example/checkout",
+        referrer="https://mail.example/",
+        page_category="shoes",
+        product_id="p-1",
+        price=19.99,
+        quantity=2,
+        order_id="o-1",
+        revenue=39.98,
+        campaign=Campaign("newsletter", "email", "black-friday"),
+    )
     assert decode_input("crm_changes", encode("crm_changes", crm()), RULES) == CrmChange(
-        change_id="c-1", ts=T0_MS, customer_id="cust-1", op="upsert", customer_key="ck-1",
-        attributes={"segment": "gold", "lifetime_value": 1200.5}, lead_status="sale",
-        marketing_consent=True, order_id="o-1")
+        change_id="c-1",
+        ts=T0_MS,
+        customer_id="cust-1",
+        op="upsert",
+        customer_key="ck-1",
+        attributes={"segment": "gold", "lifetime_value": 1200.5},
+        lead_status="sale",
+        marketing_consent=True,
+        order_id="o-1",
+    )
 
 
 @pytest.mark.parametrize(
@@ -531,13 +658,17 @@ def test_dead_letter_overwrites_a_clear_email_and_keeps_the_framing():
 
     from fastavro import parse_schema, schemaless_reader
 
-    from profilestream.codec.avro import dead_letter, encode, schema_for
+    from profilestream.codec.avro import dead_letter, schema_for
 
     # encode() never writes an address, so build the wire bytes the way a third-party producer would
     wire = io.BytesIO()
     from fastavro import schemaless_writer
-    schemaless_writer(wire, parse_schema(schema_for("clickstream")), {
-        "event_id": "e1", "ts": 1, "device_id": "d1", "type": "page_view", "email": "Jane@Example.com"})
+
+    schemaless_writer(
+        wire,
+        parse_schema(schema_for("clickstream")),
+        {"event_id": "e1", "ts": 1, "device_id": "d1", "type": "page_view", "email": "Jane@Example.com"},
+    )
     letter = dead_letter("clickstream", 0, 5, b"d1", wire.getvalue(), "field 'ts': too early", 1, role="clickstream")
     raw = base64.b64decode(letter["value"])
     assert b"Jane@Example.com" not in raw and len(raw) == len(wire.getvalue())
@@ -550,8 +681,9 @@ def test_dead_letter_cuts_an_oversized_value_and_says_so():
 
     from profilestream.codec.avro import DEAD_LETTER_VALUE_BYTES, dead_letter
 
-    letter = dead_letter("clickstream", 0, 5, None, b"x" * (2 * 1024 * 1024), "field 'value': too large", 1,
-                         role="clickstream")
+    letter = dead_letter(
+        "clickstream", 0, 5, None, b"x" * (2 * 1024 * 1024), "field 'value': too large", 1, role="clickstream"
+    )
     assert len(base64.b64decode(letter["value"])) == DEAD_LETTER_VALUE_BYTES
     assert "cut to its first" in letter["error"] and str(2 * 1024 * 1024) in letter["error"]
 
@@ -568,26 +700,35 @@ def _click_with(**fields) -> bytes:
 def _undecodable_layouts() -> dict[str, bytes]:
     with_email = _click_with(email=ADDRESS)
     end = with_email.index(ADDRESS.encode()) + len(ADDRESS)
-    other = {"type": "record", "name": "Contact", "fields": [{"name": "id", "type": "long"},
-                                                            {"name": "contact", "type": "string"}]}
+    other = {
+        "type": "record",
+        "name": "Contact",
+        "fields": [{"name": "id", "type": "long"}, {"name": "contact", "type": "string"}],
+    }
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, fastavro.parse_schema(other), {"id": 7, "contact": f"mailto:{ADDRESS}"})
     bad_utf8 = _click_with(email="\u00a7" + ADDRESS + "\u00a7").replace("\u00a7".encode(), b"\xff\xfe")
     return {
         "truncated just after the address": with_email[:end],
-        "truncated in the address's TLD": with_email[:end - 1],
+        "truncated in the address's TLD": with_email[: end - 1],
         "wrong schema": buf.getvalue(),
-        "another topic's schema": wire("crm_changes", {"change_id": "c", "ts": T0_MS, "customer_id": "C1",
-                                                       "op": "upsert", "email": ADDRESS}),
+        "another topic's schema": wire(
+            "crm_changes", {"change_id": "c", "ts": T0_MS, "customer_id": "C1", "op": "upsert", "email": ADDRESS}
+        ),
         "plain JSON": json.dumps({"event_id": "e-1", "email": ADDRESS, "type": "login"}).encode(),
         "bad UTF-8 around the address": b"\xff\xfe\x00" + ADDRESS.encode() + b"\xc3\x28\xff",
         "bad UTF-8 around it, in an Avro click": bad_utf8[:-1],
         "address in a URL, percent-encoded, trailing bytes": _click_with(
-            url=f"https://shop.example/?e={ADDRESS.replace('@', '%40')}") + b"\x00\x01",
+            url=f"https://shop.example/?e={ADDRESS.replace('@', '%40')}"
+        )
+        + b"\x00\x01",
         "valid click, address in the url, rejected for its quantity": _click_with(
-            type="add_to_cart", product_id="p", quantity=0, url=f"https://x.example/?to={ADDRESS}"),
-        "valid crm change, address in an attribute, rejected for its ts": wire("crm_changes", {
-            "change_id": "c", "ts": 0, "customer_id": "C1", "op": "upsert", "attributes": {"contact": ADDRESS}}),
+            type="add_to_cart", product_id="p", quantity=0, url=f"https://x.example/?to={ADDRESS}"
+        ),
+        "valid crm change, address in an attribute, rejected for its ts": wire(
+            "crm_changes",
+            {"change_id": "c", "ts": 0, "customer_id": "C1", "op": "upsert", "attributes": {"contact": ADDRESS}},
+        ),
         "over 64 KiB, the address at the cut": b"x" * (DEAD_LETTER_VALUE_BYTES - 10) + ADDRESS.encode() + b"y" * 99,
         "over 1 MiB": ADDRESS.encode() + b"\x00" * MAX_VALUE_BYTES,
     }
@@ -595,8 +736,11 @@ def _undecodable_layouts() -> dict[str, bytes]:
 
 def _no_address_in(letter: dict) -> None:
     local, domain = ADDRESS.lower().split("@")
-    for where, text in (("value", base64.b64decode(letter["value"])), ("key", (letter["key"] or "").encode()),
-                        ("error", letter["error"].encode())):
+    for where, text in (
+        ("value", base64.b64decode(letter["value"])),
+        ("key", (letter["key"] or "").encode()),
+        ("error", letter["error"].encode()),
+    ):
         text = text.lower().replace(b"%40", b"@")
         assert ADDRESS.lower().encode() not in text, where
         assert f"@{domain}".encode() not in text and f"{local}@".encode() not in text, (where, text[:200])
@@ -608,8 +752,9 @@ def test_no_clear_address_survives_in_a_dead_letter(layout):
     role = "clickstream" if "crm" not in layout else "crm_changes"
     with pytest.raises(Rejected) as info:
         decode_input(role, data, RULES)
-    letter = dead_letter("clickstream", 0, 9, f"  {ADDRESS} ".encode(), data,
-                         f"{info.value} (sent by {ADDRESS})", T0_MS, role=role)
+    letter = dead_letter(
+        "clickstream", 0, 9, f"  {ADDRESS} ".encode(), data, f"{info.value} (sent by {ADDRESS})", T0_MS, role=role
+    )
     _no_address_in(letter)
     value = base64.b64decode(letter["value"])
     assert len(value) == min(len(data), DEAD_LETTER_VALUE_BYTES)  # same length: offsets stay
@@ -620,8 +765,7 @@ def test_no_clear_address_survives_in_a_dead_letter(layout):
 def test_masking_keeps_what_is_no_address():
     from profilestream.codec.avro import mask_addresses
 
-    for text in (b"", b"no at sign", b"a@b", b"@example.com", b"x@localhost.", b"price 5@3.99",
-                 b"x@1.2.3.4"):
+    for text in (b"", b"no at sign", b"a@b", b"@example.com", b"x@localhost.", b"price 5@3.99", b"x@1.2.3.4"):
         assert mask_addresses(text) == text
     assert mask_addresses(b"to jane@example.com, bob@shop.example") == b"to " + b"*" * 16 + b", " + b"*" * 16
     assert mask_addresses(b"jane@exa") == b"*" * 8  # cut short by the end of the data
@@ -634,7 +778,11 @@ def test_masking_is_linear_on_hostile_bytes():
     from profilestream.codec.avro import mask_addresses
 
     started = time.perf_counter()
-    for data in (b"a" * MAX_VALUE_BYTES, b"a@" * (MAX_VALUE_BYTES // 2), b"@" + b"a." * (MAX_VALUE_BYTES // 2),
-                 b"a" * MAX_VALUE_BYTES + b"@example.com"):
+    for data in (
+        b"a" * MAX_VALUE_BYTES,
+        b"a@" * (MAX_VALUE_BYTES // 2),
+        b"@" + b"a." * (MAX_VALUE_BYTES // 2),
+        b"a" * MAX_VALUE_BYTES + b"@example.com",
+    ):
         mask_addresses(data)
     assert time.perf_counter() - started < 2.0

@@ -4,6 +4,7 @@ gives exactly what fastavro gives, and whatever it does not read plainly goes to
 from __future__ import annotations
 
 import random
+from datetime import UTC
 
 import pytest
 from hypothesis import given, settings
@@ -166,12 +167,42 @@ def test_decode_input_on_mutated_bytes_is_the_old_pipeline_s(shop):
 # invalid UTF-8. product_id and order_id (needed by some types) and the e-mail are drawn evenly;
 # the clock is `NOW` or, now and then, the wall clock (None).
 _INVALID_UTF8 = "\u00a7\u00a7"  # written as 4 bytes, then replaced by 4 bytes of invalid UTF-8
-_TEXTS = ["", " ", "x", "null", " NULL ", "Test", "p-1", "o-1", "\u00fcber", "\u65e5\u672c", "a" * 70, " \t",
-          _INVALID_UTF8, "i" * MAX_ID_LENGTH, "i" * (MAX_ID_LENGTH + 1), "\u65e5" * MAX_ID_LENGTH,
-          "\u65e5" * (MAX_ID_LENGTH + 1), " " * MAX_ID_LENGTH + "null"]
+_TEXTS = [
+    "",
+    " ",
+    "x",
+    "null",
+    " NULL ",
+    "Test",
+    "p-1",
+    "o-1",
+    "\u00fcber",
+    "\u65e5\u672c",
+    "a" * 70,
+    " \t",
+    _INVALID_UTF8,
+    "i" * MAX_ID_LENGTH,
+    "i" * (MAX_ID_LENGTH + 1),
+    "\u65e5" * MAX_ID_LENGTH,
+    "\u65e5" * (MAX_ID_LENGTH + 1),
+    " " * MAX_ID_LENGTH + "null",
+]
 _OPTIONAL_TEXTS = [None, *_TEXTS]
-_TIMES = [0, -1, 1, MIN_TS - 1, MIN_TS, END_TS - 1, END_TS, 1 << 41, (1 << 41) - 1, 1 << 62, -(1 << 63),
-          NOW + 3_600_000, NOW + 3_600_001]
+_TIMES = [
+    0,
+    -1,
+    1,
+    MIN_TS - 1,
+    MIN_TS,
+    END_TS - 1,
+    END_TS,
+    1 << 41,
+    (1 << 41) - 1,
+    1 << 62,
+    -(1 << 63),
+    NOW + 3_600_000,
+    NOW + 3_600_001,
+]
 _NUMBERS = [None, 0.0, -0.0, -1.5, 5e-324, -5e-324, 1e308, -1e308, float("nan"), float("inf"), float("-inf")]
 _QUANTITIES = [0, 1, -1, 64, MAX_QUANTITY, MAX_QUANTITY + 1, (1 << 31) - 1, -(1 << 31)]
 _EMAILS = [None, "", "  ", "Foo@Example.com ", "\u00fc@example.com", _INVALID_UTF8]
@@ -192,37 +223,63 @@ def _written(role: str, record: dict) -> bytes:
     return buf.getvalue().replace(_INVALID_UTF8.encode("utf-8"), b"\xff\xfe\xc3\x28")
 
 
-_clicks = st.fixed_dictionaries({
-    "event_id": _usually("e-1", _TEXTS), "ts": _usually(1_795_169_700_123, _TIMES),
-    "device_id": _usually("d-1", _TEXTS), "type": st.sampled_from(CLICK_TYPES),
-    "customer_key": _usually(None, _TEXTS), "email": st.sampled_from(_EMAILS),
-    "url": _usually("https://shop.example/p/1", _OPTIONAL_TEXTS), "referrer": _usually(None, _TEXTS),
-    "page_category": _usually("toys", _OPTIONAL_TEXTS), "product_id": st.sampled_from(_OPTIONAL_TEXTS),
-    "price": _usually(19.99, _NUMBERS), "quantity": _usually(None, _QUANTITIES),
-    "order_id": st.sampled_from(_OPTIONAL_TEXTS), "revenue": _usually(None, _NUMBERS[1:]),
-    "campaign": st.one_of(st.none(), st.fixed_dictionaries({
-        "source": _usually("newsletter", _OPTIONAL_TEXTS), "medium": _usually(None, _TEXTS),
-        "name": _usually("bf", _OPTIONAL_TEXTS)})),
-})
-_crm_changes = st.fixed_dictionaries({
-    "change_id": _usually("c-1", _TEXTS), "ts": _usually(1_795_169_700_123, _TIMES),
-    "customer_id": _usually("C1", _TEXTS), "op": st.sampled_from(CRM_OPS),
-    "customer_key": _usually(None, _TEXTS), "email": st.sampled_from(_EMAILS),
-    "attributes": st.one_of(
-        st.none(),
-        st.dictionaries(
-            _usually("segment", _TEXTS) | st.text(st.characters(blacklist_categories=("Cs",)), max_size=3),
-            st.sampled_from(_TEXTS + _NUMBERS[1:]) | st.floats(), max_size=3),
-        st.just({f"k{i}": float(i) for i in range(70)}),  # 70 entries: a two-byte block count
-    ),
-    "lead_status": _usually("sale", _OPTIONAL_TEXTS), "marketing_consent": st.sampled_from([None, True, False]),
-    "order_id": _usually(None, _TEXTS),
-})
+_clicks = st.fixed_dictionaries(
+    {
+        "event_id": _usually("e-1", _TEXTS),
+        "ts": _usually(1_795_169_700_123, _TIMES),
+        "device_id": _usually("d-1", _TEXTS),
+        "type": st.sampled_from(CLICK_TYPES),
+        "customer_key": _usually(None, _TEXTS),
+        "email": st.sampled_from(_EMAILS),
+        "url": _usually("https://shop.example/p/1", _OPTIONAL_TEXTS),
+        "referrer": _usually(None, _TEXTS),
+        "page_category": _usually("toys", _OPTIONAL_TEXTS),
+        "product_id": st.sampled_from(_OPTIONAL_TEXTS),
+        "price": _usually(19.99, _NUMBERS),
+        "quantity": _usually(None, _QUANTITIES),
+        "order_id": st.sampled_from(_OPTIONAL_TEXTS),
+        "revenue": _usually(None, _NUMBERS[1:]),
+        "campaign": st.one_of(
+            st.none(),
+            st.fixed_dictionaries(
+                {
+                    "source": _usually("newsletter", _OPTIONAL_TEXTS),
+                    "medium": _usually(None, _TEXTS),
+                    "name": _usually("bf", _OPTIONAL_TEXTS),
+                }
+            ),
+        ),
+    }
+)
+_crm_changes = st.fixed_dictionaries(
+    {
+        "change_id": _usually("c-1", _TEXTS),
+        "ts": _usually(1_795_169_700_123, _TIMES),
+        "customer_id": _usually("C1", _TEXTS),
+        "op": st.sampled_from(CRM_OPS),
+        "customer_key": _usually(None, _TEXTS),
+        "email": st.sampled_from(_EMAILS),
+        "attributes": st.one_of(
+            st.none(),
+            st.dictionaries(
+                _usually("segment", _TEXTS) | st.text(st.characters(blacklist_categories=("Cs",)), max_size=3),
+                st.sampled_from(_TEXTS + _NUMBERS[1:]) | st.floats(),
+                max_size=3,
+            ),
+            st.just({f"k{i}": float(i) for i in range(70)}),  # 70 entries: a two-byte block count
+        ),
+        "lead_status": _usually("sale", _OPTIONAL_TEXTS),
+        "marketing_consent": st.sampled_from([None, True, False]),
+        "order_id": _usually(None, _TEXTS),
+    }
+)
 
 
 @settings(max_examples=1500, deadline=None)
-@given(st.one_of(st.tuples(st.just("clickstream"), _clicks), st.tuples(st.just("crm_changes"), _crm_changes)),
-       st.sampled_from([NOW, NOW, None]))
+@given(
+    st.one_of(st.tuples(st.just("clickstream"), _clicks), st.tuples(st.just("crm_changes"), _crm_changes)),
+    st.sampled_from([NOW, NOW, None]),
+)
 def test_decode_input_on_edge_records_is_the_old_pipeline_s(role_record, now):
     role, record = role_record
     data = _written(role, record)
@@ -235,8 +292,10 @@ def test_decode_input_on_edge_records_is_the_old_pipeline_s(role_record, now):
 
 def test_direct_crm_change_leaves_an_unusual_boolean_to_fastavro():
     """fastavro reads a boolean byte other than 0/1 as true; the direct decoder leaves it to it."""
-    data = _written("crm_changes", {"change_id": "c-1", "ts": 1_795_169_700_123, "customer_id": "C1",
-                                    "op": "upsert", "marketing_consent": True})
+    data = _written(
+        "crm_changes",
+        {"change_id": "c-1", "ts": 1_795_169_700_123, "customer_id": "C1", "op": "upsert", "marketing_consent": True},
+    )
     assert data.endswith(b"\x02\x01\x00")
     unusual = data[:-2] + b"\x05\x00"
     assert _direct_or_none("crm_changes", unusual) is None
@@ -246,8 +305,9 @@ def test_direct_crm_change_leaves_an_unusual_boolean_to_fastavro():
 
 @pytest.mark.parametrize("rules", [Rules(), Rules(blocked_values=frozenset({"x", "p-1"}))])
 def test_direct_click_asks_the_rules_about_the_device(rules):
-    data = _written("clickstream", {"event_id": "e-1", "ts": 1_795_169_700_123, "device_id": "P-1 ",
-                                    "type": "page_view"})
+    data = _written(
+        "clickstream", {"event_id": "e-1", "ts": 1_795_169_700_123, "device_id": "P-1 ", "type": "page_view"}
+    )
     try:
         expected = to_event("clickstream", avro._read_fastavro("clickstream", data, "surrogateescape"), rules)
     except Rejected as exc:
@@ -282,7 +342,7 @@ def test_engine_outputs_encode_to_fastavro_s_bytes(shop):
     engine.expect(avro.INPUT_ROLES, 0)
     outputs = []
     for at in range(0, len(shop), 500):
-        outputs += engine.feed([(role, decode_input(role, data, RULES)) for role, data in shop[at:at + 500]], 0)
+        outputs += engine.feed([(role, decode_input(role, data, RULES)) for role, data in shop[at : at + 500]], 0)
     outputs += engine.finish(0)
     written = Counter()
     for output in outputs:
@@ -301,48 +361,60 @@ def test_input_records_encode_to_fastavro_s_bytes(shop):
 
 
 def test_unusual_values_are_left_to_fastavro():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from profilestream.codec.avro import from_json
 
-    merge = from_json("merges", {"from_profile_id": "p-1", "into_profile_id": "p-2", "reason": "login",
-                                 "ts": "2026-11-20T10:15:00.123Z"})
-    as_datetime = {**merge, "ts": datetime(2026, 11, 20, 10, 15, 0, 123000, tzinfo=timezone.utc)}
+    merge = from_json(
+        "merges",
+        {"from_profile_id": "p-1", "into_profile_id": "p-2", "reason": "login", "ts": "2026-11-20T10:15:00.123Z"},
+    )
+    as_datetime = {**merge, "ts": datetime(2026, 11, 20, 10, 15, 0, 123000, tzinfo=UTC)}
     assert avro.encode("merges", as_datetime) == avro.encode("merges", merge) == _fastavro_bytes("merges", merge)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017
         avro._fast_writer("merges")(as_datetime)
-    with pytest.raises(Exception):  # not a symbol: fastavro's error, as before
+    with pytest.raises(Exception):  # noqa: B017 (not a symbol: fastavro's error, as before)
         avro.encode("merges", {**merge, "reason": "no such reason"})
 
 
 # --- the bounds of issue 11, at their edges: the direct decoders accept exactly what `to_event` does
 
-_CLICK = {"event_id": "e-1", "ts": NOW, "device_id": "d-1", "type": "add_to_cart", "product_id": "p-1",
-          "price": 5.0, "quantity": 2}
+_CLICK = {
+    "event_id": "e-1",
+    "ts": NOW,
+    "device_id": "d-1",
+    "type": "add_to_cart",
+    "product_id": "p-1",
+    "price": 5.0,
+    "quantity": 2,
+}
 _CHANGE = {"change_id": "c-1", "ts": NOW, "customer_id": "C1", "op": "upsert", "customer_key": "k-1"}
 _LONG, _LONGER = "\u65e5" * MAX_ID_LENGTH, "\u65e5" * (MAX_ID_LENGTH + 1)  # 3 bytes a character
 
 
-@pytest.mark.parametrize("role, changes, direct", [
-    ("clickstream", {"ts": NOW + RULES.max_future}, True),
-    ("clickstream", {"ts": NOW + RULES.max_future + 1}, False),
-    ("clickstream", {"quantity": MAX_QUANTITY}, True),
-    ("clickstream", {"quantity": MAX_QUANTITY + 1}, False),
-    ("clickstream", {"quantity": 0}, False),
-    ("clickstream", {"price": -0.0}, True),
-    ("clickstream", {"price": -5e-324}, False),
-    ("clickstream", {"device_id": "d" * MAX_ID_LENGTH}, True),
-    ("clickstream", {"device_id": "d" * (MAX_ID_LENGTH + 1)}, False),
-    ("clickstream", {"product_id": _LONG}, True),
-    ("clickstream", {"product_id": _LONGER}, False),
-    ("clickstream", {"customer_key": _LONGER, "email": "jane@example.com"}, False),  # the key wins: too long
-    ("clickstream", {"customer_key": " " * MAX_ID_LENGTH + "null", "email": "jane@example.com"}, True),  # the hash
-    ("clickstream", {"customer_key": " " * MAX_ID_LENGTH + "null"}, False),
-    ("crm_changes", {"ts": NOW + RULES.max_future + 1}, False),
-    ("crm_changes", {"customer_id": _LONG}, True),
-    ("crm_changes", {"customer_id": _LONGER}, False),
-    ("crm_changes", {"order_id": "o" * (MAX_ID_LENGTH + 1)}, False),
-])
+@pytest.mark.parametrize(
+    "role, changes, direct",
+    [
+        ("clickstream", {"ts": NOW + RULES.max_future}, True),
+        ("clickstream", {"ts": NOW + RULES.max_future + 1}, False),
+        ("clickstream", {"quantity": MAX_QUANTITY}, True),
+        ("clickstream", {"quantity": MAX_QUANTITY + 1}, False),
+        ("clickstream", {"quantity": 0}, False),
+        ("clickstream", {"price": -0.0}, True),
+        ("clickstream", {"price": -5e-324}, False),
+        ("clickstream", {"device_id": "d" * MAX_ID_LENGTH}, True),
+        ("clickstream", {"device_id": "d" * (MAX_ID_LENGTH + 1)}, False),
+        ("clickstream", {"product_id": _LONG}, True),
+        ("clickstream", {"product_id": _LONGER}, False),
+        ("clickstream", {"customer_key": _LONGER, "email": "jane@example.com"}, False),  # the key wins: too long
+        ("clickstream", {"customer_key": " " * MAX_ID_LENGTH + "null", "email": "jane@example.com"}, True),  # the hash
+        ("clickstream", {"customer_key": " " * MAX_ID_LENGTH + "null"}, False),
+        ("crm_changes", {"ts": NOW + RULES.max_future + 1}, False),
+        ("crm_changes", {"customer_id": _LONG}, True),
+        ("crm_changes", {"customer_id": _LONGER}, False),
+        ("crm_changes", {"order_id": "o" * (MAX_ID_LENGTH + 1)}, False),
+    ],
+)
 def test_direct_decoders_take_the_bounds_as_the_general_path_does(role, changes, direct):
     data = _written(role, {**(_CLICK if role == "clickstream" else _CHANGE), **changes})
     old = _outcome(_old_pipeline(role, data))
@@ -351,3 +423,52 @@ def test_direct_decoders_take_the_bounds_as_the_general_path_does(role, changes,
     assert _outcome(_decode_input(role, data)) == old
     if direct:
         assert _outcome(_direct_or_none(role, data)) == old
+
+
+# --- fallbacks are counted (ops.metrics: profilestream_codec_fallbacks{role,path}) ------------------
+
+
+def test_a_record_the_direct_decoder_declines_is_counted_and_decided_as_before():
+    from profilestream.ops.metrics import COUNTERS, registry
+
+    valid = _written(
+        "crm_changes",
+        {"change_id": "c-1", "ts": 1_795_169_700_123, "customer_id": "C1", "op": "upsert", "marketing_consent": True},
+    )
+    unusual = valid[:-2] + b"\x05\x00"  # a boolean byte fastavro reads as true: valid, but not plain
+    cut = valid[:-3]  # malformed: rejected
+    COUNTERS.reset()
+    assert decode_input("crm_changes", valid, RULES).marketing_consent is True
+    assert COUNTERS.codec_fallbacks == {}  # the plain record: no fallback
+    got = decode_input("crm_changes", unusual, RULES)
+    assert _outcome(got) == _outcome(_old_pipeline("crm_changes", unusual)) and got.marketing_consent is True
+    assert COUNTERS.codec_fallbacks == {("crm_changes", "direct"): 1, ("crm_changes", "reader"): 1}
+    rejected = _outcome(_decode_input("crm_changes", cut))
+    assert rejected == _outcome(_old_pipeline("crm_changes", cut)) and rejected[0] == "rejected"
+    assert COUNTERS.codec_fallbacks == {("crm_changes", "direct"): 2, ("crm_changes", "reader"): 2}
+    merge = from_json(
+        "merges",
+        {"from_profile_id": "p-1", "into_profile_id": "p-2", "reason": "login", "ts": "2026-11-20T10:15:00.123Z"},
+    )
+    from datetime import datetime
+
+    as_datetime = {**merge, "ts": datetime(2026, 11, 20, 10, 15, 0, 123000, tzinfo=UTC)}
+    assert avro.encode("merges", as_datetime) == _fastavro_bytes("merges", merge)
+    assert COUNTERS.codec_fallbacks[("merges", "writer")] == 1
+    scraped = registry(COUNTERS).get_sample_value(
+        "profilestream_codec_fallbacks_total", {"role": "crm_changes", "path": "direct"}
+    )
+    assert scraped == 2
+    COUNTERS.reset()
+
+
+def test_a_fast_path_s_bug_is_not_hidden_by_a_fallback(monkeypatch):
+    """Only the errors a fast path declines with fall back; any other (a bug) propagates."""
+
+    def broken(data, rules, now_ms):
+        raise TypeError("a bug")
+
+    data = _written("crm_changes", {"change_id": "c-1", "ts": 1_795_169_700_123, "customer_id": "C1", "op": "upsert"})
+    monkeypatch.setitem(avro._DIRECT, "crm_changes", broken)
+    with pytest.raises(TypeError, match="a bug"):
+        decode_input("crm_changes", data, RULES)

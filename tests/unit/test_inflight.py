@@ -40,4 +40,3 @@ def test_the_engine_counts_in_its_slot_from_any_process(tmp_path):
     assert not reader.may_read()
     reader.taken(45)  # the engine's step, running in the reading process
     assert reader.ahead() == 5 and reader.may_read()
-
