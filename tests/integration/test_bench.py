@@ -19,8 +19,20 @@ def test_bench_writes_every_figure(tmp_path, monkeypatch, capsys):
     out = tmp_path / "bench.json"
     assert main(["bench", "--events", "2000", "--skip-latency", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
-    for key in ("date", "machine", "workload", "ceiling", "dataflow_1p", "dataflow_2p", "ratio_1p_to_ceiling",
-                "scale_2p_over_1p", "same_trigger_ids_1p_2p", "latency", "memory", "targets"):
+    for key in (
+        "date",
+        "machine",
+        "workload",
+        "ceiling",
+        "dataflow_1p",
+        "dataflow_2p",
+        "ratio_1p_to_ceiling",
+        "scale_2p_over_1p",
+        "same_trigger_ids_1p_2p",
+        "latency",
+        "memory",
+        "targets",
+    ):
         assert key in result, key
     assert result["workload"]["events"] == 2000
     assert result["same_trigger_ids_1p_2p"] is True
@@ -31,8 +43,12 @@ def test_bench_writes_every_figure(tmp_path, monkeypatch, capsys):
     assert result["latency"] is None  # skipped
     sizes = result["memory"]["state"]
     assert len(sizes) == 2 and all(s["profiles"] > 0 and s["bytes_per_profile"] > 0 for s in sizes)
-    assert set(result["targets"]) == {"1p_at_least_half_the_ceiling", "2p_at_least_1.6x_1p",
-                                      "p99_under_100ms", "state_linear_in_profiles"}
+    assert set(result["targets"]) == {
+        "1p_at_least_half_the_ceiling",
+        "2p_at_least_1.6x_1p",
+        "p99_under_100ms",
+        "state_linear_in_profiles",
+    }
     assert "ratio to ceiling" in capsys.readouterr().out
 
 

@@ -64,11 +64,14 @@ def test_every_topic_round_trips_json_avro_kafka_json(role, capsys, config, conf
     create_topics(config)
     records = [sample(role, i) for i in range(12)]
     topic = config.topics.name(role)
-    code, out, err = run_cli(capsys, "produce", "--config", str(config_path), "--topic", topic,
-                             write_lines(tmp_path / "in.jsonl", records))
+    code, out, err = run_cli(
+        capsys, "produce", "--config", str(config_path), "--topic", topic, write_lines(tmp_path / "in.jsonl", records)
+    )
     assert (code, err) == (0, "") and out.startswith(f"sent 12 records to {topic}")
 
-    key = lambda r: json.dumps(r, sort_keys=True)
+    def key(r):
+        return json.dumps(r, sort_keys=True)
+
     assert sorted(consumed(capsys, config_path, topic), key=key) == sorted(records, key=key)
 
     messages = list(read_topic(config, topic))
@@ -80,8 +83,15 @@ def test_every_topic_round_trips_json_avro_kafka_json(role, capsys, config, conf
 
 def test_the_role_name_works_as_the_topic_too(capsys, config, config_path, tmp_path):
     create_topics(config)
-    code, _, _ = run_cli(capsys, "produce", "--config", str(config_path), "--topic", "crm_changes",
-                         write_lines(tmp_path / "in.jsonl", [sample("crm_changes", 1)]))
+    code, _, _ = run_cli(
+        capsys,
+        "produce",
+        "--config",
+        str(config_path),
+        "--topic",
+        "crm_changes",
+        write_lines(tmp_path / "in.jsonl", [sample("crm_changes", 1)]),
+    )
     assert code == 0
     assert consumed(capsys, config_path, "crm-changes") == [sample("crm_changes", 1)]
 
@@ -93,8 +103,15 @@ def test_a_clear_email_is_hashed_and_never_stored(capsys, config, config_path, t
     digest = hashlib.sha256(b"alice.doe@example.com").hexdigest()
     for role, record in (("clickstream", click), ("crm_changes", change)):
         topic = config.topics.name(role)
-        code, _, _ = run_cli(capsys, "produce", "--config", str(config_path), "--topic", topic,
-                             write_lines(tmp_path / f"{role}.jsonl", [record]))
+        code, _, _ = run_cli(
+            capsys,
+            "produce",
+            "--config",
+            str(config_path),
+            "--topic",
+            topic,
+            write_lines(tmp_path / f"{role}.jsonl", [record]),
+        )
         assert code == 0
         code, out, _ = run_cli(capsys, "consume", "--config", str(config_path), "--topic", topic, "--until-idle")
         [back] = [json.loads(line) for line in out.splitlines()]
@@ -107,18 +124,18 @@ def test_malformed_lines_are_rejected_with_their_line_numbers(capsys, config, co
     create_topics(config)
     good = sample("clickstream", 1)
     lines = [
-        good,                                                   # 1
-        "{not json",                                            # 2
-        {k: v for k, v in good.items() if k != "ts"},           # 3: required field missing
-        {**good, "type": "teleport"},                           # 4: not in the enum
-        "",                                                     # 5: blank, skipped
-        {**good, "ts": "2026-11-20 10:15:00"},                  # 6: no zone
-        {**good, "colour": "blue"},                             # 7: unknown field
-        [1, 2],                                                 # 8: not an object
-        {**good, "event_id": "e-2"},                            # 9
+        good,  # 1
+        "{not json",  # 2
+        {k: v for k, v in good.items() if k != "ts"},  # 3: required field missing
+        {**good, "type": "teleport"},  # 4: not in the enum
+        "",  # 5: blank, skipped
+        {**good, "ts": "2026-11-20 10:15:00"},  # 6: no zone
+        {**good, "colour": "blue"},  # 7: unknown field
+        [1, 2],  # 8: not an object
+        {**good, "event_id": "e-2"},  # 9
     ]
     path = write_lines(tmp_path / "in.jsonl", lines)
-    with open(path, "ab") as fh:                                # 10: not UTF-8
+    with open(path, "ab") as fh:  # 10: not UTF-8
         fh.write(json.dumps({**good, "event_id": "e-3"}).encode().replace(b"e-3", b"e-\xff") + b"\n")
     code, out, err = run_cli(capsys, "produce", "--config", str(config_path), "--topic", "clickstream", path)
     assert code == 1
@@ -143,7 +160,9 @@ def test_stdin_and_tombstones(capsys, config, config_path, monkeypatch):
 def test_reading_finds_the_true_end_of_every_partition(config):
     """Tansu reports a partition's end as the start of its last batch + 1: we must not trust it."""
     create_topics(config)
-    sent = produce_records(config, "merges", [(f"p-{i % 7}", avro.from_json("merges", sample("merges", i % 7))) for i in range(2000)])
+    sent = produce_records(
+        config, "merges", [(f"p-{i % 7}", avro.from_json("merges", sample("merges", i % 7))) for i in range(2000)]
+    )
     ends = end_offsets(config, config.topics.name("merges"))
     assert sent == 2000 and sum(end - low for low, end in ends.values()) == 2000
     assert len(list(read_topic(config, config.topics.name("merges")))) == 2000
@@ -171,10 +190,21 @@ def test_consume_without_until_idle_tails_until_ctrl_c(config, config_path):
     create_topics(config)
     produce_records(config, "triggers", [("p-001", avro.from_json("triggers", sample("triggers", 1)))])
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from profilestream.cli import main; sys.exit(main())",
-         "consume", "--config", str(config_path), "--topic", "triggers"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("PROFILESTREAM_")})
+        [
+            sys.executable,
+            "-c",
+            "import sys; from profilestream.cli import main; sys.exit(main())",
+            "consume",
+            "--config",
+            str(config_path),
+            "--topic",
+            "triggers",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PROFILESTREAM_")},
+    )
     try:
         assert json.loads(proc.stdout.readline())["trigger_id"] == "tr-001"
         produce_records(config, "triggers", [("p-002", avro.from_json("triggers", sample("triggers", 2)))])
@@ -192,8 +222,11 @@ def test_no_broker_answering_is_a_clear_error(capsys, config_path, monkeypatch, 
     monkeypatch.setenv("PROFILESTREAM_KAFKA_BROKERS", "127.0.0.1:1")
     monkeypatch.setenv("PROFILESTREAM_RUN_CONNECT_TIMEOUT", "1s")
     path = write_lines(tmp_path / "in.jsonl", [sample("clickstream", 1)])
-    for argv in (["topics", "create"], ["produce", "--topic", "clickstream", path],
-                 ["consume", "--topic", "clickstream", "--until-idle"]):
+    for argv in (
+        ["topics", "create"],
+        ["produce", "--topic", "clickstream", path],
+        ["consume", "--topic", "clickstream", "--until-idle"],
+    ):
         code, _, err = run_cli(capsys, *argv, "--config", str(config_path))
         assert code == 1 and err.count("\n") == 1, argv  # one line, no librdkafka noise
         assert "no Kafka broker answered at kafka.brokers = 127.0.0.1:1 within run.connect_timeout = 1s" in err, argv

@@ -33,26 +33,52 @@ def write_container(path: Path, role: str = "clickstream", n: int = 3) -> None:
     with open(path, "wb") as fh:
         writer = Writer(fh, recording.container_schema(role), codec=recording.CODEC)
         for i in range(n):
-            writer.write({"offset": i, "timestamp": 1_767_607_200_000 + i, "key": b"d-1",
-                          "value": {**value, "event_id": f"e-{i}"}, "raw": None})
+            writer.write(
+                {
+                    "offset": i,
+                    "timestamp": 1_767_607_200_000 + i,
+                    "key": b"d-1",
+                    "value": {**value, "event_id": f"e-{i}"},
+                    "raw": None,
+                }
+            )
         writer.flush()
 
 
 def write_recording(directory: Path, files: list[str], records: int = 3) -> Path:
     """A one-topic (clickstream) recording whose manifest names `files` as partitions 0, 1, ..."""
     directory.mkdir(parents=True, exist_ok=True)
-    entries = [{"partition": p, "file": name, "records": records, "first_offset": 0,
-                "last_offset": records - 1} for p, name in enumerate(files)]
-    manifest = {"format": recording.FORMAT, "version": recording.VERSION, "topics": [
-        {"topic": "clicks", "role": "clickstream", "partitions": max(1, len(files)),
-         "records": records * len(files), "tombstones": 0, "undecodable": 0, "files": entries}]}
+    entries = [
+        {"partition": p, "file": name, "records": records, "first_offset": 0, "last_offset": records - 1}
+        for p, name in enumerate(files)
+    ]
+    manifest = {
+        "format": recording.FORMAT,
+        "version": recording.VERSION,
+        "topics": [
+            {
+                "topic": "clicks",
+                "role": "clickstream",
+                "partitions": max(1, len(files)),
+                "records": records * len(files),
+                "tombstones": 0,
+                "undecodable": 0,
+                "files": entries,
+            }
+        ],
+    }
     (directory / recording.MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
     return directory
 
 
 def replay_cli(config_path: Path, directory: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "profilestream.cli", "replay", "--config", str(config_path),
-                           str(directory)], capture_output=True, text=True, timeout=120, env=clean_env())
+    return subprocess.run(
+        [sys.executable, "-m", "profilestream.cli", "replay", "--config", str(config_path), str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_env(),
+    )
 
 
 def clicks_on_broker(config) -> int:
@@ -99,8 +125,9 @@ def _manifest_problems(rec: Path) -> dict[str, tuple]:
 
     bad_json = rec / "bad_json"
     write_recording(bad_json, [])
-    (bad_json / "manifest.json").write_text('{"format": "profilestream-recording", "version": 1, "topics": [',
-                                           encoding="utf-8")
+    (bad_json / "manifest.json").write_text(
+        '{"format": "profilestream-recording", "version": 1, "topics": [', encoding="utf-8"
+    )
     cases["bad_json"] = (bad_json, bad_json / "manifest.json", "not valid JSON")
 
     for broken, change in {
@@ -195,8 +222,7 @@ def modes(root: Path) -> dict[str, int]:
 def assert_private(root: Path, at_least: int = 2) -> None:
     found = modes(root)
     assert len(found) > at_least, found
-    bad = {p: oct(m) for p, m in found.items()
-           if m != (0o700 if (root / p).is_dir() else 0o600)}
+    bad = {p: oct(m) for p, m in found.items() if m != (0o700 if (root / p).is_dir() else 0o600)}
     assert not bad, f"not private under {root}: {bad}"
 
 
@@ -212,8 +238,9 @@ def _profiles(config, n: int) -> None:
     from support.cli_io import sample
 
     create_topics(config)
-    produce_records(config, "profiles", [(f"p-{i:03d}", avro.from_json("profiles", sample("profiles", i)))
-                                         for i in range(n)])
+    produce_records(
+        config, "profiles", [(f"p-{i:03d}", avro.from_json("profiles", sample("profiles", i))) for i in range(n)]
+    )
 
 
 def test_the_profile_store_is_private(config, config_path, tmp_path, capsys, loose_umask):
@@ -232,17 +259,45 @@ def test_the_profile_store_is_private(config, config_path, tmp_path, capsys, loo
 def test_the_recovery_directory_is_private_after_a_real_run(config, config_path, tmp_path, loose_umask):
     load_shop(config, ShopSpec(events=800, seed=5, start="2025-03-01T08:00:00Z"))
     recovery = tmp_path / "recovery"
-    done = subprocess.run([sys.executable, "-m", "profilestream.cli", "run", "--config", str(config_path),
-                           "--until-idle", "--recovery-dir", str(recovery)],
-                          capture_output=True, text=True, timeout=180, env=clean_env())
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "profilestream.cli",
+            "run",
+            "--config",
+            str(config_path),
+            "--until-idle",
+            "--recovery-dir",
+            str(recovery),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=clean_env(),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert_private(recovery)
     # a directory the user made beforehand (0755) is made private too
     mine = tmp_path / "mine"
     mine.mkdir(mode=0o755)
-    done = subprocess.run([sys.executable, "-m", "profilestream.cli", "run", "--config", str(config_path),
-                           "--until-idle", "--recovery-dir", str(mine)],
-                          capture_output=True, text=True, timeout=180, env=clean_env())
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "profilestream.cli",
+            "run",
+            "--config",
+            str(config_path),
+            "--until-idle",
+            "--recovery-dir",
+            str(mine),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=clean_env(),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert_private(mine)
 

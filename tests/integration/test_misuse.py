@@ -26,8 +26,13 @@ from support.runkit import Run, clean_env, load_shop, write_config
 
 
 def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "profilestream.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env or clean_env())
+    return subprocess.run(
+        [sys.executable, "-m", "profilestream.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or clean_env(),
+    )
 
 
 def one_line(done: subprocess.CompletedProcess) -> str:
@@ -43,17 +48,26 @@ def one_line(done: subprocess.CompletedProcess) -> str:
 def dead_config(tmp_path):
     """A configuration whose broker does not exist: a check that comes before any broker contact
     answers at once; one that comes after would first wait `run.connect_timeout` and exit 1."""
-    path, _ = write_config(tmp_path / "dead.toml", f"127.0.0.1:{free_port()}", "dead",
-                           extra='[run]\nconnect_timeout = "20s"\n')
+    path, _ = write_config(
+        tmp_path / "dead.toml", f"127.0.0.1:{free_port()}", "dead", extra='[run]\nconnect_timeout = "20s"\n'
+    )
     return path
 
 
 # --- flags and configuration --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("flag,value", [("--processes", "0"), ("--processes", "-3"), ("--workers", "-1"),
-                                        ("--workers", "0"), ("--metrics-port", "70000"),
-                                        ("--metrics-port", "-1")])
+@pytest.mark.parametrize(
+    "flag,value",
+    [
+        ("--processes", "0"),
+        ("--processes", "-3"),
+        ("--workers", "-1"),
+        ("--workers", "0"),
+        ("--metrics-port", "70000"),
+        ("--metrics-port", "-1"),
+    ],
+)
 def test_a_bad_run_flag_exits_2_naming_it_before_anything_starts(dead_config, flag, value):
     started = time.monotonic()
     done = cli("run", "--config", str(dead_config), "--until-idle", flag, value)

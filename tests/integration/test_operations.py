@@ -42,8 +42,10 @@ class Built(Exception):
 def secure(tmp_path):
     kafka_table = "\n".join(f'"{k}" = "{v}"' for k, v in SECURITY.items())
     path = tmp_path / "secure.toml"
-    path.write_text(f'[kafka]\nbrokers = "kafka-1:9093,kafka-2:9093"\n{kafka_table}\n\n'
-                    f'[store]\npath = "{tmp_path / "store"}"\n', encoding="utf-8")
+    path.write_text(
+        f'[kafka]\nbrokers = "kafka-1:9093,kafka-2:9093"\n{kafka_table}\n\n[store]\npath = "{tmp_path / "store"}"\n',
+        encoding="utf-8",
+    )
     return load_config(str(path), env={})
 
 
@@ -54,11 +56,15 @@ def test_kafka_security_settings_reach_every_client(secure, monkeypatch, tmp_pat
         def client(conf, *args, **kwargs):
             built[name] = dict(conf)
             raise Built(name)
+
         return client
 
-    for module, names in ((source_module, ("Consumer",)), (sink_module, ("Producer",)),
-                          (kafka, ("Consumer", "Producer", "AdminClient")),
-                          (store, ("Consumer",))):
+    for module, names in (
+        (source_module, ("Consumer",)),
+        (sink_module, ("Producer",)),
+        (kafka, ("Consumer", "Producer", "AdminClient")),
+        (store, ("Consumer",)),
+    ):
         for name in names:
             monkeypatch.setattr(module, name, fake(f"{module.__name__}.{name}"))
 
@@ -83,8 +89,13 @@ def test_kafka_security_settings_reach_every_client(secure, monkeypatch, tmp_pat
         store.sync(secure, store.ProfileStore(tmp_path / "store"))
 
     assert set(built) == {
-        "profilestream.kafka.source.Consumer", "profilestream.kafka.sink.Producer", "profilestream.kafka.clients.AdminClient", "profilestream.kafka.clients.Producer", "profilestream.kafka.clients.Consumer",
-        "profilestream.store.Consumer"}
+        "profilestream.kafka.source.Consumer",
+        "profilestream.kafka.sink.Producer",
+        "profilestream.kafka.clients.AdminClient",
+        "profilestream.kafka.clients.Producer",
+        "profilestream.kafka.clients.Consumer",
+        "profilestream.store.Consumer",
+    }
     for name, conf in built.items():
         assert conf["bootstrap.servers"] == "kafka-1:9093,kafka-2:9093", name
         for key, value in SECURITY.items():
@@ -95,16 +106,27 @@ def test_kafka_security_settings_reach_every_client(secure, monkeypatch, tmp_pat
 
 def test_counters_are_exported_in_prometheus_format():
     counters = metrics.Counters()
-    counters.decoded(Counter({"clickstream": 5}), Counter({("clickstream", "page_view"): 4}),
-                     Counter({("clickstream", "not_avro"): 1}))
-    counters.engine_state(Counter({"clicks.page_view": 4, "late": 1, "merges.login": 2, "triggers.cart_abandoned": 3}),
-                          1_700_000_000_000, 7)
+    counters.decoded(
+        Counter({"clickstream": 5}),
+        Counter({("clickstream", "page_view"): 4}),
+        Counter({("clickstream", "not_avro"): 1}),
+    )
+    counters.engine_state(
+        Counter({"clicks.page_view": 4, "late": 1, "merges.login": 2, "triggers.cart_abandoned": 3}),
+        1_700_000_000_000,
+        7,
+    )
     counters.partition("clicks/0", 10, 25)
     counters.delivered(Counter({"profiles": 9}))
-    families = {f.name: f for f in text_string_to_metric_families(
-        __import__("prometheus_client").generate_latest(metrics.registry(counters)).decode())}
+    families = {
+        f.name: f
+        for f in text_string_to_metric_families(
+            __import__("prometheus_client").generate_latest(metrics.registry(counters)).decode()
+        )
+    }
     value = lambda name, **labels: next(  # noqa: E731
-        s.value for s in families[name].samples if s.labels == labels and not s.name.endswith("_created"))
+        s.value for s in families[name].samples if s.labels == labels and not s.name.endswith("_created")
+    )
     assert value("profilestream_events_in", topic="clickstream", type="page_view") == 4
     assert value("profilestream_dead_letters", topic="clickstream", reason="not_avro") == 1
     assert value("profilestream_late_events") == 1
@@ -139,22 +161,25 @@ def _scrape(port: int) -> dict:
 
 
 def _total(scraped: dict, name: str, **labels) -> float:
-    return sum(v for (n, ls), v in scraped.items()
-               if n == name and all(dict(ls).get(k) == v2 for k, v2 in labels.items()))
+    return sum(
+        v for (n, ls), v in scraped.items() if n == name and all(dict(ls).get(k) == v2 for k, v2 in labels.items())
+    )
 
 
 @pytest.mark.broker
 def test_always_on_run_serves_metrics_and_logs_json_lines(broker, tmp_path):
-    toml, config = write_config(tmp_path / "ops.toml", broker.bootstrap, f"ops{tmp_path.name[-10:]}",
-                                extra='[time]\nidle_after = "1s"\n')
+    toml, config = write_config(
+        tmp_path / "ops.toml", broker.bootstrap, f"ops{tmp_path.name[-10:]}", extra='[time]\nidle_after = "1s"\n'
+    )
     good = load_shop(config, ShopSpec(events=3000, seed=3, start="2025-03-01T08:00:00Z"))  # all in the past
     producer = Producer({"bootstrap.servers": broker.bootstrap})
     for i in range(7):
         producer.produce(config.topics.clickstream, b"\xff\xfe not avro %d" % i, b"d-bad")
     producer.flush(10)
     port = free_port()
-    run = Run("--config", str(toml), "--metrics-port", str(port),
-              env=clean_env(PROFILESTREAM_RUN_PROGRESS_INTERVAL="200ms"))
+    run = Run(
+        "--config", str(toml), "--metrics-port", str(port), env=clean_env(PROFILESTREAM_RUN_PROGRESS_INTERVAL="200ms")
+    )
     try:
         deadline = time.monotonic() + 60
         scraped: dict = {}
@@ -164,9 +189,11 @@ def test_always_on_run_serves_metrics_and_logs_json_lines(broker, tmp_path):
                 scraped = _scrape(port)
             except OSError:
                 continue
-            applied = (_total(scraped, "profilestream_applied_clicks_total")
-                       + _total(scraped, "profilestream_applied_crm_changes_total")
-                       + _total(scraped, "profilestream_duplicate_events_total"))
+            applied = (
+                _total(scraped, "profilestream_applied_clicks_total")
+                + _total(scraped, "profilestream_applied_crm_changes_total")
+                + _total(scraped, "profilestream_duplicate_events_total")
+            )
             if applied == good and _total(scraped, "profilestream_pending_events") == 0:
                 break
         time.sleep(1.0)  # the last outputs' delivery
@@ -180,8 +207,11 @@ def test_always_on_run_serves_metrics_and_logs_json_lines(broker, tmp_path):
     assert _total(scraped, "profilestream_events_in_total", topic="crm_changes", type="upsert") > 0
     assert _total(scraped, "profilestream_dead_letters_total", topic="clickstream", reason="not_avro") == 7
     assert _total(scraped, "profilestream_late_events_total") == 0
-    lags = {(dict(ls)["topic"], dict(ls)["partition"]): v
-            for (n, ls), v in scraped.items() if n == "profilestream_consumer_lag"}
+    lags = {
+        (dict(ls)["topic"], dict(ls)["partition"]): v
+        for (n, ls), v in scraped.items()
+        if n == "profilestream_consumer_lag"
+    }
     assert len(lags) == 6 and set(lags.values()) == {0}
 
     out = outputs(config)

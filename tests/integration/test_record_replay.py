@@ -7,7 +7,6 @@ order) and so the same outputs as the original run.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import sys
@@ -96,8 +95,9 @@ def test_a_replayed_recording_gives_the_same_outputs(config, config_path, tmp_pa
     assert len(before["dead_letters"]) == 4 and before["triggers"] and before["merges"]
 
     out_dir = tmp_path / "rec"
-    code = cli.main(["record", "--config", str(config_path), "--topics", "clickstream,crm-changes",
-                     "--out", str(out_dir)])
+    code = cli.main(
+        ["record", "--config", str(config_path), "--topics", "clickstream,crm-changes", "--out", str(out_dir)]
+    )
     out, err = capsys.readouterr()
     assert code == 0 and err == ""  # stderr is no terminal here: no progress bar
     assert out.splitlines()[-1] == f"recorded 604 records from 2 topics to {out_dir}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 
 import pytest
 
@@ -85,18 +84,33 @@ def test_the_report_reads_store_json_as_well_as_records():
     assert summary(report.campaign_report(as_json)) == EXPECTED
 
 
-@pytest.mark.parametrize("status, level", [(None, 0), ("lead", 1), ("LEAD", 1), ("offer_created", 2),
-                                           ("Offer Created", 2), ("offer-created", 2), (" sale ", 3),
-                                           ("customer", 0), ("", 0)])
+@pytest.mark.parametrize(
+    "status, level",
+    [
+        (None, 0),
+        ("lead", 1),
+        ("LEAD", 1),
+        ("offer_created", 2),
+        ("Offer Created", 2),
+        ("offer-created", 2),
+        (" sale ", 3),
+        ("customer", 0),
+        ("", 0),
+    ],
+)
 def test_funnel_stages(status, level):
     assert report.stage(status) == level
 
 
 def test_attribution_ties():
-    profile = {"lead_status": "sale", "revenue": 1.0, "campaigns": [
-        {"source": "a", "medium": None, "name": None, "first_ts": 5, "last_ts": 9},
-        {"source": "b", "medium": None, "name": None, "first_ts": 5, "last_ts": 9},
-    ]}
+    profile = {
+        "lead_status": "sale",
+        "revenue": 1.0,
+        "campaigns": [
+            {"source": "a", "medium": None, "name": None, "first_ts": 5, "last_ts": 9},
+            {"source": "b", "medium": None, "name": None, "first_ts": 5, "last_ts": 9},
+        ],
+    }
     rows = {r.key[0]: r for r in report.campaign_report([profile])}
     assert rows["a"].first.sales == 1 and rows["b"].first.sales == 0  # listed first
     assert rows["b"].last.sales == 1 and rows["a"].last.sales == 0  # listed last
@@ -106,18 +120,54 @@ def test_attribution_ties():
 def test_csv_and_table():
     rows = report.campaign_report(run_engine(scenario_events()).profiles.values())
     lines = list(csv.reader(io.StringIO(report.to_csv(rows))))
-    assert lines[0] == list(report.COLUMNS) == [
-        "source", "medium", "name", "touched",
-        "first_reached", "first_leads", "first_offers", "first_sales", "first_revenue",
-        "last_reached", "last_leads", "last_offers", "last_sales", "last_revenue"]
+    assert (
+        lines[0]
+        == list(report.COLUMNS)
+        == [
+            "source",
+            "medium",
+            "name",
+            "touched",
+            "first_reached",
+            "first_leads",
+            "first_offers",
+            "first_sales",
+            "first_revenue",
+            "last_reached",
+            "last_leads",
+            "last_offers",
+            "last_sales",
+            "last_revenue",
+        ]
+    )
     assert lines[1] == ["google", "cpc", "spring", "3", "2", "2", "2", "1", "50.00", "2", "2", "1", "0", "0.00"]
     assert lines[3] == ["facebook", "social", "", "1", "1", "1", "0", "0", "0.00", "0", "0", "0", "0", "0.00"]
     table = report.to_table(rows).splitlines()
     assert "first touch" in table[0] and "last touch" in table[0] and table[0].index("first") < table[0].index("last")
-    assert table[1].split() == ["source", "medium", "name", "touched", "|", *["reached", "leads", "offers", "sales",
-                                                                             "revenue", "|"] * 2][:-1]
-    assert table[3].split() == ["google", "cpc", "spring", "3", "|", "2", "2", "2", "1", "50.00", "|",
-                                "2", "2", "1", "0", "0.00"]
+    assert (
+        table[1].split()
+        == ["source", "medium", "name", "touched", "|", *["reached", "leads", "offers", "sales", "revenue", "|"] * 2][
+            :-1
+        ]
+    )
+    assert table[3].split() == [
+        "google",
+        "cpc",
+        "spring",
+        "3",
+        "|",
+        "2",
+        "2",
+        "2",
+        "1",
+        "50.00",
+        "|",
+        "2",
+        "2",
+        "1",
+        "0",
+        "0.00",
+    ]
     assert table[5].split()[:3] == ["facebook", "social", "-"]
     assert table[-1].split() == ["total", "-", "-", "|", "7", "5", "3", "2", "70.00", "|", "7", "5", "3", "2", "70.00"]
 
@@ -165,9 +215,16 @@ def test_report_campaigns_command(config_path, tmp_path, capsys):
     assert cli.main(["report", "campaigns", "--format", "csv", "--config", str(config_path)]) == 0
     out = capsys.readouterr().out
     parsed = {tuple(line[:3]): line[3:] for line in list(csv.reader(io.StringIO(out)))[1:]}
-    expected = {tuple("" if p is None else p for p in key): [str(touched), *map(str, first[:4]), f"{first[4]:.2f}",
-                                                               *map(str, last[:4]), f"{last[4]:.2f}"]
-                for key, (touched, first, last) in EXPECTED.items()}
+    expected = {
+        tuple("" if p is None else p for p in key): [
+            str(touched),
+            *map(str, first[:4]),
+            f"{first[4]:.2f}",
+            *map(str, last[:4]),
+            f"{last[4]:.2f}",
+        ]
+        for key, (touched, first, last) in EXPECTED.items()
+    }
     assert parsed == expected
     assert cli.main(["report", "campaigns", "--config", str(config_path)]) == 0
     table = capsys.readouterr().out

@@ -40,8 +40,11 @@ def latest(config, role: str) -> dict[str, dict]:
 
 
 def records(config, role: str) -> list[dict]:
-    return [avro.to_json(role, avro.decode(role, m.value))
-            for m in read_topic(config, config.topics.name(role)) if m.value is not None]
+    return [
+        avro.to_json(role, avro.decode(role, m.value))
+        for m in read_topic(config, config.topics.name(role))
+        if m.value is not None
+    ]
 
 
 def tombstones(config, role: str) -> set[str]:
@@ -58,8 +61,11 @@ def raw_bytes(config) -> bytes:
 
 
 def holding(profiles: dict[str, dict], identifier: str) -> dict:
-    found = [p for p in profiles.values()
-             if identifier in p["device_ids"] or identifier in (p["customer_key"], p["customer_id"])]
+    found = [
+        p
+        for p in profiles.values()
+        if identifier in p["device_ids"] or identifier in (p["customer_key"], p["customer_id"])
+    ]
     assert len(found) == 1, f"{identifier!r} is in {len(found)} profiles"
     return found[0]
 

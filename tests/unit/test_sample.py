@@ -4,6 +4,7 @@ CONTRACT.md, realistic proportions, and every feature the dataflow must handle s
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import time
@@ -29,15 +30,44 @@ from profilestream.devtools.sample import (
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 BLOCKED = {"", "0", "-", "null", "none", "undefined", "anonymous", "unknown", "test"}
-CLICK_TYPES = {"page_view", "product_view", "add_to_cart", "remove_from_cart", "checkout", "purchase", "login", "logout"}
+CLICK_TYPES = {
+    "page_view",
+    "product_view",
+    "add_to_cart",
+    "remove_from_cart",
+    "checkout",
+    "purchase",
+    "login",
+    "logout",
+}
 CLICK_FIELDS = {
-    "event_id": str, "ts": str, "device_id": str, "type": str, "customer_key": str, "email": str,
-    "url": str, "referrer": str, "page_category": str, "product_id": str, "price": float,
-    "quantity": int, "order_id": str, "revenue": float, "campaign": dict,
+    "event_id": str,
+    "ts": str,
+    "device_id": str,
+    "type": str,
+    "customer_key": str,
+    "email": str,
+    "url": str,
+    "referrer": str,
+    "page_category": str,
+    "product_id": str,
+    "price": float,
+    "quantity": int,
+    "order_id": str,
+    "revenue": float,
+    "campaign": dict,
 }
 CRM_FIELDS = {
-    "change_id": str, "ts": str, "customer_id": str, "op": str, "customer_key": str, "email": str,
-    "attributes": dict, "lead_status": str, "marketing_consent": bool, "order_id": str,
+    "change_id": str,
+    "ts": str,
+    "customer_id": str,
+    "op": str,
+    "customer_key": str,
+    "email": str,
+    "attributes": dict,
+    "lead_status": str,
+    "marketing_consent": bool,
+    "order_id": str,
 }
 REQUIRED = {CLICKSTREAM: ("event_id", "ts", "device_id", "type"), CRM_CHANGES: ("change_id", "ts", "customer_id", "op")}
 
@@ -125,8 +155,11 @@ def test_a_prefix_is_the_start_of_a_longer_run_with_the_same_population():
 def test_time_order_is_the_contract_order(shop, big):
     for run in (shop, big):
         assert ms(run[0][1]["ts"]) >= ShopSpec().start_ms
-        keys = [(ms(rec["ts"]), 0 if role == CRM_CHANGES else 1, rec.get("change_id") or rec["event_id"]) for role, rec in run]
-        assert all(a <= b for a, b in zip(keys, keys[1:]))
+        keys = [
+            (ms(rec["ts"]), 0 if role == CRM_CHANGES else 1, rec.get("change_id") or rec["event_id"])
+            for role, rec in run
+        ]
+        assert all(a <= b for a, b in itertools.pairwise(keys))
 
 
 def test_every_record_is_valid_per_contract(shop, big):
@@ -167,7 +200,10 @@ def test_records_helper_and_emails_switch():
     plain = list(generate(ShopSpec(events=3000, emails=False)))
     assert not any("email" in rec for _, rec in plain)
     # the same shop, with every clear e-mail replaced by its hash
-    hashed = [(role, {("customer_key" if k == "email" else k): (sha(v) if k == "email" else v) for k, v in rec.items()}) for role, rec in both]
+    hashed = [
+        (role, {("customer_key" if k == "email" else k): (sha(v) if k == "email" else v) for k, v in rec.items()})
+        for role, rec in both
+    ]
     assert hashed == plain
 
 
@@ -211,11 +247,26 @@ def test_every_feature_appears_in_a_5000_event_shop(shop):
 
 
 WANTED = [
-    "newsletter link with key", "paid or social campaign", "login", "checkout with account",
-    "click with email", "blocked key", "logout", "erase", "crm upsert with email",
-    "consent false", "attribute update", "duplicate click", "crm first order", "web first order",
-    "order tied only by order_id", "return after 7+ days", "shared device",
-    "cart never bought on this device", "customer on 2+ devices", "key on the site before the CRM",
+    "newsletter link with key",
+    "paid or social campaign",
+    "login",
+    "checkout with account",
+    "click with email",
+    "blocked key",
+    "logout",
+    "erase",
+    "crm upsert with email",
+    "consent false",
+    "attribute update",
+    "duplicate click",
+    "crm first order",
+    "web first order",
+    "order tied only by order_id",
+    "return after 7+ days",
+    "shared device",
+    "cart never bought on this device",
+    "customer on 2+ devices",
+    "key on the site before the CRM",
 ]
 
 
@@ -265,7 +316,9 @@ def features(spec: ShopSpec, shop: list[tuple[str, dict]]) -> Counter:
             found["crm first order" if ms(rec["ts"]) < ms(web["ts"]) else "web first order"] += 1
             gap = abs(ms(rec["ts"]) - ms(web["ts"]))
             assert gap <= DAY + HOUR
-            if not any(key_of(c) for c in clicks if c["device_id"] == web["device_id"] and ms(c["ts"]) <= ms(web["ts"])):
+            if not any(
+                key_of(c) for c in clicks if c["device_id"] == web["device_id"] and ms(c["ts"]) <= ms(web["ts"])
+            ):
                 found["order tied only by order_id"] += 1
 
     by_device: dict[str, list] = defaultdict(list)
@@ -273,7 +326,7 @@ def features(spec: ShopSpec, shop: list[tuple[str, dict]]) -> Counter:
         by_device[rec["device_id"]].append(rec)
     for dev, recs in by_device.items():
         times = [ms(r["ts"]) for r in recs]
-        if any(b - a >= 7 * DAY for a, b in zip(times, times[1:])):
+        if any(b - a >= 7 * DAY for a, b in itertools.pairwise(times)):
             found["return after 7+ days"] += 1
         keys = {key_of(r) for r in recs if r["type"] == "login"} - {None}
         if len(keys) >= 2:
@@ -311,7 +364,7 @@ def test_emails_hash_to_the_customers_key(shop):
     owners: dict[str, list] = defaultdict(list)
     for c in customers:
         assert len(c.keys) >= len(c.emails)
-        for email, key in zip(c.emails, c.keys):
+        for email, key in zip(c.emails, c.keys, strict=False):
             assert key == sha(email)  # the key is derived from the e-mail
         for d in c.devices:
             owners[d].append(c)
@@ -332,7 +385,9 @@ def test_emails_hash_to_the_customers_key(shop):
 
 
 def test_erased_customers_go_quiet_in_the_crm(shop):
-    erased_at = {rec["customer_id"]: ms(rec["ts"]) for role, rec in shop if role == CRM_CHANGES and rec["op"] == "erase"}
+    erased_at = {
+        rec["customer_id"]: ms(rec["ts"]) for role, rec in shop if role == CRM_CHANGES and rec["op"] == "erase"
+    }
     assert erased_at
     for role, rec in shop:
         if role == CRM_CHANGES and rec["customer_id"] in erased_at:
@@ -358,7 +413,7 @@ def test_bad_records_each_break_the_contract():
     bad = bad_records(spec, 2 * len(BAD_KINDS))
     assert bad == bad_records(spec, 2 * len(BAD_KINDS))
     assert [role for role, _ in bad] == [role for role, _ in BAD_KINDS] * 2
-    for (role, rec), (_, what) in zip(bad, BAD_KINDS * 2):
+    for (role, rec), (_, what) in zip(bad, BAD_KINDS * 2, strict=True):
         json.dumps(rec)
         assert _rejected(role, rec), (what, rec)
 
@@ -375,7 +430,9 @@ def test_write_jsonl_mixes_in_the_bad_records(tmp_path):
     assert len({i // 100 for role, i in rejected if role == CLICKSTREAM}) > 5  # spread, not bunched
     good = write_jsonl(ShopSpec(events=3000), tmp_path / "a.jsonl", tmp_path / "b.jsonl")
     assert good["bad"] == 0
-    assert [json.loads(x) for x in (tmp_path / "b.jsonl").read_text().splitlines()] == list(records(ShopSpec(events=3000), CRM_CHANGES))
+    assert [json.loads(x) for x in (tmp_path / "b.jsonl").read_text().splitlines()] == list(
+        records(ShopSpec(events=3000), CRM_CHANGES)
+    )
 
 
 # --- speed: measured and printed, never asserted -------------------------------------------------

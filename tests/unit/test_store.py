@@ -6,8 +6,13 @@ from profilestream.store import ProfileStore
 
 
 def profile(pid: str, devices: list[str], key=None, customer=None, updated="2026-11-20T10:00:00.000Z") -> dict:
-    return {"profile_id": pid, "device_ids": devices, "customer_key": key, "customer_id": customer,
-            "updated_at": updated}
+    return {
+        "profile_id": pid,
+        "device_ids": devices,
+        "customer_key": key,
+        "customer_id": customer,
+        "updated_at": updated,
+    }
 
 
 def test_found_by_every_identifier(tmp_path):
