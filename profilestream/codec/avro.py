@@ -92,7 +92,9 @@ def _schema(role: str) -> _Schema:
     if role not in SCHEMA_FILES:
         raise KeyError(f"unknown topic role {role!r} (known: {', '.join(ROLES)})")
     raw = json.loads((SCHEMAS / SCHEMA_FILES[role]).read_text(encoding="utf-8"))
-    return _Schema(raw, parse_schema(raw), parse_schema(_strip_logical(raw)))
+    full: dict[str, Any] = parse_schema(raw)  # type: ignore[assignment]  # a record schema parses to a dict
+    wire: dict[str, Any] = parse_schema(_strip_logical(raw))  # type: ignore[assignment]
+    return _Schema(raw, full, wire)
 
 
 def schema_for(role: str) -> dict[str, Any]:
@@ -163,7 +165,9 @@ def _read_fastavro(role: str, data: bytes, errors: str, rules: Rules | None = No
         raise Rejected("value", "null value (a tombstone) where a record was expected")
     buf = io.BytesIO(data)
     try:
-        record = schemaless_reader(buf, _schema(role).wire, None, handle_unicode_errors=errors)
+        record: dict[str, Any] = schemaless_reader(  # type: ignore[assignment]  # a record schema: a dict
+            buf, _schema(role).wire, None, handle_unicode_errors=errors
+        )
     except Exception as exc:  # garbage bytes raise EOFError, IndexError, UnicodeDecodeError...
         text = _AT_ADDRESS.sub("", str(exc))
         why = f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -354,9 +354,9 @@ def _compile(node: Any, named: dict[str, Any], namespace: str | None = None):
         string = _compile("string", named)
         for f in node["fields"]:
             t = f["type"]
-            optional = isinstance(t, list) and len(t) == 2 and t[0] == "null"
-            inner = t[1] if optional else t
-            fields.append((f["name"], optional, None if inner == "string" else _compile(inner, named, namespace)))
+            nullable = isinstance(t, list) and len(t) == 2 and t[0] == "null"
+            inner = t[1] if nullable else t
+            fields.append((f["name"], nullable, None if inner == "string" else _compile(inner, named, namespace)))
         return record
     raise TypeError(f"schema type {kind!r} is not supported by the compiled reader")
 
@@ -530,10 +530,9 @@ def _crm_change_direct(data: bytes, rules: Rules, now_ms: int) -> CrmChange:
     email, pos = _optional_string_at(data, pos)
     branch = data[pos]
     pos += 1
-    if branch == 0:
-        attributes = None
-    elif branch == 2:
-        attributes = {}
+    attributes: dict[str, str | float] | None = None
+    if branch == 2:
+        attributes = found = {}
         while True:  # map blocks: a count, then that many (string key, ["string", "double"] value)
             count, pos = _read_long(data, pos)
             if count == 0:
@@ -544,16 +543,16 @@ def _crm_change_direct(data: bytes, rules: Rules, now_ms: int) -> CrmChange:
                 key, pos = _string_at(data, pos)
                 branch = data[pos]
                 if branch == 0:
-                    attributes[key], pos = _string_at(data, pos + 1)
+                    found[key], pos = _string_at(data, pos + 1)
                 elif branch == 2:
                     number = _DOUBLE.unpack_from(data, pos + 1)[0]
                     if not math.isfinite(number):
                         raise _Unusual
-                    attributes[key] = number  # a double already: to_event makes only ints floats
+                    found[key] = number  # a double already: to_event makes only ints floats
                     pos += 9
                 else:
                     raise _Unusual
-    else:
+    elif branch != 0:
         raise _Unusual
     lead_status, pos = _optional_string_at(data, pos)
     branch = data[pos]

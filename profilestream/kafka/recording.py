@@ -376,10 +376,11 @@ def messages(directory: str | Path, entry: dict[str, Any], partition: dict[str, 
     try:
         with open(partition["path"], "rb") as fh:
             for rec in avro_reader(fh):
+                assert isinstance(rec, dict)  # the container schema is a record
                 if rec["raw"] is not None:
                     value = rec["raw"]
                 elif rec["value"] is not None:
-                    value = avro.encode(role, rec["value"])
+                    value = avro.encode(role, rec["value"])  # type: ignore[arg-type]  # a value has a role
                 else:
                     value = None
                 n += 1

@@ -73,7 +73,7 @@ class _StderrHandler(logging.StreamHandler):
         super().__init__(sys.stderr)
 
     @property
-    def stream(self):  # type: ignore[override]
+    def stream(self):
         return sys.stderr
 
     @stream.setter
@@ -206,7 +206,7 @@ class Counters:
         """The fields of a `progress` / `end` log line."""
         with self._lock:
             engine = dict(self.engine)
-            out = {
+            out: dict[str, Any] = {
                 "records_in": sum(self.records_in.values()),
                 "events_in": sum(self.events_in.values()),
                 "dead_letters": sum(self.dead_letters.values()),
