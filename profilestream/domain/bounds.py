@@ -2,7 +2,7 @@
 
 Every record the engine builds must encode whatever valid input came in (issue 11: one record
 that did not fit its Avro type stopped the dataflow for everyone). Valid inputs are bounded one
-by one (CONTRACT.md version 2: `quantity` 1 to 100,000, `price` and `revenue` finite), but their
+by one (docs/topics.md "Input validation": `quantity` 1 to 100,000, `price` and `revenue` finite), but their
 sums are not:
 
 * `revenue` (Avro double) adds up web orders: two revenues of 1e308 make infinity. The sum

@@ -1,4 +1,4 @@
-"""The cart of a profile and its abandonment episode (CONTRACT.md "Sessions, counters and triggers").
+"""The cart of a profile and its abandonment episode (docs/semantics.md "Cart", "Triggers").
 
 The cart belongs to the profile across all its devices, so a cart filled on the phone and bought on
 the laptop of the same customer closes one episode. An episode opens with an add, every add or remove

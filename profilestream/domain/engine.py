@@ -258,7 +258,7 @@ class Engine:
         """Emit merges and tombstones, keep visits and deadlines in step with the graph, and check
         again every open visit whose profile's activity changed: on a merge every open visit of
         the merged profile (either side: the older activity may be on the other one), on a move
-        the device's own (CONTRACT.md, return_visit, version 2)."""
+        the device's own (docs/semantics.md "return_visit")."""
         gap = self.rules.session_gap
         for change in changes:
             if isinstance(change, Rekeyed):

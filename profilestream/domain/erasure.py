@@ -1,6 +1,6 @@
 """Erased customers, remembered so that late data cannot bring them back.
 
-CONTRACT.md "Identity rules" (version 2): an event that arrives after an `erase` but whose `ts` is
+docs/semantics.md "Erase": an event that arrives after an `erase` but whose `ts` is
 before it, and that carries the erased customer's `customer_id` or `customer_key` (or an order
 number of theirs), is dropped and counted. Without this, a late login with the customer's key
 (or the CRM's own late upsert) recreated the customer the erase had just removed.

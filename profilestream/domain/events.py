@@ -85,7 +85,7 @@ Event = Click | CrmChange
 
 
 def order_key(event: Event) -> tuple[int, int, str]:
-    """The total order of CONTRACT.md "Time": by `ts`; at equal `ts` CRM changes before clicks,
+    """The total order of docs/semantics.md "Order of application": by `ts`; at equal `ts` CRM changes before clicks,
     then by `change_id` / `event_id`. Sorting by this key makes results independent of how the
     inputs were spread over topics, partitions and workers."""
     if isinstance(event, CrmChange):

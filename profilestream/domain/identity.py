@@ -10,7 +10,7 @@ keeps for late data (`erase`, `suppressed`; the suppression list is `erasure.Era
 only sequences: it feeds the events in order, and turns the changes returned here into outputs,
 visits and triggers.
 
-The rules are CONTRACT.md's "Identity rules". The graph is kept as three indexes from identifier
+The rules are those of docs/semantics.md "Identity". The graph is kept as three indexes from identifier
 to profile id, so every lookup is one dict access and a profile is always found by any of its
 identifiers. Linking merges only anonymous profiles (and, when the CRM links a key, a profile
 known only by that key); anything else that would join two customers moves the device instead, so
@@ -67,7 +67,7 @@ Change = Merged | Moved | Rekeyed
 
 
 def hash_email(addr: str) -> str:
-    """SHA-256 hex of the trimmed, lower-cased address (CONTRACT.md, `email`): the customer key a
+    """SHA-256 hex of the trimmed, lower-cased address (docs/semantics.md "E-mail addresses"): the customer key a
     clear address stands for. Raises UnicodeEncodeError on a lone surrogate."""
     return hashlib.sha256(addr.strip().lower().encode("utf-8")).hexdigest()
 

@@ -1,4 +1,4 @@
-"""What the core emits: records for the output topics, as plain dicts in CONTRACT.md's fields.
+"""What the core emits: records for the output topics, as plain dicts in the fields of docs/topics.md "Outputs".
 
 Times in these dicts are epoch milliseconds (the Avro codec writes them as `timestamp-millis`).
 `topic` names the role of the output topic (a key of the `[topics]` configuration table), not its

@@ -222,7 +222,7 @@ class Profile:
         ]
 
     def record(self, scores: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The `profiles` topic value (CONTRACT.md "Outputs"), with the score fields of
+        """The `profiles` topic value (docs/topics.md "profiles"), with the score fields of
         `scores.Scorer.score` (computed with the default settings when not given)."""
         if scores is None:
             scores = DEFAULT_SCORER.score(self)

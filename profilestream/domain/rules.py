@@ -12,7 +12,7 @@ DEFAULT_BLOCKED = ("", "0", "-", "null", "none", "undefined", "anonymous", "unkn
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """What CONTRACT.md's [sessions], [triggers], [identity] and [time] tables (and the
+    """What the [sessions], [triggers], [identity] and [time] tables (and the
     `[scores]` addition) mean to the core."""
 
     session_gap: int = 30 * MINUTE
@@ -22,7 +22,7 @@ class Rules:
     allowed_lateness: int = 30 * SECOND
     idle_after: int = 10 * SECOND
     dedup_window: int = DAY
-    # an input more than this far ahead of the wall clock when read is dead-lettered (CONTRACT
+    # an input more than this far ahead of the wall clock when read is dead-lettered (docs/semantics.md
     # "Time"): one device with a wrong clock must not drag the watermark; None: no bound
     max_future: int | None = HOUR
     blocked_values: frozenset[str] = field(default_factory=lambda: frozenset(DEFAULT_BLOCKED))

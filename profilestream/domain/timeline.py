@@ -1,6 +1,6 @@
 """Event time over both inputs: the watermark, and the order in which events are applied.
 
-CONTRACT.md "Time": the watermark is the least, over the input partitions, of the latest `ts`
+docs/semantics.md "Watermark": the watermark is the least, over the input partitions, of the latest `ts`
 read, minus `allowed_lateness`; an event is applied once the watermark has passed it, in the total
 order of `events.order_key`. Holding events back until then is what makes a replay that loads one
 topic long before the other give the same results as live traffic: whichever partition is read

@@ -1,4 +1,4 @@
-"""CONTRACT.md "Identity rules", version 2: an erased customer never comes back from late data.
+"""docs/semantics.md "Erase": an erased customer never comes back from late data.
 
 An event that arrives after the erase but whose `ts` is before it, and that carries the erased
 customer's `customer_id` or `customer_key` (or an order number of theirs), is dropped and counted

@@ -1,4 +1,5 @@
-"""CONTRACT.md "Identity rules", sentence by sentence, against the pure domain core."""
+"""The contract's "Identity rules" (docs/semantics.md "Identity"),
+sentence by sentence, against the pure domain core."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.usefixtures("scenario_level")  # engine and dataflow le
 
 
 def sha(addr: str) -> str:
-    """What the I/O layer does to a clear `email` before the domain sees it (CONTRACT.md)."""
+    """What the I/O layer does to a clear `email` before the domain sees it (docs/semantics.md "E-mail addresses")."""
     return hashlib.sha256(addr.strip().lower().encode()).hexdigest()
 
 

@@ -1,4 +1,4 @@
-"""Issue 11 on the input side: the bounds of CONTRACT.md version 2, enforced where input is read.
+"""Issue 11 on the input side: the bounds of docs/topics.md "Input validation", enforced where input is read.
 
 - `time.max_future`: an event whose `ts` is more than that far ahead of the wall clock when read
   is dead-lettered (reason naming `ts`), so one device with a wrong clock never drags the
@@ -125,7 +125,7 @@ def test_from_json_with_rules_refuses_the_far_future_up_front():
         assert info.value.field == "ts"
 
 
-# --- numeric ranges (CONTRACT.md version 2, the clickstream table) ------------------------------
+# --- numeric ranges (docs/topics.md "Input validation") ------------------------------
 
 
 @pytest.mark.parametrize("quantity", [0, -1, MAX_QUANTITY + 1, 2**31 - 1, -(2**31)])
@@ -202,7 +202,7 @@ IDS = [("clickstream", name) for name in ("event_id", "device_id", "customer_key
 
 @pytest.mark.parametrize("role, field", IDS)
 def test_an_id_over_the_limit_is_rejected_naming_field_and_limit(role, field):
-    assert (MAX_ID_LENGTH, MAX_QUANTITY) == (1024, 100_000)  # as documented (README, CONTRACT.md version 2)
+    assert (MAX_ID_LENGTH, MAX_QUANTITY) == (1024, 100_000)  # as documented (README, docs/topics.md)
     long_id = "x" * (MAX_ID_LENGTH + 1)
     err = rejected(role, RECORDS[role](**{field: long_id}))
     assert err.field == field and "1024" in err.reason

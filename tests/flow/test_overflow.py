@@ -1,7 +1,7 @@
 """Issue 11, finding 2 (the arithmetic side): whatever valid input comes in, every record the
 engine builds fits its output schema and carries no NaN or infinity.
 
-Valid means what the codec lets through (CONTRACT.md version 2): `quantity` 1 to 100,000, `price`
+Valid means what the codec lets through (docs/topics.md "Input validation"): `quantity` 1 to 100,000, `price`
 finite and not negative, `revenue` finite. Sums of such values can still leave their types: two
 revenues of 1e308 add up to infinity, 21,475 adds of 100,000 to more than an Avro int. The engine
 saturates those sums at the type's limit (and counts it); BG/NBD predictions that cannot be

@@ -1,4 +1,4 @@
-"""CONTRACT.md "Sessions, counters and triggers", `return_visit` (made explicit in version 2): a
+"""docs/semantics.md "return_visit" (the contract's version 2 sentence): a
 visit still open is checked again whenever its profile changes, whichever side of a merge it is
 on; and the lookback ("the last activity before the visit's start") is exact however much activity
 the profile has had.

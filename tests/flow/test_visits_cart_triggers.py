@@ -1,4 +1,5 @@
-"""CONTRACT.md "Sessions, counters and triggers", sentence by sentence, against the domain core."""
+"""The contract's "Sessions, counters and triggers" (docs/semantics.md "Visits" to "Triggers"),
+sentence by sentence, against the domain core."""
 
 from __future__ import annotations
 

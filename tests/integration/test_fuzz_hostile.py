@@ -1,7 +1,7 @@
 """The hostile-input acceptance run: over 10,000 hostile records in a valid stream, raw producer.
 
 Issue 11's acceptance, end to end through the embedded broker and the CLI: random bytes,
-truncations, wrong schemas, plain JSON, every out-of-range value of CONTRACT.md version 2
+truncations, wrong schemas, plain JSON, every out-of-range value of docs/topics.md "Input validation"
 (`quantity` 1..100,000, `price` finite and not negative, `revenue` finite), times far ahead of the
 wall clock (`time.max_future`) and before 1990, oversize ids, bad UTF-8 and blocked device ids are
 mixed at random places into a generated shop, most of them keyed like real devices and customers

@@ -1,5 +1,5 @@
 """A generated shop at scale through the real broker: the number of workers and processes, and
-how far one topic is read ahead of the other, do not change the results (CONTRACT.md "Time")."""
+how far one topic is read ahead of the other, do not change the results (docs/semantics.md "Time")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CONTRACT.md "Time": event-time order over both inputs, the watermark, lateness and idleness."""
+"""docs/semantics.md "Time": event-time order over both inputs, the watermark, lateness and idleness."""
 
 from __future__ import annotations
 
