@@ -57,5 +57,5 @@ def engine_worker(worker_count: int) -> int:
     flow = Dataflow("profilestream_probe")
     keyed = op.key_on("key", op.input("one", flow, TestingSource([ENGINE_KEY])), lambda key: key)
     op.output("workers", op.stateful_batch("engine", keyed, build), Workers())
-    cluster_main(flow, [], 0, worker_count_per_proc=worker_count)  # type: ignore[no-untyped-call]
+    cluster_main(flow, [], 0, worker_count_per_proc=worker_count)
     return index_of[engine_threads[0]]

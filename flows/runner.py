@@ -149,7 +149,7 @@ def _open_recovery(path: Path) -> Path:
         return path
     try:
         with _NativeStderr(True):  # a full disk panics in Rust: one line (below), no backtrace
-            init_db_dir(path, RECOVERY_PARTITIONS)  # type: ignore[no-untyped-call]
+            init_db_dir(path, RECOVERY_PARTITIONS)
     except BaseException as exc:  # pyo3's PanicException is a BaseException
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
@@ -208,7 +208,7 @@ def _committed_epoch(parts: list[Path]) -> int | None:
 
 
 def _recovery_config(path: str | None) -> RecoveryConfig | None:
-    return None if path is None else RecoveryConfig(Path(path), backup_interval=timedelta(0))  # type: ignore[no-untyped-call]
+    return None if path is None else RecoveryConfig(Path(path), backup_interval=timedelta(0))
 
 
 def run(
@@ -412,7 +412,7 @@ def _execute(job: dict[str, Any], process_id: int | None, addresses: list[str] |
         )
         progress = metrics.Progress(job["config"].run.progress_interval / 1000, **fields).start()
         with _GracefulStop(fields) as stop, native:
-            cli_main(  # type: ignore[no-untyped-call]
+            cli_main(
                 flow,
                 workers_per_process=job["workers"],
                 process_id=process_id,
