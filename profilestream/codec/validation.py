@@ -36,7 +36,9 @@ import time
 from typing import Any
 
 from profilestream.codec.times import format_time
+from profilestream.domain import identity
 from profilestream.domain.events import CLICK_TYPES, CRM_OPS, Campaign, Click, CrmChange
+from profilestream.domain.identity import hash_email  # the domain decides; here for the codec's users
 from profilestream.domain.roles import CLICKSTREAM, CRM_CHANGES, INPUT_ROLES
 from profilestream.domain.rules import Rules
 from profilestream.domain.units import DAY, HOUR, MINUTE, SECOND
@@ -72,18 +74,9 @@ def now() -> int:
     return int(time.time() * 1000)
 
 
-def hash_email(addr: str) -> str:
-    """SHA-256 hex of the trimmed, lower-cased address (the domain's `identity.hash_email`)."""
-    from profilestream.domain import identity
-
-    return identity.hash_email(addr)
-
-
 def customer_key_of(customer_key: str | None, email: Any, rules: Rules | None = None) -> str | None:
     """The customer key an input record stands for, as the domain decides it
     (`identity.customer_key_of`); a non-string or non-UTF-8 `email` it needs is rejected."""
-    from profilestream.domain import identity
-
     try:
         return identity.customer_key_of(customer_key, email, rules)
     except TypeError as exc:
