@@ -24,10 +24,14 @@ import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from profilestream.codec.times import parse_time
 from profilestream.domain.units import DAY
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import ArrayLike, NDArray
 
 DAY_MS = DAY
 PAPER_CDNOW = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}  # FHL 2005, table of estimates
@@ -161,7 +165,9 @@ class BgNbd:
 # --- the likelihood ---------------------------------------------------------------------------
 
 
-def log_likelihood(params: tuple[float, float, float, float], x, t_x, T):
+def log_likelihood(
+    params: tuple[float, float, float, float], x: ArrayLike, t_x: ArrayLike, T: ArrayLike
+) -> NDArray[np.float64]:
     """Per-customer log-likelihood (FHL 2005, eq. 6), numpy arrays in and out:
 
     L = A1 A2 (A3 + [x > 0] A4)
@@ -172,18 +178,19 @@ def log_likelihood(params: tuple[float, float, float, float], x, t_x, T):
     from scipy.special import gammaln
 
     r, alpha, a, b = params
-    x = np.asarray(x, dtype=float)
-    t_x = np.asarray(t_x, dtype=float)
-    T = np.asarray(T, dtype=float)
-    log_a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    log_a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
-    log_a3 = -(r + x) * np.log(alpha + T)
-    repeat = x > 0
+    xs = np.asarray(x, dtype=np.float64)
+    t_xs = np.asarray(t_x, dtype=np.float64)
+    Ts = np.asarray(T, dtype=np.float64)
+    log_a1 = gammaln(r + xs) - gammaln(r) + r * np.log(alpha)
+    log_a2 = gammaln(a + b) + gammaln(b + xs) - gammaln(b) - gammaln(a + b + xs)
+    log_a3 = -(r + xs) * np.log(alpha + Ts)
+    repeat = xs > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         log_a4 = np.where(
-            repeat, np.log(a) - np.log(np.where(repeat, b + x - 1, 1.0)) - (r + x) * np.log(alpha + t_x), -np.inf
+            repeat, np.log(a) - np.log(np.where(repeat, b + xs - 1, 1.0)) - (r + xs) * np.log(alpha + t_xs), -np.inf
         )
-    return log_a1 + log_a2 + np.logaddexp(log_a3, log_a4)
+    total: NDArray[np.float64] = log_a1 + log_a2 + np.logaddexp(log_a3, log_a4)
+    return total
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,27 +200,28 @@ class Fit:
     customers: int
 
 
-def fit(x, t_x, T, unit_days: float = 7.0) -> Fit:
+def fit(x: ArrayLike, t_x: ArrayLike, T: ArrayLike, unit_days: float = 7.0) -> Fit:
     """Maximum-likelihood estimates of (r, α, a, b) for customers (x, t_x, T) in the model's time
     unit. Optimises the log-parameters (so all four stay positive) with Nelder-Mead, restarted
     from its own answer until the likelihood stops improving."""
     import numpy as np
     from scipy.optimize import minimize
 
-    x = np.asarray(x, dtype=float)
-    t_x = np.asarray(t_x, dtype=float)
-    T = np.asarray(T, dtype=float)
-    if len(x) == 0:
+    xs = np.asarray(x, dtype=np.float64)
+    t_xs = np.asarray(t_x, dtype=np.float64)
+    Ts = np.asarray(T, dtype=np.float64)
+    if len(xs) == 0:
         raise ValueError("no customers with purchases to fit the model to")
-    if np.any(x < 0) or np.any(t_x < 0) or np.any(t_x > T) or np.any((x == 0) & (t_x != 0)):
+    if np.any(xs < 0) or np.any(t_xs < 0) or np.any(t_xs > Ts) or np.any((xs == 0) & (t_xs != 0)):
         raise ValueError("need x >= 0, 0 <= t_x <= T, and t_x = 0 when x = 0")
 
-    def negative(log_params):
-        value = -float(np.sum(log_likelihood(tuple(np.exp(log_params)), x, t_x, T)))
+    def negative(log_params: NDArray[np.float64]) -> float:
+        r, alpha, a, b = (float(v) for v in np.exp(log_params))
+        value = -float(np.sum(log_likelihood((r, alpha, a, b), xs, t_xs, Ts)))
         return value if math.isfinite(value) else 1e300
 
     start = np.zeros(4)
-    best = None
+    best: Any = None  # scipy's OptimizeResult (scipy ships no types)
     for _ in range(5):
         result = minimize(
             negative,
@@ -225,8 +233,10 @@ def fit(x, t_x, T, unit_days: float = 7.0) -> Fit:
             best = result if result.fun < best.fun else best
             break
         best, start = result, result.x
+    if best is None:
+        raise RuntimeError("the optimiser ran no rounds")
     r, alpha, a, b = (float(v) for v in np.exp(best.x))
-    return Fit(BgNbd(r, alpha, a, b, unit_days), -float(best.fun), len(x))
+    return Fit(BgNbd(r, alpha, a, b, unit_days), -float(best.fun), len(xs))
 
 
 # --- from profiles ----------------------------------------------------------------------------
@@ -249,7 +259,7 @@ class Calibration:
     skipped: dict[str, int]
 
 
-def calibration(profiles: Iterable[dict], as_of: int | None = None, unit_days: float = 7.0) -> Calibration:
+def calibration(profiles: Iterable[dict[str, Any]], as_of: int | None = None, unit_days: float = 7.0) -> Calibration:
     """Per-profile (x, t_x, T) at `as_of` (epoch ms; default: the latest `updated_at`, i.e. the end
     of the data): x = orders - 1 (repeat purchases), t_x = last_order_ts - first_order_ts and
     T = as_of - first_order_ts. Profiles without orders are not customers yet and are left out;
@@ -286,7 +296,9 @@ def calibration(profiles: Iterable[dict], as_of: int | None = None, unit_days: f
     return Calibration(x, t_x, T, as_of or 0, skipped)
 
 
-def fit_profiles(profiles: Iterable[dict], as_of: int | None = None, unit_days: float = 7.0) -> tuple[Fit, Calibration]:
+def fit_profiles(
+    profiles: Iterable[dict[str, Any]], as_of: int | None = None, unit_days: float = 7.0
+) -> tuple[Fit, Calibration]:
     data = calibration(profiles, as_of, unit_days)
     return fit(data.x, data.t_x, data.T, unit_days), data
 

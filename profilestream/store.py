@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from rocksdict import AccessType, Rdict, WriteBatch
 
 from profilestream.codec import avro
@@ -266,9 +266,9 @@ class ProfileStore:
         two records hold it (partitions caught up unevenly), the more recently updated one."""
         for kind in ("device", "key", "customer", "profile"):
             prefix = f"ix:{kind}:{identifier}\x00"
-            found = []
+            found: list[dict[str, Any]] = []
             for entry in self._db.keys(from_key=prefix):
-                if not entry.startswith(prefix):
+                if not isinstance(entry, str) or not entry.startswith(prefix):  # every key is a str
                     break
                 raw = self._db.get(f"p:{entry[len(prefix) :]}")
                 if raw is not None:
@@ -280,23 +280,25 @@ class ProfileStore:
     def profiles(self) -> Iterator[dict[str, Any]]:
         """Every live profile, in profile id order."""
         for key, raw in self._db.items(from_key="p:"):
-            if not key.startswith("p:"):
+            if not isinstance(key, str) or not key.startswith("p:"):  # every key is a str
                 break
-            yield json.loads(raw)
+            profile: dict[str, Any] = json.loads(raw)
+            yield profile
 
     def count(self) -> int:
-        return sum(1 for k in self._db.keys() if k.startswith("p:"))
+        # Rdict is not iterable itself: .keys() is its only way to walk the keys
+        return sum(1 for k in self._db.keys() if isinstance(k, str) and k.startswith("p:"))  # noqa: SIM118
 
 
-def _records(config: Config, store: ProfileStore, follow: bool, poll: float = 0.2) -> Iterator[tuple[Any, ...]]:
+def _records(config: Config, store: ProfileStore, follow: bool, poll: float = 0.2) -> Iterator[Message]:
     """Records of the profiles topic after the store's offsets; to the current end, or forever."""
     topic = config.topics.name("profiles")
     consumer = Consumer(
         quiet({**config.kafka.client_config(), "group.id": "profilestream-store", "enable.auto.commit": False})
     )
     try:
-        ends = {}
-        assignment = []
+        ends: dict[int, int] = {}
+        assignment: list[TopicPartition] = []
         for p, (low, end) in sorted(end_offsets(config, topic).items()):
             start = store.offset(p)
             start = low if start is None or start < low else start
@@ -306,15 +308,25 @@ def _records(config: Config, store: ProfileStore, follow: bool, poll: float = 0.
         consumer.assign(assignment)
         while follow or pending:
             for m in consumer.consume(1000, poll):
-                if m.error() is not None:
-                    if m.error().code() == KafkaError._PARTITION_EOF:
+                error = m.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
                         continue
-                    raise KafkaException(m.error())
+                    raise KafkaException(error)
                 yield m
-                if m.offset() + 1 >= ends[m.partition()]:
-                    pending.discard(m.partition())
+                partition, offset = _position(m)
+                if offset + 1 >= ends[partition]:
+                    pending.discard(partition)
     finally:
         consumer.close()
+
+
+def _position(m: Message) -> tuple[int, int]:
+    """The partition and offset of a consumed record (only an error event lacks them)."""
+    partition, offset = m.partition(), m.offset()
+    if partition is None or offset is None:
+        raise ValueError(f"a record of {m.topic()} without a partition or offset")
+    return partition, offset
 
 
 def sync(config: Config, store: ProfileStore, follow: bool = False) -> int:
@@ -323,7 +335,11 @@ def sync(config: Config, store: ProfileStore, follow: bool = False) -> int:
     for m in _records(config, store, follow):
         value = m.value()
         profile = None if value is None else avro.to_json("profiles", avro.decode("profiles", value))
-        store.apply(m.key().decode(), profile, m.partition(), m.offset())
+        key = m.key()
+        if key is None:
+            raise ValueError(f"a record of {m.topic()} without a key (partition {m.partition()}, offset {m.offset()})")
+        partition, offset = _position(m)
+        store.apply(key.decode(), profile, partition, offset)
         applied += 1
     return applied
 

@@ -31,7 +31,7 @@ def main(config: Config, args: argparse.Namespace) -> int:
     rules = config.rules()
     rejected: list[str] = []
 
-    def valid() -> Iterator[tuple[str, dict[str, Any]]]:
+    def valid() -> Iterator[tuple[str | None, dict[str, Any]]]:  # None: dead-letters have no key
         for number, line in numbered_lines(args.file):
             if not line.strip():
                 continue

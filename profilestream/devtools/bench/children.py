@@ -33,7 +33,8 @@ def _in_child(kind: str, job: dict[str, Any], timeout: float = 3600) -> dict[str
         )
         if proc.returncode != 0 or not out_path.exists():
             raise RuntimeError(f"bench child {kind} failed with exit code {proc.returncode}")
-        return json.loads(out_path.read_text())
+        result: dict[str, Any] = json.loads(out_path.read_text())
+        return result
 
 
 __all__: list[str] = []  # used by the other bench modules only

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from profilestream.config import Config
 
 
-def main(config: Config, args) -> int:
+def main(config: Config, args: argparse.Namespace) -> int:
     result = run_bench(
         config,
         events=args.events,

@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from profilestream.devtools.bench.children import _in_child, _peak_rss_kb
-from profilestream.devtools.bench.support import _load, _names
+from profilestream.devtools.bench.support import _load, _names, _renamed
 
 if TYPE_CHECKING:
     from profilestream.config import Config
@@ -34,7 +34,7 @@ def _child_run(job: dict[str, Any]) -> dict[str, Any]:
 def dataflow(config: Config, total: int, processes: int, run_id: str) -> dict[str, Any]:
     from profilestream.kafka.clients import create_topics
 
-    run_config = dataclasses.replace(config, topics=dataclasses.replace(config.topics, **_names(f"bench-{run_id}-")))
+    run_config = dataclasses.replace(config, topics=_renamed(config.topics, _names(f"bench-{run_id}-")))
     create_topics(run_config)
     load_before = _load()
     result = _in_child("run", {"config": run_config, "processes": processes})

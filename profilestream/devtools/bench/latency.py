@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import os
 import signal
 import subprocess
@@ -15,19 +16,21 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from profilestream.devtools.bench.support import _load, _names, _percentile, _say
+from profilestream.devtools.bench.support import _load, _names, _percentile, _renamed, _say
 from profilestream.devtools.bench.ts import _ts_span, retime
 from profilestream.domain.roles import INPUT_ROLES
 from profilestream.domain.units import DAY
 
 if TYPE_CHECKING:
+    from confluent_kafka import KafkaError, Message
+
     from profilestream.config import Config
 
 
 class _TriggerWatch(threading.Thread):
     """Consumes the triggers topic from the beginning; records (arrival wall ms, record ts, trigger)."""
 
-    def __init__(self, config):
+    def __init__(self, config: Config) -> None:
         super().__init__(daemon=True)
         self.config = config
         self.seen: list[tuple[float, int, dict[str, Any]]] = []
@@ -55,8 +58,9 @@ class _TriggerWatch(threading.Thread):
             while not self.stop.is_set():
                 for m in consumer.consume(500, 0.05):
                     arrived = time.time() * 1000
-                    if m.error() is None and m.value() is not None:
-                        self.seen.append((arrived, m.timestamp()[1], avro.decode("triggers", m.value())))
+                    value = m.value()
+                    if m.error() is None and value is not None:
+                        self.seen.append((arrived, m.timestamp()[1], avro.decode("triggers", value)))
         finally:
             consumer.close()
 
@@ -75,7 +79,7 @@ def broker_latency(config: Config, rate: float, warmup_s: float, measure_s: floa
     from profilestream.kafka.sink import PRODUCER_DEFAULTS
 
     topic = f"bench-broker-{uuid.uuid4().hex[:6]}"
-    create_missing(AdminClient(config.kafka.client_config()), [new_topic(topic, None, 3)], 30)
+    create_missing(AdminClient({**config.kafka.client_config()}), [new_topic(topic, None, 3)], 30)
     seen: list[tuple[float, float]] = []  # (sent, arrived), wall seconds
     stop = threading.Event()
 
@@ -93,8 +97,11 @@ def broker_latency(config: Config, rate: float, warmup_s: float, measure_s: floa
         try:
             while not stop.is_set():
                 for m in consumer.consume(500, 0.05):
+                    value = m.value()
                     if m.error() is None:
-                        seen.append((float(m.value()), time.time()))
+                        if value is None:
+                            raise RuntimeError(f"a record of {topic} without the send time as its value")
+                        seen.append((float(value), time.time()))
         finally:
             consumer.close()
 
@@ -124,8 +131,18 @@ def broker_latency(config: Config, rate: float, warmup_s: float, measure_s: floa
     }
 
 
+def _place(placed: list[tuple[str, int, int]], ts: int, err: KafkaError | None, msg: Message) -> None:
+    """Delivery callback: where a delivered record went, with its `ts`."""
+    if err is not None:
+        return
+    topic, partition = msg.topic(), msg.partition()
+    if topic is None or partition is None:
+        raise RuntimeError("a delivered record without a topic or partition")
+    placed.append((topic, partition, ts))
+
+
 def _latency(
-    config,
+    config: Config,
     workload: list[tuple[str, bytes, bytes]],
     rate: float,
     lateness: str,
@@ -141,7 +158,7 @@ def _latency(
 
     tag = f"bench-lat{lateness}-{uuid.uuid4().hex[:6]}-"
     names = {**_names(tag), **_names(tag, INPUT_ROLES)}
-    lat_config = dataclasses.replace(config, topics=dataclasses.replace(config.topics, **names))
+    lat_config = dataclasses.replace(config, topics=_renamed(config.topics, names))
     create_topics(lat_config)
     lateness_ms = {"0s": 0, "30s": 30_000}[lateness]
     trail_s = lateness_ms / 1000 + 3  # keep traffic going until the last measured click is due
@@ -205,7 +222,7 @@ def _latency(
                         topics[role],
                         retime(value, ts),
                         key,
-                        on_delivery=lambda err, msg, ts=ts: err or placed.append((msg.topic(), msg.partition(), ts)),
+                        on_delivery=functools.partial(_place, placed, ts),
                     )
                 except BufferError:
                     producer.poll(0.01)
@@ -229,7 +246,11 @@ def _latency(
         watch.join(10)
         log.close()
 
-    arrivals, stamps, engine, by_second, by_1s = [], [], [], {}, {}
+    arrivals: list[float] = []
+    stamps: list[float] = []
+    engine: list[float] = []
+    by_second: dict[int, list[float]] = {}
+    by_1s: dict[int, float] = {}
     matched: list[tuple[tuple[str, int], float]] = []
     unmatched = 0
     for arrived, stamp, trigger in watch.seen:

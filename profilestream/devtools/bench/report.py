@@ -90,7 +90,7 @@ def table(result: dict[str, Any]) -> str:
         )
     t = result["targets"]
 
-    def mark(v):
+    def mark(v: bool | None) -> str:
         return "n/a" if v is None else ("met" if v else "NOT met")
 
     rows.append(

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from profilestream.devtools.bench.ceiling import ceiling
 from profilestream.devtools.bench.dataflow import dataflow
 from profilestream.devtools.bench.latency import _latency, broker_latency
 from profilestream.devtools.bench.report import _targets
 from profilestream.devtools.bench.state import state
-from profilestream.devtools.bench.support import _load, _median, _names, _say, _with, machine
+from profilestream.devtools.bench.support import _load, _median, _names, _renamed, _say, _with, machine
 from profilestream.devtools.bench.workload import load
 from profilestream.domain.roles import INPUT_ROLES
+
+if TYPE_CHECKING:
+    from profilestream.config import Config
 
 DEFAULT_EVENTS = 1_000_000
 
 
 def run_bench(
-    config,
+    config: Config,
     events: int = DEFAULT_EVENTS,
     repeat: int = 1,
     skip_latency: bool = False,
@@ -43,7 +46,7 @@ def run_bench(
     }
     with EmbeddedBroker() as broker:
         config = _with(config, broker.bootstrap, _names("bench-", INPUT_ROLES))
-        create_topics(dataclasses.replace(config, topics=dataclasses.replace(config.topics, **_names("bench-x-"))))
+        create_topics(dataclasses.replace(config, topics=_renamed(config.topics, _names("bench-x-"))))
 
         _say(f"==> generating and loading {events:,} events into {broker.bootstrap}")
         workload, summary = load(config, events, seed)

@@ -30,7 +30,7 @@ def _child_state(job: dict[str, Any]) -> dict[str, Any]:
     decoding = 0.0
     n = 0
 
-    def feed():
+    def feed() -> None:
         nonlocal feeding
         started = time.perf_counter()
         engine.feed(batch, int(time.time() * 1000))  # the wall clock, for `emit_every`

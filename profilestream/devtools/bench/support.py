@@ -8,14 +8,15 @@ import os
 import platform
 import statistics
 import sys
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from profilestream.domain.roles import OUTPUT_ROLES
 
 if TYPE_CHECKING:
-    from profilestream.config import Config
+    from profilestream.config import Config, TopicsConfig
 
 
 def _say(message: str) -> None:
@@ -77,17 +78,23 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def _with(config: Config, brokers: str, names: dict[str, str], **time_settings):
+def _with(config: Config, brokers: str, names: dict[str, str], **time_settings: Any) -> Config:
     """The configuration with the bench's broker and topic names (and `[time]` overrides)."""
     return dataclasses.replace(
         config,
         kafka=dataclasses.replace(config.kafka, brokers=brokers),
-        topics=dataclasses.replace(config.topics, partitions=3, **names),
+        topics=dataclasses.replace(_renamed(config.topics, names), partitions=3),
         time=dataclasses.replace(config.time, **time_settings),
     )
 
 
-def _names(prefix: str, roles=OUTPUT_ROLES) -> dict[str, str]:
+def _renamed(topics: TopicsConfig, names: dict[str, str]) -> TopicsConfig:
+    """`topics` with the topic names in `names` (role -> name) replaced."""
+    # the keys are roles, i.e. str fields of TopicsConfig only: mypy cannot tell that from a dict
+    return dataclasses.replace(topics, **cast("dict[str, Any]", names))
+
+
+def _names(prefix: str, roles: Iterable[str] = OUTPUT_ROLES) -> dict[str, str]:
     return {role: f"{prefix}{role.replace('_', '-')}" for role in roles}
 
 

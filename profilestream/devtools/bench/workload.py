@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from profilestream.domain.roles import INPUT_ROLES
 
 if TYPE_CHECKING:
+    from confluent_kafka import KafkaError, Message
+
     from profilestream.config import Config
 
 
@@ -25,7 +27,10 @@ def load(config: Config, events: int, seed: int = 7) -> tuple[list[tuple[str, by
     sent: list[tuple[str, bytes, bytes]] = []
     for role, record in generate(ShopSpec(events=events, seed=seed)):
         checked = avro.from_json(role, record)
-        sent.append((role, key_of(role, checked).encode("utf-8"), avro.encode(role, checked)))
+        key = key_of(role, checked)
+        if key is None:
+            raise ValueError(f"a generated {role} record has no key")
+        sent.append((role, key.encode("utf-8"), avro.encode(role, checked)))
     generated = time.perf_counter()
     produce_all(config, sent)
     done = time.perf_counter()
@@ -56,7 +61,7 @@ def produce_all(config: Config, sent: list[tuple[str, bytes, bytes]]) -> None:
     )
     errors: list[Any] = []
 
-    def delivered(err, _msg):
+    def delivered(err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
             errors.append(err)
 
