@@ -6,13 +6,22 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test lint bench clean
 
 demo: $(STAMP)
 	$(VENV)/bin/profilestream demo
 
-test: $(STAMP)
+test: lint
 	$(VENV)/bin/pytest -q
+
+# The gates before the suite: lint, format and types. mypy does not follow setuptools'
+# package-dir, so it checks a copy laid out as installed (flows/ and schemas/ inside the package).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	rm -rf build/typecheck && mkdir -p build/typecheck
+	cp -r profilestream build/typecheck/ && cp -r flows build/typecheck/profilestream/flows && cp -r schemas build/typecheck/profilestream/schemas
+	cd build/typecheck && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p profilestream
 
 bench: $(STAMP)
 	$(VENV)/bin/profilestream bench --out out/bench.json

@@ -8,7 +8,7 @@ Why bounds at all: one record must never be able to break the product for everyo
 from a device whose clock says 2099 would drag the watermark and make every later event late
 (`time.max_future`); a quantity of 2**31 would overflow the cart's Avro int at the output and
 stop the dataflow; a 100,000-character id would be kept in state and in every output of its
-profile. So, beyond the schema, an input is rejected when (CONTRACT.md version 2, README "Dead
+profile. So, beyond the schema, an input is rejected when (docs/topics.md "Input validation", README "Dead
 letters"):
 
 - `ts` is outside [1990-01-01, 2100-01-01) (a unit mix-up), or more than `rules.max_future`
@@ -47,7 +47,7 @@ MIN_TS = 631_152_000_000  # 1990-01-01T00:00:00Z: anything earlier is a broken c
 END_TS = 4_102_444_800_000  # 2100-01-01T00:00:00Z (exclusive): likewise (e.g. microseconds sent)
 MAX_ID_LENGTH = 1024  # characters, for every id field (README "Dead letters")
 ID_FIELDS = ("event_id", "change_id", "device_id", "customer_key", "customer_id", "product_id", "order_id")
-MIN_QUANTITY, MAX_QUANTITY = 1, 100_000  # CONTRACT.md version 2, clickstream `quantity`
+MIN_QUANTITY, MAX_QUANTITY = 1, 100_000  # docs/topics.md "clickstream" `quantity`
 
 _CLICK_TYPES = frozenset(CLICK_TYPES)
 _CRM_OPS = frozenset(CRM_OPS)

@@ -52,7 +52,7 @@ from profilestream.domain.roles import (
     TRIGGERS,
 )
 
-KEY_FIELDS = {  # the record field that is the message key, per CONTRACT.md
+KEY_FIELDS = {  # the record field that is the message key, per docs/topics.md "Overview"
     CLICKSTREAM: "device_id",
     CRM_CHANGES: "customer_id",
     PROFILES: "profile_id",

@@ -28,8 +28,13 @@ EVENTS = 40_000
 def test_no_broker_at_start_is_one_line_naming_kafka_brokers_and_exit_1(tmp_path, mode):
     brokers = f"127.0.0.1:{free_port()}"  # nothing listens there
     toml, _ = write_config(tmp_path / "gone.toml", brokers, "gone", extra='[run]\nconnect_timeout = "2s"\n')
-    done = subprocess.run([sys.executable, "-m", "profilestream.cli", "run", "--config", str(toml), *mode],
-                          capture_output=True, text=True, timeout=60, env=clean_env())
+    done = subprocess.run(
+        [sys.executable, "-m", "profilestream.cli", "run", "--config", str(toml), *mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    )
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr

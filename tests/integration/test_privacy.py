@@ -66,8 +66,14 @@ def test_no_clear_email_in_outputs_store_or_recovery(config, config_path, tmp_pa
     for i, address in enumerate(raw_addresses):
         device, customer = f"d-raw-{i}", f"C-raw-{i}"
         click = {"event_id": f"e-raw-{i}", "ts": T0 + i, "device_id": device, "type": "login", "email": address}
-        change = {"change_id": f"c-raw-{i}", "ts": T0 + i, "customer_id": customer, "op": "upsert",
-                  "email": address.upper() if i % 3 else address, "marketing_consent": True}
+        change = {
+            "change_id": f"c-raw-{i}",
+            "ts": T0 + i,
+            "customer_id": customer,
+            "op": "upsert",
+            "email": address.upper() if i % 3 else address,
+            "marketing_consent": True,
+        }
         if i % 4 == 0:  # a key and an address both: the key wins, the address must vanish all the same
             click["customer_key"] = hash_email(address)
         producer.produce(config.topics.name("clickstream"), raw_avro("clickstream", click), device.encode())
@@ -98,8 +104,12 @@ def test_no_clear_email_in_outputs_store_or_recovery(config, config_path, tmp_pa
     # positive controls: what the grep looks through does hold the profiles, in the clear
     digest = hash_email(raw_addresses[1]).encode()
     assert digest in files_bytes(store) and digest in snapshots and digest in outputs
-    places = {"output topics": outputs + b"".join(letters), "profile store": files_bytes(store),
-              "recovery directory": snapshots, "profile get": shown}
+    places = {
+        "output topics": outputs + b"".join(letters),
+        "profile store": files_bytes(store),
+        "recovery directory": snapshots,
+        "profile get": shown,
+    }
     addresses = {a for c in sample.population(spec) for a in c.emails} | set(sent_in_clear) | set(raw_addresses)
     assert len(addresses) > 50
     for where, haystack in places.items():
@@ -110,18 +120,46 @@ def test_no_clear_email_in_outputs_store_or_recovery(config, config_path, tmp_pa
 
 
 def test_erase_removes_the_customer_from_the_store(config, config_path, tmp_path, capsys):
-    produce(config_path, "crm-changes", [{"change_id": "c1", "ts": "2026-11-20T10:00:00.000Z",
-                                          "customer_id": "C1", "op": "upsert", "customer_key": "K1"}], tmp_path)
-    produce(config_path, "clickstream", [{"event_id": "e1", "ts": "2026-11-20T10:05:00.000Z",
-                                          "device_id": "d1", "type": "login", "customer_key": "K1"}], tmp_path)
+    produce(
+        config_path,
+        "crm-changes",
+        [
+            {
+                "change_id": "c1",
+                "ts": "2026-11-20T10:00:00.000Z",
+                "customer_id": "C1",
+                "op": "upsert",
+                "customer_key": "K1",
+            }
+        ],
+        tmp_path,
+    )
+    produce(
+        config_path,
+        "clickstream",
+        [
+            {
+                "event_id": "e1",
+                "ts": "2026-11-20T10:05:00.000Z",
+                "device_id": "d1",
+                "type": "login",
+                "customer_key": "K1",
+            }
+        ],
+        tmp_path,
+    )
     run(config_path)
     capsys.readouterr()
     for identifier in ("C1", "K1", "d1"):
         assert cli.main(["profile", "get", "--config", str(config_path), identifier]) == 0
     assert json.loads(capsys.readouterr().out.split("\n}\n")[0] + "}")["customer_id"] == "C1"
 
-    produce(config_path, "crm-changes", [{"change_id": "c2", "ts": "2026-11-20T11:00:00.000Z",
-                                          "customer_id": "C1", "op": "erase"}], tmp_path)
+    produce(
+        config_path,
+        "crm-changes",
+        [{"change_id": "c2", "ts": "2026-11-20T11:00:00.000Z", "customer_id": "C1", "op": "erase"}],
+        tmp_path,
+    )
     run(config_path)  # from the beginning again: the same outputs, then the erase
     for identifier in ("C1", "K1", "d1"):
         assert cli.main(["profile", "get", "--config", str(config_path), identifier]) == 1
@@ -135,24 +173,53 @@ def _latest_engine(recovery: Path):
 
     [db] = recovery.glob("*.sqlite3")
     with sqlite3.connect(db) as conn:
-        blob, = conn.execute("SELECT ser_change FROM snaps WHERE step_id LIKE '%.apply' "
-                             "ORDER BY snap_epoch DESC LIMIT 1").fetchone()
+        (blob,) = conn.execute(
+            "SELECT ser_change FROM snaps WHERE step_id LIKE '%.apply' ORDER BY snap_epoch DESC LIMIT 1"
+        ).fetchone()
     return pickle.loads(pickle.loads(blob))["engine"]
 
 
 def test_erase_removes_the_customer_from_state_snapshotted_afterwards(config, config_path, tmp_path):
     recovery = tmp_path / "recovery"
-    produce(config_path, "crm-changes", [{"change_id": "c1", "ts": "2026-11-20T10:00:00.000Z",
-                                          "customer_id": "C1", "op": "upsert", "customer_key": "K1",
-                                          "order_id": "O1"}], tmp_path)
-    produce(config_path, "clickstream", [{"event_id": "e1", "ts": "2026-11-20T10:05:00.000Z",
-                                          "device_id": "d1", "type": "login", "customer_key": "K1"}], tmp_path)
+    produce(
+        config_path,
+        "crm-changes",
+        [
+            {
+                "change_id": "c1",
+                "ts": "2026-11-20T10:00:00.000Z",
+                "customer_id": "C1",
+                "op": "upsert",
+                "customer_key": "K1",
+                "order_id": "O1",
+            }
+        ],
+        tmp_path,
+    )
+    produce(
+        config_path,
+        "clickstream",
+        [
+            {
+                "event_id": "e1",
+                "ts": "2026-11-20T10:05:00.000Z",
+                "device_id": "d1",
+                "type": "login",
+                "customer_key": "K1",
+            }
+        ],
+        tmp_path,
+    )
     run(config_path, "--recovery-dir", str(recovery))
     before = _latest_engine(recovery)
     assert "C1" in before.graph.by_customer and "K1" in before.graph.by_key  # the check can fail
 
-    produce(config_path, "crm-changes", [{"change_id": "c2", "ts": "2026-11-20T11:00:00.000Z",
-                                          "customer_id": "C1", "op": "erase"}], tmp_path)
+    produce(
+        config_path,
+        "crm-changes",
+        [{"change_id": "c2", "ts": "2026-11-20T11:00:00.000Z", "customer_id": "C1", "op": "erase"}],
+        tmp_path,
+    )
     run(config_path, "--recovery-dir", str(recovery))  # resumes, applies the erase, snapshots
     after = _latest_engine(recovery)
     assert "C1" not in after.graph.by_customer and "K1" not in after.graph.by_key

@@ -85,12 +85,20 @@ def test_an_output_topic_deleted_and_created_again_stops_the_run(broker, tmp_pat
     assert config.topics.profiles in line and "created again" in line
 
 
-@pytest.mark.parametrize("processes", [
-    pytest.param(1, marks=pytest.mark.xfail(
-        reason="librdkafka 2.16.0 segfaults (rd_kafka_metadata_cache_find) when a topic that a consumer "
-               "has assigned is deleted on Tansu; a single process cannot report its own crash", strict=True)),
-    2,
-])
+@pytest.mark.parametrize(
+    "processes",
+    [
+        pytest.param(
+            1,
+            marks=pytest.mark.xfail(
+                reason="librdkafka 2.16.0 segfaults (rd_kafka_metadata_cache_find) when a topic that a consumer "
+                "has assigned is deleted on Tansu; a single process cannot report its own crash",
+                strict=True,
+            ),
+        ),
+        2,
+    ],
+)
 def test_an_input_topic_recreated_with_more_partitions_stops_the_run(broker, tmp_path, processes):
     """(Tansu cannot add partitions to a topic; `test_a_changed_partition_count_is_told` covers a
     topic whose id the broker does not give.) In a cluster, the parent tells the topic's change
@@ -136,25 +144,43 @@ def test_a_bounded_run_also_stops(broker, tmp_path):
 # --- no broker: one line, no librdkafka noise ------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [
-    ["run", "--until-idle"], ["run"], ["consume", "--topic", "clickstream", "--until-idle"],
-    ["produce", "--topic", "clickstream", "IN"], ["topics", "create"], ["record", "--out", "OUT"],
-    ["replay", "REC"], ["profile", "get", "d-1"], ["serve-store"], ["fit-model"], ["report", "campaigns"],
-], ids=lambda c: " ".join(c[:2]))
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "--until-idle"],
+        ["run"],
+        ["consume", "--topic", "clickstream", "--until-idle"],
+        ["produce", "--topic", "clickstream", "IN"],
+        ["topics", "create"],
+        ["record", "--out", "OUT"],
+        ["replay", "REC"],
+        ["profile", "get", "d-1"],
+        ["serve-store"],
+        ["fit-model"],
+        ["report", "campaigns"],
+    ],
+    ids=lambda c: " ".join(c[:2]),
+)
 def test_no_broker_is_one_line_for_every_command(tmp_path, command):
     brokers = f"127.0.0.1:{free_port()}"
     toml, _ = write_config(tmp_path / "gone.toml", brokers, "gone", extra='[run]\nconnect_timeout = "2s"\n')
-    (tmp_path / "in.jsonl").write_text(json.dumps({"event_id": "e", "ts": "2025-01-01T00:00:00Z",
-                                                   "device_id": "d", "type": "page_view"}) + "\n")
+    (tmp_path / "in.jsonl").write_text(
+        json.dumps({"event_id": "e", "ts": "2025-01-01T00:00:00Z", "device_id": "d", "type": "page_view"}) + "\n"
+    )
     rec = tmp_path / "rec"
     rec.mkdir()
-    (rec / "manifest.json").write_text(json.dumps({"format": "profilestream-recording", "version": 1,
-                                                   "topics": []}))
-    argv = [{"IN": str(tmp_path / "in.jsonl"), "OUT": str(tmp_path / "out"), "REC": str(rec)}.get(a, a)
-            for a in command]
+    (rec / "manifest.json").write_text(json.dumps({"format": "profilestream-recording", "version": 1, "topics": []}))
+    argv = [
+        {"IN": str(tmp_path / "in.jsonl"), "OUT": str(tmp_path / "out"), "REC": str(rec)}.get(a, a) for a in command
+    ]
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "profilestream.cli", *argv, "--config", str(toml)],
-                          capture_output=True, text=True, timeout=60, env=clean_env())
+    done = subprocess.run(
+        [sys.executable, "-m", "profilestream.cli", *argv, "--config", str(toml)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    )
     assert done.returncode == 1, done.stderr[-2000:]
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr[-3000:]

@@ -400,7 +400,7 @@ def test_blank_email_links_nothing():
 @pytest.mark.parametrize("role", ["clickstream", "crm_changes"])
 @pytest.mark.parametrize("key", ["unknown", " NULL ", ""])
 def test_a_blocked_customer_key_does_not_hide_the_email(role, key):
-    """A blocked key is absent (CONTRACT "Identity rules"), so the address beside it links."""
+    """A blocked key is absent (docs/semantics.md "Usable identifiers"), so the address beside it links."""
     assert (
         from_json(role, {**SAMPLES[role], "customer_key": key, "email": "foo@example.com"}, RULES)["customer_key"]
         == FOO_HASH
