@@ -374,3 +374,21 @@ def serve(config: Config) -> None:
         sync(config, store, follow=True)
     finally:
         store.close()
+
+
+__all__ = [
+    "INDEXES",
+    "MIN_FREE",
+    "ProfileStore",
+    "StoreError",
+    "all_profiles",
+    "check_writable",
+    "current",
+    "get",
+    "hold_private",
+    "make_private",
+    "private_files",
+    "release_private",
+    "serve",
+    "sync",
+]

@@ -199,3 +199,6 @@ def serve(port: int | None = None) -> int:
     except KeyboardInterrupt:
         print("broker stopped", flush=True)
         return 0
+
+
+__all__ = ["BrokerStartError", "EmbeddedBroker", "free_port", "serve"]

@@ -117,3 +117,6 @@ def main(config: Config, events: int = 5000) -> int:
         print("\nCampaigns by CRM lead status (profilestream report campaigns):")
         print(report.to_table(report.campaign_report(store.all_profiles(config))))
     return 0
+
+
+__all__ = ["main"]

@@ -47,3 +47,6 @@ def finite_double(value: float) -> float:
     if -DOUBLE_MAX <= value <= DOUBLE_MAX:
         return value
     return 0.0 if value != value else math.copysign(DOUBLE_MAX, value)
+
+
+__all__ = ["DOUBLE_MAX", "INT_MAX", "add_double", "finite_double"]

@@ -101,3 +101,6 @@ class Cart:
         return [
             {"product_id": p, "quantity": line.quantity, "price": line.price} for p, line in sorted(self.lines.items())
         ]
+
+
+__all__ = ["Cart", "Line"]

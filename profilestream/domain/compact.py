@@ -35,3 +35,6 @@ def pickled_as_fields(cls: type) -> type:
 
     setattr(cls, "__reduce__", __reduce__)  # noqa: B010 (mypy: no assigning a method)
     return cls
+
+
+__all__ = ["pickled_as_fields"]

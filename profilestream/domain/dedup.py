@@ -32,3 +32,6 @@ class Dedup:
             ts, event_key = expiry.popleft()
             if self.seen.get(event_key) == ts:
                 del self.seen[event_key]
+
+
+__all__ = ["Dedup"]

@@ -79,3 +79,6 @@ def _later(table: dict[str, Position], identifier: str, at: Position) -> None:
     known = table.get(identifier)
     if known is None or at > known:
         table[identifier] = at
+
+
+__all__ = ["Erased", "Position"]

@@ -91,3 +91,6 @@ def order_key(event: Event) -> tuple[int, int, str]:
     if isinstance(event, CrmChange):
         return (event.ts, 0, event.change_id)
     return (event.ts, 1, event.event_id)
+
+
+__all__ = ["CLICK_TYPES", "CRM_OPS", "Campaign", "Click", "CrmChange", "Event", "order_key"]

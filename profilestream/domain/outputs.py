@@ -1,4 +1,5 @@
-"""What the core emits: records for the output topics, as plain dicts in the fields of docs/topics.md "Outputs".
+"""What the core emits: records for the output topics, as plain dicts in the fields of
+docs/topics.md "Outputs".
 
 Times in these dicts are epoch milliseconds (the Avro codec writes them as `timestamp-millis`).
 `topic` names the role of the output topic (a key of the `[topics]` configuration table), not its
@@ -11,12 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .compact import pickled_as_fields
-
-PROFILES = "profiles"
-MERGES = "merges"
-TRIGGERS = "triggers"
-CRM_FEED = "crm_feed"
-DEAD_LETTERS = "dead_letters"
+from .roles import CRM_FEED, DEAD_LETTERS, MERGES, PROFILES, TRIGGERS
 
 
 @pickled_as_fields
@@ -28,3 +24,6 @@ class Output:
     topic: str
     key: str
     value: dict[str, Any] | None
+
+
+__all__ = ["CRM_FEED", "DEAD_LETTERS", "MERGES", "PROFILES", "TRIGGERS", "Output"]

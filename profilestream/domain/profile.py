@@ -313,3 +313,6 @@ def _add_to_spans(spans: list[list[int]], start: int, join: int, end: int | None
         else:
             merged.append(span)
     spans[:] = merged
+
+
+__all__ = ["CRM_FEED_FIELDS", "RECENT_PRODUCTS", "CampaignTouch", "Profile", "crm_feed_of"]

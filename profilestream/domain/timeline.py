@@ -139,3 +139,6 @@ class Timeline:
                 else sorted(buffer)
             )
             self._queues = {"": deque(entries)} if entries else {}
+
+
+__all__ = ["BEGINNING", "END_OF_TIME", "SourceClock", "Timeline"]

@@ -68,3 +68,6 @@ def return_visit(profile: Profile, device_id: str, visit_start: int, away: int, 
     record = _record(RETURN_VISIT, trigger_id(RETURN_VISIT, device_id, visit_start), profile, device_id, ts, now)
     record["days_away"] = away / DAY
     return record
+
+
+__all__ = ["CART_ABANDONED", "RETURN_VISIT", "allowed", "cart_abandoned", "return_gap", "return_visit", "trigger_id"]

@@ -61,3 +61,6 @@ class DeviceVisit:
             return True
         self.counted_in.add(new)
         return False
+
+
+__all__ = ["DeviceVisit"]
