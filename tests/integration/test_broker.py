@@ -128,8 +128,8 @@ def test_broker_without_port_on_a_busy_kafka_brokers_port_names_the_setting(caps
 
 
 def test_local_port_of_kafka_brokers():
-    from profilestream.cli import _local_port
+    from profilestream.commands.broker import local_port
 
-    assert _local_port("127.0.0.1:9092") == 9092
-    assert _local_port("localhost:9094,127.0.0.1:9095") == 9094
-    assert _local_port("kafka:9092") is None  # not this machine: a free port
+    assert local_port("127.0.0.1:9092") == 9092
+    assert local_port("localhost:9094,127.0.0.1:9095") == 9094
+    assert local_port("kafka:9092") is None  # not this machine: a free port
