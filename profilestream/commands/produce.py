@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import sys
@@ -28,7 +29,9 @@ def main(config: Config, args: argparse.Namespace) -> int:
     from profilestream.kafka.clients import key_of, produce_records, role_of
 
     role = role_of(config, args.topic)
-    rules = config.rules()
+    # `time.max_future` is the run's guard, applied when the dataflow reads a record (its wall
+    # clock then): a line ahead of the clock is sent, and the run dead-letters it with the reason
+    rules = dataclasses.replace(config.rules(), max_future=None)
     rejected: list[str] = []
 
     def valid() -> Iterator[tuple[str | None, dict[str, Any]]]:  # None: dead-letters have no key

@@ -226,3 +226,24 @@ def test_return_visit_fires_once_with_days_away(config, config_path, tmp_path):
     [trigger] = records(config, "triggers")
     assert trigger["type"] == "return_visit" and trigger["days_away"] == 8.0
     assert trigger["ts"] == ts(0, day=9)
+
+
+def test_a_click_ahead_of_the_clock_is_sent_by_produce_and_dead_lettered_by_run(config, config_path, tmp_path):
+    """`time.max_future` is the run's guard, applied when the dataflow reads a record: `produce`
+    sends the line (it is valid Avro), `run` dead-letters it naming `ts`, and the watermark never
+    sees it (the click after it in the same partition is on time, not late)."""
+    produce(
+        config_path,
+        "clickstream",
+        [
+            click(1, 0, "d-ahead"),
+            {"event_id": "e-2099", "ts": "2099-06-01T00:00:00.000Z", "device_id": "d-ahead", "type": "page_view"},
+            click(3, 5, "d-ahead"),
+        ],
+        tmp_path,
+    )
+    run(config_path)
+    [letter] = records(config, "dead_letters")
+    assert letter["error"].startswith("field 'ts'") and "time.max_future" in letter["error"]
+    [profile] = latest(config, "profiles").values()
+    assert profile["page_views"] == 2 and profile["last_seen"] == ts(5)
