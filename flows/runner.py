@@ -389,8 +389,10 @@ def _execute(job: dict[str, Any], process_id: int | None, addresses: list[str] |
     server = None
     if port is not None:
         port += process_id or 0
-        server = metrics.serve(port)
-        metrics.log("metrics", port=port, path="/metrics", **fields)
+        host = getattr(job["config"].run, "metrics_host", metrics.DEFAULT_HOST)
+        server = metrics.serve(port, host)
+        metrics.COUNTERS.mark_ready()  # `run` has checked the brokers and topics: /readyz answers 200
+        metrics.log("metrics", host=host, port=port, path="/metrics", **fields)
     engine_process = job.get("engine_process")
     inflight = None
     if job.get("inflight") is not None:  # a cluster: readers wait for the engine (`io.inflight`)

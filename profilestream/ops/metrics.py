@@ -15,10 +15,13 @@ Prometheus. The dataflow publishes into the process-wide `COUNTERS` here:
 - the codec: records its fast paths declined and left to the general path (fastavro, `to_event`),
   per topic role and path (`codec_fallback`; see `profilestream.codec.avro`).
 
-`Progress` logs a `progress` line every few seconds from these; `serve(port)` exposes them on a
-Prometheus endpoint. Counters of the decode step and the sink count from the start of the
-process (Prometheus treats a restart as a counter reset); those taken from the engine are the
-engine's own totals.
+`Progress` logs a `progress` line every few seconds from these; `serve(port, host)` exposes them on
+an HTTP server (127.0.0.1 unless told otherwise): `GET /metrics` the Prometheus text, `GET /healthz`
+200 `{"status": "ok"}` while the process runs, `GET /readyz` 200 once the run has reached its
+brokers and 503 `{"status": "not ready", "reason": ...}` before that and while a broker does not
+answer (`Counters.readiness`), any other path 404 `{"error": "no such page: /x"}`. Counters of the
+decode step and the sink count from the start of the process (Prometheus treats a restart as a
+counter reset); those taken from the engine are the engine's own totals.
 
 Log lines are one JSON object each: `{"ts": ..., "level": "info", "event": "progress", ...}`.
 """
@@ -27,11 +30,13 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from profilestream.codec.times import iso_or_none
@@ -92,7 +97,18 @@ def setup_logging(level: int = logging.INFO) -> None:
     LOG.propagate = False
 
 
+# Log events that say how the broker answers, as the source and sink report them today: their
+# `kafka_trouble` (a client error librdkafka reports, rate-limited) and `waiting_for_broker` make
+# the run not ready, `broker_back` ready again (`Counters.readiness`).
+BROKER_TROUBLE_EVENTS = frozenset({"kafka_trouble", "waiting_for_broker"})
+BROKER_BACK_EVENTS = frozenset({"broker_back"})
+
+
 def log(event: str, level: int = logging.INFO, **fields: Any) -> None:
+    if event in BROKER_TROUBLE_EVENTS:
+        COUNTERS.broker_trouble(str(fields.get("error") or event))
+    elif event in BROKER_BACK_EVENTS:
+        COUNTERS.broker_answered()
     LOG.log(level, event, extra={"fields": fields})
 
 
@@ -154,16 +170,54 @@ class Counters:
             self.snapshot_bytes = 0
             self.snapshot_seconds = 0.0
             self.snapshot_seconds_total = 0.0
+            # readiness: set by the runner once its broker checks passed; a broker trouble since
+            # the last sign that the broker answers makes it not ready again
+            self.ready = False
+            self.trouble: str | None = None  # the last broker trouble reported, unanswered since
+            self.trouble_at: float | None = None
+            self.answered_at: float | None = None
+
+    def mark_ready(self) -> None:
+        """The run has reached its brokers (checked them, and starts the dataflow)."""
+        with self._lock:
+            self.ready = True
+            self.answered_at = time.monotonic()
+            self.trouble = None
+
+    def broker_trouble(self, error: str) -> None:
+        """A client reports that the broker does not answer (or answers with an error)."""
+        with self._lock:
+            self.trouble, self.trouble_at = error, time.monotonic()
+
+    def broker_answered(self) -> None:
+        """A sign that the broker answers: records read or delivered, a look answered."""
+        with self._lock:
+            self.answered_at = time.monotonic()
+            self.trouble = None
+
+    def readiness(self) -> tuple[bool, str | None]:
+        """(ready, why not): ready once `mark_ready` was called and no broker trouble has been
+        reported since the broker last answered."""
+        with self._lock:
+            if not self.ready:
+                return False, "the run has not reached its brokers yet"
+            if self.trouble is not None:
+                return False, f"the broker does not answer: {self.trouble}"
+            return True, None
 
     def decoded(self, records_in: Counter, events_in: Counter, dead_letters: Counter) -> None:
         with self._lock:
             self.records_in.update(records_in)
             self.events_in.update(events_in)
             self.dead_letters.update(dead_letters)
+        if records_in:  # records were read: the broker answers
+            self.broker_answered()
 
     def delivered(self, by_topic: Counter) -> None:
         with self._lock:
             self.records_out.update(by_topic)
+        if by_topic:  # records were acknowledged: the broker answers
+            self.broker_answered()
 
     def encode_failed(self, topic: str) -> None:
         with self._lock:
@@ -409,16 +463,81 @@ def registry(counters: Counters = COUNTERS):
     return reg
 
 
-def serve(port: int, addr: str = "0.0.0.0"):
-    """Start the Prometheus endpoint (`/metrics`) on `port` in a daemon thread; returns the server."""
-    from prometheus_client import start_http_server
+DEFAULT_HOST = "127.0.0.1"
 
-    server, _thread = start_http_server(port, addr=addr, registry=registry())
+
+class _Handler(BaseHTTPRequestHandler):
+    """`/metrics`, `/healthz`, `/readyz`; 404 JSON elsewhere. The server carries the registry and
+    the counters (`_Server`)."""
+
+    server: _Server
+    server_version = "profilestream"
+
+    def do_GET(self) -> None:
+        self._answer(body=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(body=False)
+
+    def _answer(self, body: bool) -> None:
+        path = self.path.split("?", 1)[0].split("#", 1)[0]
+        if path == "/metrics":
+            from prometheus_client.exposition import choose_encoder
+
+            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+            self._send(200, encoder(self.server.registry), content_type, body)
+        elif path == "/healthz":
+            self._json(200, {"status": "ok"}, body)
+        elif path == "/readyz":
+            ready, reason = self.server.counters.readiness()
+            if ready:
+                self._json(200, {"status": "ready"}, body)
+            else:
+                self._json(503, {"status": "not ready", "reason": reason}, body)
+        else:
+            self._json(404, {"error": f"no such page: {path}"}, body)
+
+    def _json(self, status: int, payload: dict[str, Any], body: bool) -> None:
+        self._send(status, json.dumps(payload).encode(), "application/json", body)
+
+    def _send(self, status: int, data: bytes, content_type: str, body: bool) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # no access log on stderr: it holds JSON log lines only
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], registry: Any, counters: Counters) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.registry = registry
+        self.counters = counters
+        super().__init__(address, _Handler)
+
+
+def serve(port: int, host: str = DEFAULT_HOST, counters: Counters = COUNTERS) -> ThreadingHTTPServer:
+    """Start the HTTP server of `run --metrics-port` (`/metrics`, `/healthz`, `/readyz`) on
+    `host`:`port` in a daemon thread; returns the server (`shutdown()`, `server_close()`).
+    `port` 0 takes a free port (`server.server_address[1]`)."""
+    server = _Server((host, port), registry(counters), counters)
+    thread = threading.Thread(target=server.serve_forever, args=(0.1,), name="profilestream-metrics", daemon=True)
+    thread.start()
     return server
 
 
 __all__ = [
+    "BROKER_BACK_EVENTS",
+    "BROKER_TROUBLE_EVENTS",
     "COUNTERS",
+    "DEFAULT_HOST",
     "LOG",
     "LOGGER_NAME",
     "Counters",
