@@ -12,6 +12,7 @@ Environment variables (the section is matched first, the rest is the key):
 
 - `PROFILESTREAM_TIME_ALLOWED_LATENESS=5s` sets `[time] allowed_lateness`;
 - `PROFILESTREAM_TOPICS_PARTITIONS=6` sets `[topics] partitions` (parsed as an integer);
+  `PROFILESTREAM_TOPICS_REPLICATION_FACTOR=3` sets `[topics] replication_factor` (production: 3);
 - `PROFILESTREAM_IDENTITY_BLOCKED_VALUES` is a JSON array (`["", "n/a"]`) or a comma-separated
   list (`n/a, none`; items are trimmed; an empty variable means no blocked values);
 - `PROFILESTREAM_KAFKA_BROKERS` sets `[kafka] brokers`; any other `PROFILESTREAM_KAFKA_<NAME>` is a
@@ -220,7 +221,13 @@ class KafkaConfig:
 
 @dataclass(frozen=True, slots=True)
 class TopicsConfig:
-    """`[topics]`: the topic name of each role, and the partition count for `topics create`."""
+    """`[topics]`: the topic name of each role, and the layout `topics create` gives new topics.
+
+    `partitions` is the partition count of each topic; `replication_factor` the number of brokers
+    holding a copy of each partition (default 1, right for one local broker; in production use 3,
+    so that a broker lost keeps every partition readable and writable). A factor above the number
+    of brokers is refused by the cluster, and `topics create` says so naming this key.
+    """
 
     clickstream: str = _setting(TOPIC, "clickstream")
     crm_changes: str = _setting(TOPIC, "crm-changes")
@@ -230,6 +237,7 @@ class TopicsConfig:
     crm_feed: str = _setting(TOPIC, "crm-feed")
     dead_letters: str = _setting(TOPIC, "dead-letters")
     partitions: int = _setting(POSITIVE_INT, 3)
+    replication_factor: int = _setting(POSITIVE_INT, 1)
 
     def name(self, role: str) -> str:
         """The configured topic name of a role (`"merges"` -> `"profile-merges"` by default)."""
@@ -473,6 +481,56 @@ def _check_topic_names(topics: TopicsConfig) -> None:
         seen[name] = role
 
 
+_PROPERTY = re.compile(r'"([^"]+)"')
+
+
+def _librdkafka_refusal(conf: dict[str, str]) -> str | None:
+    """librdkafka's reason for refusing a property or value of `conf` (None: all accepted).
+
+    A producer is made once without `bootstrap.servers` (no connection) and with a silent logger:
+    librdkafka sets every property first (unknown names and bad values fail there, for consumer
+    properties too: the configuration is shared) and only then builds the client. What fails in
+    that second step ("Failed to create ...": a CA file not there yet, SASL without credentials)
+    depends on the machine it runs on and is left to the clients, which report it when they start.
+    """
+    import logging
+
+    from confluent_kafka import KafkaException, Producer
+
+    silent = logging.getLogger("profilestream.config.kafka_check")
+    silent.propagate = False
+    if not silent.handlers:
+        silent.addHandler(logging.NullHandler())
+    try:
+        Producer({"logger": silent, **conf})
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else exc
+        reason: str = error.str() if hasattr(error, "str") else str(error)
+        return None if reason.startswith("Failed to create") else reason
+    except (TypeError, ValueError) as exc:  # the Python client's own keys (callbacks), given a string
+        return str(exc)
+    return None
+
+
+def _check_kafka(kafka: KafkaConfig, sources: Mapping[str, str | None]) -> None:
+    """The `[kafka]` properties as librdkafka sees them, checked once at load: an unknown property
+    or a bad value is a `ConfigError` naming the key as the user wrote it (and its variable), not a
+    traceback at the first client. Nothing to check (and no client made) without extra keys; about
+    1 ms otherwise."""
+    if not kafka.extra:
+        return
+    reason = _librdkafka_refusal(kafka.extra)
+    if reason is None:
+        return
+    named = [name for name in _PROPERTY.findall(reason) if name in kafka.extra]
+    key = named[0] if named else None
+    if key is None:  # an alias (`linger.ms` is reported as `queue.buffering.max.ms`): try each alone
+        key = next((k for k in kafka.extra if _librdkafka_refusal({k: kafka.extra[k]}) is not None), None)
+    source = sources.get(key) if key is not None else None
+    where = f" (from {source})" if source else ""
+    raise ConfigError("kafka" if key is None else f"kafka.{key}", f"{reason}{where}")
+
+
 def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Defaults, then the TOML file at `path` (if given), then the environment (`os.environ` if
     `env` is None). Raises `ConfigError` naming the key (or the file) on anything wrong."""
@@ -489,6 +547,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
         tables[section].update(table)
     config = Config(**{name: _build_section(name, table) for name, table in tables.items()})
     _check_topic_names(config.topics)
+    _check_kafka(config.kafka, {key: source for key, (_, source) in tables["kafka"].items()})
     return config
 
 

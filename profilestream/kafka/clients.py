@@ -176,9 +176,11 @@ def _partitions(config, client, topic: str) -> list[int]:
     return sorted(found.partitions)
 
 
-def new_topic(name: str, role: str | None, partitions: int) -> NewTopic:
+def new_topic(name: str, role: str | None, partitions: int, replication_factor: int = 1) -> NewTopic:
     """A topic as profilestream creates it: compacted where the latest record of a key is the state."""
-    return NewTopic(name, partitions, 1, config={"cleanup.policy": "compact"} if role in COMPACTED else {})
+    return NewTopic(
+        name, partitions, replication_factor, config={"cleanup.policy": "compact"} if role in COMPACTED else {}
+    )
 
 
 def create_missing(admin: AdminClient, topics: list[NewTopic], timeout: float) -> list[str]:
@@ -187,13 +189,28 @@ def create_missing(admin: AdminClient, topics: list[NewTopic], timeout: float) -
     if not topics:
         return []
     created = []
+    factors = {t.topic: t.replication_factor for t in topics}
+    refused: list[tuple[str, str]] = []
     for name, future in admin.create_topics(topics, operation_timeout=timeout, request_timeout=timeout).items():
         try:
             future.result()
             created.append(name)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise BrokerError(f'cannot create topic "{name}": {exc.args[0].str()}') from None
+            error = exc.args[0]
+            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            if error.code() == KafkaError.INVALID_REPLICATION_FACTOR:
+                refused.append((name, error.str()))
+                continue
+            raise BrokerError(f'cannot create topic "{name}": {error.str()}') from None
+    if refused:
+        names = ", ".join(name for name, _ in refused)
+        factor = factors[refused[0][0]]
+        raise BrokerError(
+            f"the cluster refused topics.replication_factor = {factor} ({refused[0][1]}); set it to at most "
+            f"the number of brokers (1 for a single local broker); topics not created: {names}"
+            + (f"; created: {', '.join(created)}" if created else "")
+        )
     return created
 
 
@@ -203,7 +220,7 @@ def create_topics(config) -> list[str]:
     admin = admin_client(config)
     existing = metadata(config, admin).topics
     wanted = [
-        new_topic(config.topics.name(role), role, config.topics.partitions)
+        new_topic(config.topics.name(role), role, config.topics.partitions, config.topics.replication_factor)
         for role in TOPIC_ROLES
         if config.topics.name(role) not in existing
     ]

@@ -278,6 +278,11 @@ def test_bad_toml_names_the_key(tmp_path, toml, key):
         ("PROFILESTREAM_IDENTITY_BLOCKED_VALUES", '["unclosed"', "identity.blocked_values"),
         ("PROFILESTREAM_TIME_BOGUS", "1s", "time.bogus"),
         ("PROFILESTREAM_TOPICS_CLICKSTREAM", "a/b", "topics.clickstream"),
+        ("PROFILESTREAM_TOPICS_REPLICATION_FACTOR", "0", "topics.replication_factor"),
+        ("PROFILESTREAM_TOPICS_REPLICATION_FACTOR", "three", "topics.replication_factor"),
+        ("PROFILESTREAM_KAFKA_NO_SUCH_THING", "1", "kafka.no.such.thing"),
+        ("PROFILESTREAM_KAFKA_SECURITY_PROTOCOL", "bogus", "kafka.security.protocol"),
+        ("PROFILESTREAM_KAFKA_LINGER_MS", "soon", "kafka.linger.ms"),
     ],
 )
 def test_bad_environment_names_the_key_and_variable(var, value, key):
@@ -357,3 +362,42 @@ def test_config_pickles_for_cluster_children():
     config = load_config(env={"PROFILESTREAM_KAFKA_SASL_MECHANISM": "PLAIN", "PROFILESTREAM_SESSIONS_GAP": "5m"})
     again = pickle.loads(pickle.dumps(config))
     assert again == config and again.kafka.extra == {"sasl.mechanism": "PLAIN"} and again.sessions.gap == 300_000
+
+
+def test_replication_factor_default_toml_and_environment(tmp_path):
+    assert load_config(env={}).topics.replication_factor == 1
+    path = write(tmp_path, "[topics]\nreplication_factor = 3\n")
+    assert load_config(path, env={}).topics.replication_factor == 3
+    env = {"PROFILESTREAM_TOPICS_REPLICATION_FACTOR": "2"}
+    assert load_config(path, env=env).topics.replication_factor == 2
+    with pytest.raises(ConfigError, match=r"^topics\.replication_factor: must be 1 or more"):
+        load_config(write(tmp_path, "[topics]\nreplication_factor = 0\n"), env={})
+
+
+@pytest.mark.parametrize(
+    "toml, key, reason",
+    [
+        ('"no.such.thing" = 1', "kafka.no.such.thing", 'No such configuration property: "no.such.thing"'),
+        ('security.protocol = "bogus"', "kafka.security.protocol", 'Invalid value "bogus"'),
+        ('"enable.idempotence" = "maybe"', "kafka.enable.idempotence", "Expected bool value"),
+        ('"auto.offset.reset" = "sometime"', "kafka.auto.offset.reset", 'Invalid value "sometime"'),
+        ('"linger.ms" = "soon"', "kafka.linger.ms", "Invalid value"),  # librdkafka names its alias
+    ],
+)
+def test_librdkafka_refusals_name_the_key_as_written(tmp_path, toml, key, reason):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, f'[kafka]\nbrokers = "b:9092"\n{toml}\n'), env={})
+    assert info.value.key == key and reason in info.value.message
+    assert "(from " not in info.value.message  # from the file, not a variable
+
+
+def test_accepted_librdkafka_properties_load():
+    env = {
+        "PROFILESTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "PROFILESTREAM_KAFKA_SASL_MECHANISM": "PLAIN",
+        "PROFILESTREAM_KAFKA_SASL_USERNAME": "shop",
+        "PROFILESTREAM_KAFKA_SASL_PASSWORD": "secret",
+        "PROFILESTREAM_KAFKA_AUTO_OFFSET_RESET": "earliest",
+        "PROFILESTREAM_KAFKA_ACKS": "all",
+    }
+    assert load_config(env=env).kafka.extra["security.protocol"] == "SASL_SSL"
