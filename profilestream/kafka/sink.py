@@ -74,7 +74,9 @@ class _SinkPartition(StatelessSinkPartition):
     def _error(self, error: KafkaError) -> None:
         if error.fatal():
             self._failed.append(error)
-        elif self._warn.ready():
+            return
+        metrics.COUNTERS.broker_trouble(error.str())  # readiness hears of each at once (`/readyz`)
+        if self._warn.ready():
             metrics.log("kafka_trouble", logging.WARNING, client="producer", error=error.str())
 
     def _delivered(self, error: KafkaError | None, message) -> None:

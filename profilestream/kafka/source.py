@@ -163,7 +163,9 @@ class _Partition(StatefulSourcePartition):
         self._publish()
 
     def _client_error(self, error: KafkaError) -> None:
-        """librdkafka's own errors (broker down, ...): it retries by itself; say so, now and then."""
+        """librdkafka's own errors (broker down, ...): it retries by itself; say so, now and then
+        (readiness hears of each at once: `/readyz`)."""
+        metrics.COUNTERS.broker_trouble(error.str())
         if self._warn.ready():
             metrics.log(
                 "kafka_trouble",
