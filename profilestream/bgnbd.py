@@ -36,6 +36,14 @@ if TYPE_CHECKING:
 DAY_MS = DAY
 PAPER_CDNOW = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}  # FHL 2005, table of estimates
 A_STEP = 1e-6  # either side of a = 1, where eq. 10 divides by zero (see `BgNbd.expected`)
+MIN_CUSTOMERS = 10  # customers with orders below which `fit` refuses: four parameters need more
+PARAM_MAX = 1e6  # a fitted parameter above: the optimiser ran off a ridge (`fit` refuses)
+PARAM_WARN_BELOW = 1e-6  # below: a boundary solution the data barely pin down (`Fit.warnings`)
+
+
+class FitError(ValueError):
+    """The data cannot be fitted (too few customers, no repeat purchases) or the optimiser did not
+    converge to sane parameters; `str()` says which, in words for the user."""
 
 
 def _logistic(z: float) -> float:
@@ -198,22 +206,72 @@ class Fit:
     model: BgNbd
     log_likelihood: float
     customers: int
+    warnings: tuple[str, ...] = ()
+
+
+def _check_fittable(xs: NDArray[np.float64], t_xs: NDArray[np.float64], Ts: NDArray[np.float64]) -> None:
+    """`FitError` for data that identifies no model: the likelihood then has no maximum, and the
+    optimiser returns whatever it reached (`alpha = 1.58e17` for one customer)."""
+    import numpy as np
+
+    if len(xs) == 0:
+        raise FitError("no customers with purchases to fit the model to")
+    if len(xs) < MIN_CUSTOMERS:
+        raise FitError(
+            f"{len(xs)} customer{'s' * (len(xs) != 1)} with orders; the model needs at least {MIN_CUSTOMERS} "
+            "(and a few hundred for estimates worth scoring with)"
+        )
+    if not np.any(xs > 0):
+        raise FitError(
+            f"no repeat purchases among {len(xs):,} customers (each ordered once): the purchase rate and "
+            "the dropout cannot be told apart; fit again once customers have ordered twice"
+        )
+    if not np.any(t_xs > 0) or not np.any(Ts > 0):
+        raise FitError("every purchase falls at one instant: no time between purchases to fit a rate to")
+
+
+def _check_converged(result: Any, settled: bool) -> tuple[tuple[float, float, float, float], tuple[str, ...]]:
+    """The fitted (r, α, a, b) and warnings, or `FitError` with the optimiser's message if it did
+    not converge, or if a parameter is not finite or above `PARAM_MAX` (the data do not pin it
+    down). A parameter below `PARAM_WARN_BELOW` (a boundary solution: e.g. a -> 0, almost nobody
+    drops out, seen on 100 CDNOW customers) is a warning: its predictions are still sound."""
+    import numpy as np
+
+    if not result.success or not settled:
+        why = result.message if not result.success else "the likelihood still improved after every restart"
+        raise FitError(f"the optimiser did not converge: {why}")
+    values = [float(v) for v in np.exp(result.x)]
+    warnings: list[str] = []
+    for name, value in zip(("r", "alpha", "a", "b"), values, strict=True):
+        if not math.isfinite(value) or value > PARAM_MAX:
+            raise FitError(
+                f"the fit ran off to {name} = {value:.3g} (above {PARAM_MAX:g}): the data do not pin "
+                "the model down; more customers, or a longer history, are needed"
+            )
+        if value < PARAM_WARN_BELOW:
+            warnings.append(f"{name} = {value:.3g} is at the edge of the model (the data barely pin it down)")
+    r, alpha, a, b = values
+    return (r, alpha, a, b), tuple(warnings)
 
 
 def fit(x: ArrayLike, t_x: ArrayLike, T: ArrayLike, unit_days: float = 7.0) -> Fit:
     """Maximum-likelihood estimates of (r, α, a, b) for customers (x, t_x, T) in the model's time
     unit. Optimises the log-parameters (so all four stay positive) with Nelder-Mead, restarted
-    from its own answer until the likelihood stops improving."""
+    from its own answer until the likelihood stops improving.
+
+    Refuses (`FitError`) data too small or degenerate to fit: fewer than `MIN_CUSTOMERS`
+    customers, no repeat purchase at all, no time between purchases; and a fit that did not
+    converge (scipy's `success` false, the likelihood still improving after 5 restarts) or whose
+    parameters are not finite or above `PARAM_MAX`."""
     import numpy as np
     from scipy.optimize import minimize
 
     xs = np.asarray(x, dtype=np.float64)
     t_xs = np.asarray(t_x, dtype=np.float64)
     Ts = np.asarray(T, dtype=np.float64)
-    if len(xs) == 0:
-        raise ValueError("no customers with purchases to fit the model to")
     if np.any(xs < 0) or np.any(t_xs < 0) or np.any(t_xs > Ts) or np.any((xs == 0) & (t_xs != 0)):
         raise ValueError("need x >= 0, 0 <= t_x <= T, and t_x = 0 when x = 0")
+    _check_fittable(xs, t_xs, Ts)
 
     def negative(log_params: NDArray[np.float64]) -> float:
         r, alpha, a, b = (float(v) for v in np.exp(log_params))
@@ -222,6 +280,7 @@ def fit(x: ArrayLike, t_x: ArrayLike, T: ArrayLike, unit_days: float = 7.0) -> F
 
     start = np.zeros(4)
     best: Any = None  # scipy's OptimizeResult (scipy ships no types)
+    settled = False
     for _ in range(5):
         result = minimize(
             negative,
@@ -231,12 +290,13 @@ def fit(x: ArrayLike, t_x: ArrayLike, T: ArrayLike, unit_days: float = 7.0) -> F
         )
         if best is not None and best.fun - result.fun < 1e-9:
             best = result if result.fun < best.fun else best
+            settled = True
             break
         best, start = result, result.x
     if best is None:
         raise RuntimeError("the optimiser ran no rounds")
-    r, alpha, a, b = (float(v) for v in np.exp(best.x))
-    return Fit(BgNbd(r, alpha, a, b, unit_days), -float(best.fun), len(xs))
+    (r, alpha, a, b), warnings = _check_converged(best, settled)
+    return Fit(BgNbd(r, alpha, a, b, unit_days), -float(best.fun), len(xs), warnings)
 
 
 # --- from profiles ----------------------------------------------------------------------------
@@ -303,4 +363,17 @@ def fit_profiles(
     return fit(data.x, data.t_x, data.T, unit_days), data
 
 
-__all__ = ["PAPER_CDNOW", "BgNbd", "Calibration", "Fit", "calibration", "fit", "fit_profiles", "log_likelihood"]
+__all__ = [
+    "MIN_CUSTOMERS",
+    "PAPER_CDNOW",
+    "PARAM_MAX",
+    "PARAM_WARN_BELOW",
+    "BgNbd",
+    "Calibration",
+    "Fit",
+    "FitError",
+    "calibration",
+    "fit",
+    "fit_profiles",
+    "log_likelihood",
+]

@@ -1,4 +1,10 @@
-"""`profilestream fit-model`: fit the BG/NBD purchase model to the profile store, write it to a file."""
+"""`profilestream fit-model`: fit the BG/NBD purchase model to the profile store, write it to a file.
+
+Refuses (exit 1, nothing written) data too small or degenerate to fit (fewer than
+`bgnbd.MIN_CUSTOMERS` = 10 customers with orders, no repeat purchase at all) and a fit that did
+not converge or whose parameters are not finite or above `bgnbd.PARAM_MAX`, with the reason;
+a parameter at the model's edge (below `bgnbd.PARAM_WARN_BELOW`) is a warning on stderr.
+"""
 
 from __future__ import annotations
 
@@ -36,7 +42,15 @@ def main(config: Config, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    fit = bgnbd.fit(data.x, data.t_x, data.T, unit_days)
+    try:
+        fit = bgnbd.fit(data.x, data.t_x, data.T, unit_days)
+    except bgnbd.FitError as exc:
+        print(
+            f"profilestream: cannot fit the BG/NBD model to the profile store: {exc}; no model written"
+            + (f" (left out: {left_out})" if left_out else ""),
+            file=sys.stderr,
+        )
+        return 1
     out = args.out or config.scores.model or "bgnbd.json"
     m = fit.model
     m.save(
@@ -54,6 +68,8 @@ def main(config: Config, args: argparse.Namespace) -> int:
         f"  r = {m.r:.4f}  alpha = {m.alpha:.4f}  a = {m.a:.4f}  b = {m.b:.4f}  "
         f"(log-likelihood {fit.log_likelihood:,.2f})"
     )
+    for warning in fit.warnings:
+        print(f"profilestream: warning: {warning}", file=sys.stderr)
     if left_out:
         print(f"left out: {left_out}")
     print(f'wrote {out}; profiles are scored with it when [scores] model = "{out}"')

@@ -171,6 +171,49 @@ def test_fit_refuses_nothing_to_fit():
         bgnbd.fit([], [], [])
 
 
+def test_fit_refuses_one_customer_instead_of_writing_alpha_1e17():
+    with pytest.raises(bgnbd.FitError, match=f"1 customer with orders; the model needs at least {bgnbd.MIN_CUSTOMERS}"):
+        bgnbd.fit([2], [3.0], [10.0])
+    n = bgnbd.MIN_CUSTOMERS - 1
+    with pytest.raises(bgnbd.FitError, match=f"{n} customers with orders"):
+        bgnbd.fit([1] * n, [2.0] * n, [5.0] * n)
+
+
+def test_fit_refuses_data_without_repeat_purchases():
+    with pytest.raises(bgnbd.FitError, match="no repeat purchases among 30 customers"):
+        bgnbd.fit([0] * 30, [0.0] * 30, [float(t) for t in range(1, 31)])
+    with pytest.raises(bgnbd.FitError, match="no time between purchases"):
+        bgnbd.fit([1] * 10, [0.0] * 10, [0.0] * 10)
+
+
+def test_fit_refuses_a_fit_that_did_not_converge():
+    data = bgnbd.calibration(_cdnow_profiles()[:12], as_of=cdnow.midnight_ms(cdnow.CALIBRATION_END))
+    with pytest.raises(bgnbd.FitError, match="the optimiser did not converge: Maximum number of function evaluations"):
+        bgnbd.fit(data.x, data.t_x, data.T)
+
+
+def test_fit_refuses_parameters_that_ran_off(monkeypatch):
+    import numpy as np
+    import scipy.optimize
+    from scipy.optimize import OptimizeResult
+
+    def ran_off(fun, x0, **_):
+        x = np.log([0.5, 1.58e17, 0.8, 2.0])
+        return OptimizeResult(x=x, fun=fun(x), success=True, message="Optimization terminated successfully.")
+
+    monkeypatch.setattr(scipy.optimize, "minimize", ran_off)
+    with pytest.raises(bgnbd.FitError, match=r"ran off to alpha = 1\.58e\+17"):
+        bgnbd.fit([1, 0] * 10, [2.0, 0.0] * 10, [5.0] * 20)
+
+
+def test_fit_on_a_small_cdnow_sample_warns_of_a_boundary_solution():
+    data = bgnbd.calibration(_cdnow_profiles()[:100], as_of=cdnow.midnight_ms(cdnow.CALIBRATION_END))
+    fit = bgnbd.fit(data.x, data.t_x, data.T)
+    assert fit.warnings and fit.warnings[0].startswith("a = ") and "edge of the model" in fit.warnings[0]
+    full = bgnbd.fit_profiles(_cdnow_profiles(), as_of=cdnow.midnight_ms(cdnow.CALIBRATION_END))[0]
+    assert full.warnings == ()
+
+
 # --- model files and the running dataflow -----------------------------------------------------
 
 
@@ -268,3 +311,24 @@ def test_fit_model_command_without_customers_says_so(config_path, capsys):
     assert cli.main(["fit-model", "--config", str(config_path)]) == 1
     assert "no profiles with orders" in capsys.readouterr().err
     assert cli.main(["fit-model", "--config", str(config_path), "--as-of", "soon"]) == 2
+
+
+@pytest.mark.broker
+def test_fit_model_on_one_customer_refuses_and_writes_nothing(config_path, tmp_path, capsys):
+    from profilestream import cli
+    from support.e2e import produce, run
+
+    clicks = [
+        avro.to_json("clickstream", flowkit.record(c)) for c in cdnow.purchase_clicks() if c.device_id == "cdnow-0001"
+    ]
+    produce(config_path, "clickstream", clicks, tmp_path)
+    run(config_path)
+    out = tmp_path / "model.json"
+    capsys.readouterr()
+    assert cli.main(["fit-model", "--config", str(config_path), "--out", str(out)]) == 1
+    out_text, err = capsys.readouterr()
+    assert not out.exists() and out_text == ""
+    assert err.splitlines() == [
+        "profilestream: cannot fit the BG/NBD model to the profile store: 1 customer with orders; the model needs "
+        f"at least {bgnbd.MIN_CUSTOMERS} (and a few hundred for estimates worth scoring with); no model written"
+    ]
