@@ -240,7 +240,7 @@ def run(
             return exc.code
         try:
             if metrics_port is not None:
-                problem = _port_problem(metrics_port, processes)
+                problem = _port_problem(config.run.metrics_host, metrics_port, processes)
                 if problem is not None:
                     print(f"profilestream: --metrics-port {metrics_port}: {problem}", file=sys.stderr)
                     return 2
@@ -315,11 +315,11 @@ def _start(
     return _execute(job, None, None)
 
 
-def _port_problem(port: int, processes: int) -> str | None:
-    """Why the metrics endpoint(s) could not listen on `port` (.. + processes - 1), if so."""
+def _port_problem(host: str, port: int, processes: int) -> str | None:
+    """Why the metrics endpoint(s) could not listen on `host`:`port` (.. + processes - 1), if so."""
     for p in range(port, port + processes):
         try:
-            with socket.create_server(("0.0.0.0", p)):
+            with socket.create_server((host, p)):
                 pass
         except (OSError, OverflowError) as exc:
             return f"cannot listen on port {p}: {getattr(exc, 'strerror', None) or exc}"
@@ -389,7 +389,7 @@ def _execute(job: dict[str, Any], process_id: int | None, addresses: list[str] |
     server = None
     if port is not None:
         port += process_id or 0
-        host = getattr(job["config"].run, "metrics_host", metrics.DEFAULT_HOST)
+        host = job["config"].run.metrics_host
         server = metrics.serve(port, host)
         metrics.COUNTERS.mark_ready()  # `run` has checked the brokers and topics: /readyz answers 200
         metrics.log("metrics", host=host, port=port, path="/metrics", **fields)

@@ -292,6 +292,7 @@ class RunConfig:
     snapshot_interval: int = _setting(DURATION, "10s")  # Bytewax epoch / recovery snapshot interval
     progress_interval: int = _setting(DURATION, "10s")  # between `progress` log lines
     emit_interval: int = _setting(DURATION, "500ms")  # at most this often a changed profile's record
+    metrics_host: str = _setting(STR, "127.0.0.1")  # where `run --metrics-port` listens; "0.0.0.0": everywhere
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ from profilestream.domain.roles import (
     TOPIC_ROLES,
     TRIGGERS,
 )
+from profilestream.ops import metrics
 
 KEY_FIELDS = {  # the record field that is the message key, per docs/topics.md "Overview"
     CLICKSTREAM: "device_id",
@@ -509,6 +510,7 @@ class TopicWatch:
             return
         if not self._answered():
             if now - self._asked > LOOK_TIMEOUT + 1:  # not answered: the broker is away
+                metrics.COUNTERS.broker_trouble(f"no answer to a look at the topics within {LOOK_TIMEOUT:g} s")
                 self._pending = None
                 self._due = now + self._every
             return
@@ -517,6 +519,7 @@ class TopicWatch:
         for name, future in pending.items():
             try:
                 state = _state(future.result())
+                metrics.COUNTERS.broker_answered()  # readiness: an idle run's broker is back (`/readyz`)
             except KafkaException as exc:
                 if exc.args[0].code() not in _GONE:
                     continue  # transport trouble and the like: look again later

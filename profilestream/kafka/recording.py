@@ -408,7 +408,10 @@ def _prepare_topics(config, wanted: dict[str, tuple[str | None, int]]) -> set[st
             raise BrokerError(
                 f'topic "{name}" has {len(existing[name].partitions)} partitions, the recording needs {partitions}'
             )
-    missing = [new_topic(name, role, partitions) for name, (role, partitions) in wanted.items() if name not in existing]
+    factor = config.topics.replication_factor
+    missing = [
+        new_topic(name, role, partitions, factor) for name, (role, partitions) in wanted.items() if name not in existing
+    ]
     return set(create_missing(admin, missing, timeout))
 
 

@@ -401,3 +401,8 @@ def test_accepted_librdkafka_properties_load():
         "PROFILESTREAM_KAFKA_ACKS": "all",
     }
     assert load_config(env=env).kafka.extra["security.protocol"] == "SASL_SSL"
+
+
+def test_metrics_listen_on_loopback_unless_told():
+    assert load_config(env={}).run.metrics_host == "127.0.0.1"
+    assert load_config(env={"PROFILESTREAM_RUN_METRICS_HOST": "0.0.0.0"}).run.metrics_host == "0.0.0.0"
