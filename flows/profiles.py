@@ -28,28 +28,14 @@ from profilestream.domain.outputs import Output
 from profilestream.domain.roles import INPUT_ROLES, OUTPUT_ROLES
 from profilestream.domain.rules import Rules
 from profilestream.flows.clock import now_ms
-from profilestream.flows.decode import decode, decode_batch
-from profilestream.flows.encode import RECORD_OVERHEAD, encode, encode_batch, max_record_bytes, to_message
-from profilestream.flows.engine_step import ENGINE_KEY, TICK, EngineLogic, resume_engine
-from profilestream.flows.placement import engine_worker
+from profilestream.flows.decode import decode
+from profilestream.flows.encode import encode, max_record_bytes
+from profilestream.flows.engine_step import ENGINE_KEY, EngineLogic, resume_engine
 from profilestream.kafka.inflight import InFlight
 from profilestream.kafka.sink import OutputSink
 from profilestream.kafka.source import InputSource
 
-__all__ = [
-    "ENGINE_KEY",
-    "RECORD_OVERHEAD",
-    "TICK",
-    "EngineLogic",
-    "build_flow",
-    "decode_batch",
-    "encode_batch",
-    "engine_worker",
-    "max_record_bytes",
-    "profile_stream",
-    "resume_engine",
-    "to_message",
-]
+__all__ = ["build_flow", "profile_stream"]
 
 
 def profile_stream(

@@ -256,49 +256,24 @@ def test_the_profile_store_is_private(config, config_path, tmp_path, capsys, loo
     assert_private(store, at_least=5)
 
 
+def run_with_recovery(config_path: Path, recovery: Path) -> None:
+    """`run --until-idle --recovery-dir` in a process of its own (its umask is the process's)."""
+    command = [sys.executable, "-m", "profilestream.cli", "run", "--config", str(config_path), "--until-idle"]
+    done = subprocess.run(
+        [*command, "--recovery-dir", str(recovery)], capture_output=True, text=True, timeout=180, env=clean_env()
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_the_recovery_directory_is_private_after_a_real_run(config, config_path, tmp_path, loose_umask):
     load_shop(config, ShopSpec(events=800, seed=5, start="2025-03-01T08:00:00Z"))
     recovery = tmp_path / "recovery"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "profilestream.cli",
-            "run",
-            "--config",
-            str(config_path),
-            "--until-idle",
-            "--recovery-dir",
-            str(recovery),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=clean_env(),
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_with_recovery(config_path, recovery)
     assert_private(recovery)
     # a directory the user made beforehand (0755) is made private too
     mine = tmp_path / "mine"
     mine.mkdir(mode=0o755)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "profilestream.cli",
-            "run",
-            "--config",
-            str(config_path),
-            "--until-idle",
-            "--recovery-dir",
-            str(mine),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=clean_env(),
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_with_recovery(config_path, mine)
     assert_private(mine)
 
 

@@ -155,7 +155,7 @@ def test_a_resumed_engine_takes_the_configured_scores_and_is_not_held_by_the_dow
     from profilestream.domain.engine import Engine
     from profilestream.domain.rules import Rules
     from profilestream.domain.scores import ScoreSettings
-    from profilestream.flows.profiles import EngineLogic, resume_engine
+    from profilestream.flows.engine_step import EngineLogic, resume_engine
 
     rules = Rules()
     engine = Engine(rules, always_on=True)
