@@ -424,6 +424,8 @@ def _execute(job: dict[str, Any], process_id: int | None, addresses: list[str] |
             )
         _raise_late(watch)  # what the sinks' close found, or the watch found last
     except KeyboardInterrupt:
+        if progress is not None:  # the `end` line is the last: no progress line may follow it
+            progress.stop()
         metrics.log(
             "end",
             reason="interrupted",
@@ -435,6 +437,8 @@ def _execute(job: dict[str, Any], process_id: int | None, addresses: list[str] |
     except BaseException as exc:  # pyo3's PanicException is no Exception
         if isinstance(exc, SystemExit):
             raise
+        if progress is not None:  # the `end` line is the last: no progress line may follow it
+            progress.stop()
         if isinstance(exc.__cause__, KeyboardInterrupt):  # Bytewax's "signal received"
             metrics.log("end", reason="interrupted", seconds=round(time.monotonic() - started, 3), **fields)
             raise KeyboardInterrupt from None
