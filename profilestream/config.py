@@ -353,6 +353,28 @@ class ScoresConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ServeConfig:
+    """`[serve]` (contract v2, "HTTP"): where `profilestream serve` listens and how its collector
+    treats the browser: the device cookie, the newsletter key parameter, the largest body taken."""
+
+    host: str = _setting(STR, "127.0.0.1")
+    port: int = _setting(POSITIVE_INT, 8080)
+    api_token: str = _setting(STR, "")  # set: /v1/profiles* and /ui/* need "Authorization: Bearer <token>"
+    cookie_name: str = _setting(STR, "ps_device")
+    cookie_max_age: int = _setting(DURATION, "400d")
+    url_key_param: str = _setting(STR, "ps_ck")
+    max_body: int = _setting(POSITIVE_INT, 1048576)
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaRegistryConfig:
+    """`[schema_registry]` (contract v2, "Wire format"): "" = raw schemaless Avro; a URL = the
+    Confluent wire format, schemas registered under `<topic>-value`."""
+
+    url: str = _setting(STR, "")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; each field is one TOML section of the same name."""
 
@@ -365,6 +387,8 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     scores: ScoresConfig = field(default_factory=ScoresConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    schema_registry: SchemaRegistryConfig = field(default_factory=SchemaRegistryConfig)
 
     def rules(self) -> Rules:
         """The domain's view: durations in ms, blocked values trimmed and lower-cased."""
@@ -559,7 +583,9 @@ __all__ = [
     "IdentityConfig",
     "KafkaConfig",
     "RunConfig",
+    "SchemaRegistryConfig",
     "ScoresConfig",
+    "ServeConfig",
     "SessionsConfig",
     "StoreConfig",
     "TimeConfig",
