@@ -104,7 +104,34 @@ def test_default_rules_equal_the_domain_defaults():
 
 
 def test_sections_table_lists_every_section():
-    assert list(SECTIONS) == ["kafka", "topics", "sessions", "triggers", "identity", "time", "run", "store", "scores"]
+    assert list(SECTIONS) == [
+        "kafka",
+        "topics",
+        "sessions",
+        "triggers",
+        "identity",
+        "time",
+        "run",
+        "store",
+        "scores",
+        "serve",
+        "schema_registry",
+    ]
+
+
+def test_contract_v2_sections_have_the_contract_defaults_and_take_the_environment():
+    config = load_config(env={"PROFILESTREAM_SERVE_PORT": "9000", "PROFILESTREAM_SCHEMA_REGISTRY_URL": "http://r:8081"})
+    assert config.serve.port == 9000
+    assert config.serve.cookie_max_age == 400 * 86_400_000
+    assert (config.serve.host, config.serve.cookie_name, config.serve.url_key_param) == (
+        "127.0.0.1",
+        "ps_device",
+        "ps_ck",
+    )
+    assert config.serve.max_body == 1048576
+    assert config.schema_registry.url == "http://r:8081"
+    with pytest.raises(ConfigError, match=r"serve\.port"):
+        load_config(env={"PROFILESTREAM_SERVE_PORT": "eighty"})
 
 
 def test_toml_overrides(tmp_path):
