@@ -29,19 +29,17 @@ from dataclasses import dataclass, field
 
 from .erasure import Erased
 from .events import Click, CrmChange, Event, order_key
-from .profile import Profile
+from .person import Person
 from .rules import Rules
 
 
 @dataclass(frozen=True, slots=True)
 class Merged:
-    """`source` was merged into `into` and no longer exists; `clamped` names the sums that had
-    to saturate when the two added up (bounds.py)."""
+    """`source` was merged into `into` and no longer exists."""
 
-    source: Profile
-    into: Profile
+    source: Person
+    into: Person
     reason: str
-    clamped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,15 +47,15 @@ class Moved:
     """A device left `source` (which keeps its history) for `into`."""
 
     device_id: str
-    source: Profile
-    into: Profile
+    source: Person
+    into: Person
 
 
 @dataclass(frozen=True, slots=True)
 class Rekeyed:
     """`source` lost its customer key to another CRM customer (no merge)."""
 
-    source: Profile
+    source: Person
 
 
 Change = Merged | Moved | Rekeyed
@@ -106,61 +104,74 @@ def profile_id(kind: str, value: str, event_key: str) -> str:
 
 @dataclass
 class IdentityGraph:
-    gap: int  # runs of activity less than this apart are joined when profiles merge (profile.py)
-    profiles: dict[str, Profile] = field(default_factory=dict)
+    gap: int  # runs of activity less than this apart are joined when persons merge (person.py)
+    profiles: dict[str, Person] = field(default_factory=dict)
     by_device: dict[str, str] = field(default_factory=dict)
     by_key: dict[str, str] = field(default_factory=dict)
     by_customer: dict[str, str] = field(default_factory=dict)
+    # the profiles whose identifiers changed since the caller last took them (`take_changed`):
+    # their shards get the new identifiers (resolve.py)
+    changed: set[str] = field(default_factory=set)
+
+    def take_changed(self) -> set[str]:
+        changed, self.changed = self.changed, set()
+        return changed
 
     # --- lookups ------------------------------------------------------------------------------
 
-    def of_device(self, device_id: str) -> Profile | None:
+    def of_device(self, device_id: str) -> Person | None:
         pid = self.by_device.get(device_id)
         return None if pid is None else self.profiles[pid]
 
-    def of_key(self, key: str) -> Profile | None:
+    def of_key(self, key: str) -> Person | None:
         pid = self.by_key.get(key)
         return None if pid is None else self.profiles[pid]
 
-    def of_customer(self, customer_id: str) -> Profile | None:
+    def of_customer(self, customer_id: str) -> Person | None:
         pid = self.by_customer.get(customer_id)
         return None if pid is None else self.profiles[pid]
 
     # --- building blocks ----------------------------------------------------------------------
 
-    def create(self, kind: str, value: str, event_key: str) -> Profile:
-        profile = Profile(profile_id(kind, value, event_key))
-        self.profiles[profile.profile_id] = profile
-        return profile
+    def create(self, kind: str, value: str, event_key: str) -> Person:
+        person = Person(profile_id(kind, value, event_key))
+        self.profiles[person.profile_id] = person
+        self.changed.add(person.profile_id)
+        return person
 
-    def attach_device(self, profile: Profile, device_id: str) -> None:
-        profile.device_ids.add(device_id)
-        self.by_device[device_id] = profile.profile_id
+    def attach_device(self, person: Person, device_id: str) -> None:
+        person.device_ids.add(device_id)
+        self.by_device[device_id] = person.profile_id
+        self.changed.add(person.profile_id)
 
-    def set_key(self, profile: Profile, key: str) -> None:
-        """A profile holds one key: a new one replaces (and unlinks) the old."""
-        if profile.customer_key is not None and self.by_key.get(profile.customer_key) == profile.profile_id:
-            del self.by_key[profile.customer_key]
-        profile.customer_key = key
-        self.by_key[key] = profile.profile_id
+    def set_key(self, person: Person, key: str) -> None:
+        """A person holds one key: a new one replaces (and unlinks) the old."""
+        if person.customer_key is not None and self.by_key.get(person.customer_key) == person.profile_id:
+            del self.by_key[person.customer_key]
+        person.customer_key = key
+        self.by_key[key] = person.profile_id
+        self.changed.add(person.profile_id)
 
-    def merge(self, source: Profile, into: Profile, reason: str) -> Merged:
+    def merge(self, source: Person, into: Person, reason: str) -> Merged:
         for device_id in source.device_ids:
             self.by_device[device_id] = into.profile_id
         if source.customer_key is not None:
             del self.by_key[source.customer_key]
             key, source.customer_key = source.customer_key, None
             self.set_key(into, key)
-        clamped = into.absorb(source, self.gap)
+        into.absorb(source, self.gap)
         del self.profiles[source.profile_id]
-        return Merged(source, into, reason, clamped)
+        self.changed.discard(source.profile_id)
+        self.changed.add(into.profile_id)
+        return Merged(source, into, reason)
 
-    def move_device(self, device_id: str, source: Profile, into: Profile) -> Moved:
+    def move_device(self, device_id: str, source: Person, into: Person) -> Moved:
         source.device_ids.discard(device_id)
+        self.changed.add(source.profile_id)
         self.attach_device(into, device_id)
         return Moved(device_id, source, into)
 
-    def bring_device(self, device_id: str, target: Profile, reason: str) -> Change | None:
+    def bring_device(self, device_id: str, target: Person, reason: str) -> Change | None:
         """Link a device to a target profile: an anonymous profile of the device is merged into the
         target; a device of another person (a shared device) moves to the target alone."""
         current = self.of_device(device_id)
@@ -175,7 +186,7 @@ class IdentityGraph:
 
     # --- the rules ----------------------------------------------------------------------------
 
-    def click(self, device_id: str, key: str | None, reason: str, event_key: str) -> tuple[Profile, list[Change]]:
+    def click(self, device_id: str, key: str | None, reason: str, event_key: str) -> tuple[Person, list[Change]]:
         """Link a click's device (and its customer key, if any); return the profile it counts in."""
         changes: list[Change] = []
         current = self.of_device(device_id)
@@ -196,13 +207,13 @@ class IdentityGraph:
             changes.append(change)
         return keyed, changes
 
-    def upsert_customer(self, customer_id: str, key: str | None, event_key: str) -> tuple[Profile, list[Change]]:
+    def upsert_customer(self, customer_id: str, key: str | None, event_key: str) -> tuple[Person, list[Change]]:
         """A CRM upsert: creates the customer's profile if needed and ties the key to it."""
         changes: list[Change] = []
         customer = self.of_customer(customer_id)
         if customer is None:
             customer = self.create("customer", customer_id, event_key)
-            customer.customer_id = customer_id
+            customer.customer_id = customer_id  # `create` marked it changed
             self.by_customer[customer_id] = customer.profile_id
         if key is None or customer.customer_key == key:
             return customer, changes
@@ -214,11 +225,12 @@ class IdentityGraph:
         else:  # the key moves from another CRM customer to this one; the two are not merged
             del self.by_key[key]
             holder.customer_key = None
+            self.changed.add(holder.profile_id)
             self.set_key(customer, key)
             changes.append(Rekeyed(holder))
         return customer, changes
 
-    def erase(self, customer_id: str) -> Profile | None:
+    def erase(self, customer_id: str) -> Person | None:
         """Forget a customer: the profile and every link to it."""
         profile = self.of_customer(customer_id)
         if profile is None:
@@ -230,6 +242,7 @@ class IdentityGraph:
             if self.by_device.get(device_id) == profile.profile_id:
                 del self.by_device[device_id]
         del self.profiles[profile.profile_id]
+        self.changed.discard(profile.profile_id)
         return profile
 
 
@@ -309,11 +322,11 @@ class Identity:
         erased = self.erased
         return bool(erased.customers) and erased.covers(event)
 
-    def link_click(self, click: Click, device_id: str) -> tuple[Profile, list[Change]]:
+    def link_click(self, click: Click, device_id: str) -> tuple[Person, list[Change]]:
         """The profile a click of a usable device counts in, linking its usable key (if any)."""
         return self.graph.click(device_id, self.usable(click.customer_key), click_reason(click), click.event_id)
 
-    def web_order(self, click: Click, device_id: str) -> tuple[str | None, Profile | None, list[Change]]:
+    def web_order(self, click: Click, device_id: str) -> tuple[str | None, Person | None, list[Change]]:
         """A purchase's usable order number, and, when the CRM already named it for a customer
         with a profile (within `order_match_window`), that profile and the device's link to it:
         the device's anonymous profile merges into it, a device of another person moves alone."""
@@ -326,11 +339,11 @@ class Identity:
             return order_id, None, []
         return order_id, target, self._bring(device_id, target)
 
-    def link_customer(self, change: CrmChange) -> tuple[Profile, list[Change]]:
+    def link_customer(self, change: CrmChange) -> tuple[Person, list[Change]]:
         """A CRM upsert of a usable customer id: its profile, tied to its usable key."""
         return self.graph.upsert_customer(change.customer_id, self.usable(change.customer_key), change.change_id)
 
-    def crm_order(self, change: CrmChange, profile: Profile) -> tuple[str | None, list[Change]]:
+    def crm_order(self, change: CrmChange, profile: Person) -> tuple[str | None, list[Change]]:
         """A CRM change's usable order number, and, when a web purchase already carried it, the
         link of that purchase's device to the customer's profile (the other direction of
         `web_order`)."""
@@ -340,7 +353,7 @@ class Identity:
         device_id = self.orders.crm_order(order_id, change.customer_id, change.ts)
         return order_id, [] if device_id is None else self._bring(device_id, profile)
 
-    def erase(self, change: CrmChange) -> Profile | None:
+    def erase(self, change: CrmChange) -> Person | None:
         """Forget the customer (its profile and every link to it) and remember its identifiers for
         late data: the customer id, the key the profile held and one the erase carries, every
         order number of the profile and one the erase carries (erasure.py says why). Its order
@@ -363,7 +376,7 @@ class Identity:
         """Order numbers no future event can match within the window are dropped."""
         self.orders.expire(watermark)
 
-    def _bring(self, device_id: str, target: Profile) -> list[Change]:
+    def _bring(self, device_id: str, target: Person) -> list[Change]:
         change = self.graph.bring_device(device_id, target, "order_match")
         return [] if change is None else [change]
 

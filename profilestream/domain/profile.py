@@ -1,26 +1,16 @@
 """The unified profile: the single customer view of one person, and how events change it.
 
-A profile holds at most one `customer_id` and one `customer_key` (merge protection lives in
-`identity`); this module only knows how a click or a CRM change updates the record and how two
-records add up when one is merged into another.
-
-The lookback of return visits. "The last activity before a visit's start" is answered from the
-profile's runs of activity (`spans`): clicks, on any of its devices, less than the
-`[triggers] return_visit_after` setting apart are one run, so a profile holds at most one run per
-`return_visit_after` of its active life, plus one (a customer active over three years: at most
-157 runs of two integers; most profiles hold one or two). Why that join is exact, and not just a
-bound: for a visit starting at `s`, the latest click strictly before `s` is the end of the newest
-run that begins before `s` when that run ends before `s`; when the run reaches `s` or beyond, the
-click before `s` and the next one are less than `return_visit_after` apart, so `s` is less than
-that after the click before it and the visit is no return visit: the exact time is not needed,
-only that it is too recent (`last_activity_before` answers `s - 1`). Earlier builds kept the eight
-newest runs joined at the session gap; that lost the answer for a visit begun before eight runs
-of its new profile (a device moving in mid-visit), and is gone. `tests/flow/test_return_merge.py`
-checks the lookback against a reference that keeps every click.
+A profile is what its shard holds (`shard.ProfileShard`): counters, cart, campaigns, viewed
+products and CRM attributes, built up from the events identity resolution gives it. Its
+identifiers (`customer_id`, `customer_key`, `device_ids`) are a copy of what identity decided
+(`person.Person` holds the originals; merge protection lives in `identity`): they are written into
+the record, never decided here. This module only knows how a click or a CRM change updates the
+record and how two records add up when one is merged into another.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,45 +53,20 @@ class Profile:
     lead_status: str | None = None
     marketing_consent: bool | None = None
     updated_at: int = 0
-    # Runs of activity across all devices, oldest first (see the module's docstring): clicks less
-    # than the join distance apart (`rules.return_visit_after`) are one run `[first, last]`.
-    spans: list[list[int]] = field(default_factory=list)
-    # Every order number of this person: web orders counted here, CRM orders of the customer;
-    # what an erase suppresses besides the ids (`erasure.py`). None until the first one (most
-    # profiles never have one). New fields go last: snapshots hold the field values in order.
-    order_ids: set[str] | None = None
 
-    @property
-    def anonymous(self) -> bool:
-        """Only an anonymous profile may be merged into another (merge protection)."""
-        return self.customer_id is None and self.customer_key is None
+    # --- identifiers (identity's decisions, copied) --------------------------------------------
+
+    def set_ids(self, customer_id: str | None, customer_key: str | None, device_ids: Iterable[str]) -> None:
+        self.customer_id = customer_id
+        self.customer_key = customer_key
+        self.device_ids = set(device_ids)
 
     # --- clicks -------------------------------------------------------------------------------
 
-    def record_activity(self, ts: int, join: int) -> None:
-        """A click at `ts`; `join` is the distance below which runs of activity are one
-        (`rules.return_visit_after`, see the module's docstring)."""
+    def seen(self, ts: int) -> None:
+        """A click at `ts`: the first and last time the person was seen."""
         self.first_seen = ts if self.first_seen is None else min(self.first_seen, ts)
         self.last_seen = ts if self.last_seen is None else max(self.last_seen, ts)
-        _add_to_spans(self.spans, ts, join)
-
-    def last_activity_before(self, start: int) -> int | None:
-        """The latest click strictly before `start`, or None. Inside a run that began before
-        `start` the exact click is not kept; it lies less than the join distance before `start`,
-        so `start - 1` is returned, which is never far enough back to make a return visit."""
-        for span_start, span_end in reversed(self.spans):
-            if span_start >= start:
-                continue
-            return span_end if span_end < start else start - 1
-        return None
-
-    def add_order(self, order_id: str) -> None:
-        """An order number of this person (the engine passes only usable ones: a blocked value
-        is no order number)."""
-        if self.order_ids is None:
-            self.order_ids = {order_id}
-        else:
-            self.order_ids.add(order_id)
 
     def count_click(self, click: Click) -> bool:
         """The counters a click moves (not the cart: that carries trigger state, see engine).
@@ -158,10 +123,10 @@ class Profile:
 
     # --- merging ------------------------------------------------------------------------------
 
-    def absorb(self, other: Profile, join: int) -> tuple[str, ...]:
-        """Everything `other` has belongs to this profile from now on (identifiers are moved by
-        `identity`, which owns the indexes). `join`: as in `record_activity`. Returns the names of
-        the sums that had to saturate (bounds.py): "revenue", "quantity" (once per cart line)."""
+    def absorb(self, other: Profile) -> tuple[str, ...]:
+        """Everything `other` has belongs to this profile from now on (identifiers are decided by
+        `identity`, which sends them after the merge). Returns the names of the sums that had to
+        saturate (bounds.py): "revenue", "quantity" (once per cart line)."""
         self.device_ids |= other.device_ids
         if other.first_seen is not None:
             self.first_seen = other.first_seen if self.first_seen is None else min(self.first_seen, other.first_seen)
@@ -194,13 +159,6 @@ class Profile:
         if self.marketing_consent is None:
             self.marketing_consent = other.marketing_consent
         lines_clamped = self.cart.absorb(other.cart)
-        for span_start, span_end in other.spans:
-            _add_to_spans(self.spans, span_start, join, span_end)
-        if other.order_ids:
-            if self.order_ids is None:
-                self.order_ids = set(other.order_ids)
-            else:
-                self.order_ids |= other.order_ids
         self.updated_at = max(self.updated_at, other.updated_at)
         return ("revenue",) * revenue_clamped + ("quantity",) * lines_clamped
 
@@ -289,30 +247,6 @@ def _first_touch(item: tuple[tuple[str | None, ...], CampaignTouch]) -> tuple[An
     """Campaigns by their first touch, then by (source, medium, name) with a missing part first."""
     (source, medium, name), touch = item
     return touch.first_ts, source or "", medium or "", name or ""
-
-
-def _add_to_spans(spans: list[list[int]], start: int, join: int, end: int | None = None) -> None:
-    """Insert the activity [start, end] and join runs less than `join` apart (see the module's
-    docstring for why that is exact for return visits; nothing is dropped)."""
-    end = start if end is None else end
-    if spans and start >= spans[-1][0]:  # the common case: activity in time order
-        last = spans[-1]
-        if start - last[1] < join:
-            if end > last[1]:
-                last[1] = end
-        else:
-            spans.append([start, end])
-        return
-    spans.append([start, end])
-    spans.sort()
-    merged: list[list[int]] = []
-    for span in spans:
-        if merged and span[0] - merged[-1][1] < join:
-            if span[1] > merged[-1][1]:
-                merged[-1][1] = span[1]
-        else:
-            merged.append(span)
-    spans[:] = merged
 
 
 __all__ = ["CRM_FEED_FIELDS", "RECENT_PRODUCTS", "CampaignTouch", "Profile", "crm_feed_of"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from .person import Person
 from .profile import Profile
 from .units import DAY
 
@@ -27,9 +28,9 @@ def allowed(profile: Profile) -> bool:
     return profile.marketing_consent is not False
 
 
-def return_gap(profile: Profile, visit_start: int, after: int) -> int | None:
+def return_gap(person: Person, visit_start: int, after: int) -> int | None:
     """The time away before a visit, if it makes the visit a return visit."""
-    last = profile.last_activity_before(visit_start)
+    last = person.last_activity_before(visit_start)
     if last is None:
         return None
     away = visit_start - last

@@ -227,20 +227,3 @@ def test_the_suppression_survives_a_restart_from_a_snapshot():
     res = _late_logins(engine)
     assert res.engine.stats["dropped_erased"] == 3
     assert_gone(res, 3)
-
-
-def test_an_engine_from_a_snapshot_of_an_earlier_build_loads_and_goes_on():
-    """Snapshots taken before this rule hold no suppression list: they load; late data of the
-    customers erased before such a snapshot is let in as it was then (nothing remembers them);
-    customers erased from then on are suppressed."""
-    engine = _engine_after_erase()
-    engine.__dict__.pop("erased", None)  # what an earlier build pickled
-    engine = pickle.loads(pickle.dumps(engine, protocol=pickle.HIGHEST_PROTOCOL))
-    feed = lambda event: engine.feed([("p0", event)], now=0)  # noqa: E731
-    out = feed(crm(0, "C7", customer_key=key(7), ts=T0 + 4 * DAY))
-    out += feed(crm(0, "C7", op="erase", ts=T0 + 4 * DAY + HOUR))
-    out += feed(click(0, "Y", ts=T0 + 6 * DAY))
-    out += feed(click(0, "N7", "login", customer_key=key(7), ts=T0 + 4 * DAY))
-    res = Result(out + _late_logins(engine).outputs, engine)
-    assert engine.stats["dropped_erased"] == 1 and not res.has(key(7)) and not res.has("N7")
-    assert all(res.has(key(i)) for i in range(3))  # erased before the snapshot: not remembered

@@ -142,31 +142,6 @@ def test_carts_that_add_up_on_a_merge_clamp():
     assert cart.lines["P1"].quantity == INT_MAX and cart.lines["P1"].price == 2.0
 
 
-def test_profiles_of_an_earlier_build_with_overflowed_sums_load_clamped():
-    """A snapshot written before the clamps may hold a sum that no longer fits: the engine
-    resumed from it emits the profile at the limits instead of failing on it for ever."""
-    import pickle
-
-    engine = Engine(Rules())
-    engine.expect(["p0"], 0)
-    engine.feed([("p0", click(0, "D1", "add_to_cart", product_id="P1"))], now=0)
-    engine.feed([("p0", click(1, "D1", "purchase", order_id="O1", revenue=1.0))], now=0)
-    engine.feed([("p0", click(2, "D1", "add_to_cart", product_id="P1"))], now=0)
-    engine.feed([("p0", click(3, "D9", "page_view"))], now=0)  # the watermark passes the add
-    profile = engine.graph.of_device("D1")
-    profile.revenue = math.inf
-    profile.cart.lines["P1"].quantity = 2 * INT_MAX
-    engine.__dict__.pop("erased", None)  # an earlier build: no suppression list either
-    resumed = pickle.loads(pickle.dumps(engine, protocol=pickle.HIGHEST_PROTOCOL))
-    resumed.feed([("p0", click(4, "D1", "page_view"))], now=0)
-    res = Result(resumed.finish(now=0), resumed)
-    assert res.of("D1")["revenue"] == DOUBLE_MAX and res.of("D1")["cart"][0]["quantity"] == INT_MAX
-    assert_encodable(res)
-
-
-# --- scores and BG/NBD --------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize(
     "x, t_x, T",
     [

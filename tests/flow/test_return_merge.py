@@ -4,7 +4,7 @@ on; and the lookback ("the last activity before the visit's start") is exact how
 the profile has had.
 
 Scenarios run on the engine alone and through the whole dataflow; the lookback is also checked as
-a property of `Profile` against a reference that keeps every click.
+a property of `Person` against a reference that keeps every click.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from profilestream.domain import triggers
-from profilestream.domain.profile import Profile
+from profilestream.domain.person import Person
 from profilestream.domain.rules import Rules
 from support.scenario import DAY, HOUR, MINUTE, T0, click, crm, run
 
@@ -190,7 +190,7 @@ def histories(draw):
 def test_return_gap_equals_the_rule_over_every_click(history, after, offsets):
     clicks_of, merges = history
     rules = Rules(return_visit_after=after)
-    profiles = [Profile(f"p{i}") for i in range(len(clicks_of))]
+    profiles = [Person(f"p{i}") for i in range(len(clicks_of))]
     every: list[list[int]] = [[] for _ in profiles]
     live = list(range(len(profiles)))
     for i, clicks in enumerate(clicks_of):

@@ -346,17 +346,6 @@ def test_a_resumed_engine_takes_new_score_settings_and_keeps_its_population():
     assert restored.scorer.population is None
 
 
-def test_an_engine_from_a_snapshot_without_a_scorer_scores_with_the_defaults():
-    engine = Engine(Rules())
-    engine.expect(["p0"], 0)
-    engine.feed([("p0", click(0, "d1", "purchase", order_id="o1", revenue=5.0))], 0)
-    del engine.scorer  # as unpickled from a snapshot of an earlier build
-    out = [o.value for o in engine.finish(0) if o.topic == "profiles"]
-    assert out[0]["rfm"]["orders"] == 1 and out[0]["p_alive"] is None
-    engine.use_scores(ScoreSettings(mode="auto"))
-    assert engine.scorer.population is not None
-
-
 def test_auto_mode_through_the_dataflow():
     events = [
         click(i * 7, f"d{i % 12}", "purchase", order_id=f"o{i}", revenue=5.0 * i)

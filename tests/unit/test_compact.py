@@ -9,9 +9,21 @@ from dataclasses import dataclass, field
 import pytest
 
 from profilestream.domain.cart import Cart, Line
+from profilestream.domain.commands import (
+    AddVisit,
+    Apply,
+    Deadline,
+    Erase,
+    Ids,
+    MergeIn,
+    MergeOut,
+    ReturnVisit,
+    Transfer,
+)
 from profilestream.domain.compact import pickled_as_fields
 from profilestream.domain.events import Campaign, Click, CrmChange
 from profilestream.domain.outputs import Output
+from profilestream.domain.person import Person
 from profilestream.domain.profile import CampaignTouch, Profile
 from profilestream.domain.timeline import SourceClock, Timeline
 from profilestream.domain.visits import DeviceVisit
@@ -50,7 +62,6 @@ def test_profile_with_shared_references_round_trips():
         viewed={"x": 3},
         cart=Cart(lines={"x": Line(1, 2.0)}, episode_open=True, deadline=99, device_id="d1"),
         campaigns={("s", "m", "n"): CampaignTouch(1, 2)},
-        spans=[[1, 2]],
     )
     graph = {"by_device": {"d1": profile, "d2": profile}}
     copy = roundtrip(graph)
@@ -95,19 +106,21 @@ def test_timeline_of_an_earlier_build_loads_and_orders():
     assert [e.event_key for e in old.due()] == ["c1", "e3", "e2"]
 
 
-def test_a_profile_pickled_before_order_ids_existed_loads_without_them(monkeypatch):
-    """Fields added to a compactly pickled class go last with a default: an earlier build's
-    field tuple is one shorter and still rebuilds the profile."""
-    from dataclasses import fields
-
-    profile = Profile("p-1", customer_id="C1", device_ids={"d1"}, spans=[[1, 2]])
-    names = [f.name for f in fields(Profile)]
-    assert names[-1] == "order_ids"
-    earlier = tuple(getattr(profile, name) for name in names[:-1])
-    monkeypatch.setattr(Profile, "__reduce__", lambda self: (Profile, earlier))
-    old = pickle.dumps(profile, protocol=pickle.HIGHEST_PROTOCOL)
-    monkeypatch.undo()
-    copy = pickle.loads(old)
-    assert copy == profile and copy.order_ids is None
-    copy.add_order("O1")
-    assert copy.order_ids == {"O1"}
+def test_person_and_commands_round_trip():
+    """Commands cross processes on every event; persons fill the resolution step's snapshot."""
+    person = Person("p-1", customer_id="C1", device_ids={"d1"}, spans=[[1, 2]], order_ids={"O1"}, deadline=9)
+    values = [
+        person,
+        Apply(Click("e1", 1, "d1", "page_view"), False, True),
+        Ids("C1", None, ("d1", "d2")),
+        AddVisit(1),
+        MergeOut("p-2", 3),
+        MergeIn("p-1", 3, 1),
+        ReturnVisit("d1", 1, 2, 3),
+        Deadline(4),
+        Erase("C1"),
+        Transfer("p-2", 3, Profile("p-1", visits=2)),
+    ]
+    for value in values:
+        copy = roundtrip(value)
+        assert type(copy) is type(value) and copy == value

@@ -366,7 +366,7 @@ def test_profiles_are_emitted_at_most_every_emit_every_of_the_callers_clock():
     assert engine.feed([("p0", click(3, "D2"))], now=900) == []
     later = engine.feed([("p0", click(4, "D2"))], now=1010)  # D1's two clicks and D2's first: one record each
     assert sorted(o.value["page_views"] for o in later) == [1, 3]
-    # merges and tombstones do not wait; the surviving profile does
+    # merges and tombstones do not wait; each profile has its own clock: C1's, never emitted, goes at once
     merged = engine.feed(
         [
             ("p0", crm(5, "C1", customer_key="K")),
@@ -375,13 +375,14 @@ def test_profiles_are_emitted_at_most_every_emit_every_of_the_callers_clock():
         ],
         now=1100,
     )
-    assert kinds(merged) == [("profiles", True), ("merges", False)]
-    assert kinds(engine.tick(1200, emit_all=True)) == [("profiles", False), ("crm_feed", False)]
-    assert engine.tick(1300, emit_all=True) == []
-    engine.feed([("p0", click(8, "D1"))], now=1400)  # applies D2's click at 7, holds its own
-    last = engine.finish(1500)  # the end of input emits everything
-    assert sorted(kinds(last)) == [("crm_feed", False), ("profiles", False), ("profiles", False)]
-    assert sorted(o.value["page_views"] for o in last if o.topic == "profiles") == [3, 4]
+    assert sorted(kinds(merged)) == [("crm_feed", False), ("merges", False), ("profiles", False), ("profiles", True)]
+    assert engine.feed([("p0", click(8, "D1"))], now=1400) == []  # D2's click at 7: C1 emitted at 1100, held
+    held = engine.tick(1500, emit_all=True)  # a stopping run emits what is held
+    assert kinds(held) == [("profiles", False), ("crm_feed", False)]
+    assert held[0].value["page_views"] == 3 and held[0].value["customer_id"] == "C1"
+    assert engine.tick(1600, emit_all=True) == []
+    last = engine.finish(1700)  # the end of input emits everything: D1's click at 8
+    assert [(o.key, o.value["page_views"]) for o in last] == [(first[0].key, 4)]
 
 
 # --- sources, partitions, replay --------------------------------------------------------------------

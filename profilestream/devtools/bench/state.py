@@ -48,13 +48,15 @@ def _child_state(job: dict[str, Any]) -> dict[str, Any]:
         if len(batch) >= 1000:
             feed()
     feed()
-    parts = {
-        "profiles_and_indexes": engine.graph,
-        "devices": engine.devices,
-        "dedup": engine.dedup,
-        "orders": engine.orders,
-        "deadlines": engine.deadlines,
-        "timeline": engine.timeline,
+    resolver = engine.resolver
+    parts = {  # the serial step's (identity resolution) and the profiles' shards
+        "persons_and_indexes": resolver.graph,
+        "devices": resolver.devices,
+        "dedup": resolver.dedup,
+        "orders": resolver.orders,
+        "deadlines": resolver.deadlines,
+        "timeline": resolver.timeline,
+        "shards": engine.shards,
     }
     started = time.perf_counter()
     state = len(pickle.dumps(engine, protocol=pickle.HIGHEST_PROTOCOL))
@@ -63,12 +65,12 @@ def _child_state(job: dict[str, Any]) -> dict[str, Any]:
     return {
         "events": n,
         "profiles": profiles,
-        "devices": len(engine.devices),
+        "devices": len(resolver.devices),
         "state_bytes": state,
         "bytes_per_profile": round(state / max(1, profiles), 1),
         "events_per_profile": round(n / max(1, profiles), 1),
         "parts_bytes": {k: len(pickle.dumps(v, protocol=pickle.HIGHEST_PROTOCOL)) for k, v in parts.items()},
-        "dedup_ids": len(engine.dedup.seen),
+        "dedup_ids": len(resolver.dedup.seen),
         "pickle_seconds": round(pickle_seconds, 2),
         "engine_eps": round(n / feeding) if feeding else None,
         "decode_eps": round(n / decoding) if decoding else None,
