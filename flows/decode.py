@@ -6,6 +6,9 @@ topology (`profilestream describe`) instead of being an `isinstance` test furthe
 
 Never stopped by one record: every input it cannot use is dead-lettered (the bounds are in
 `profilestream.codec.validation`, a `ts` too far ahead of the wall clock included).
+
+With a Schema Registry (`wire`, `profilestream.codec.registry`), values in the Confluent wire
+format are read with their writer's schema and raw values as before; without one, raw only.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 
 from profilestream.codec import avro
+from profilestream.codec.registry import Wire
 from profilestream.domain.events import Click
 from profilestream.domain.outputs import DEAD_LETTERS, Output
 from profilestream.domain.rules import Rules
@@ -32,13 +36,16 @@ EventBatch = list[Any]
 """One batch read, for the engine: `(source, event)` pairs and `PartitionEnd` markers, in order."""
 
 
-def decode_batch(rules: Rules, batch: list[Raw | PartitionEnd], now: int | None = None) -> list[Output | EventBatch]:
+def decode_batch(
+    rules: Rules, batch: list[Raw | PartitionEnd], now: int | None = None, wire: Wire | None = None
+) -> list[Output | EventBatch]:
     """A batch of raw records to dead-letter `Output`s for the bad ones, followed by one list of
     `(source, event)` (and `PartitionEnd` markers) for the rest. Never raises on input.
 
     `now` (default: the wall clock now) is when the batch is read: an event more than
     `rules.max_future` ahead of it is dead-lettered here, so it never reaches the engine and never
     moves the watermark (one device with a wrong clock would otherwise make every later event late).
+    `wire` (a Schema Registry is configured): framed values are read too (`Wire.decode_input`).
 
     Why one list for the whole batch: every item costs a Python call in each step it passes (and
     a pickle when it crosses to the engine's process), so the events travel to the engine as one
@@ -50,6 +57,7 @@ def decode_batch(rules: Rules, batch: list[Raw | PartitionEnd], now: int | None 
     """
     if now is None:
         now = now_ms()
+    read = avro.decode_input if wire is None else wire.decode_input
     out: list[Output | EventBatch] = []
     events: EventBatch = []
     records_in: Counter[str] = Counter()
@@ -63,8 +71,10 @@ def decode_batch(rules: Rules, batch: list[Raw | PartitionEnd], now: int | None 
         try:
             if raw.value is None:
                 raise avro.Rejected("value", "null value (tombstone) on an input topic")
-            event = avro.decode_input(raw.role, raw.value, rules, now)
+            event = read(raw.role, raw.value, rules, now)
         except avro.Rejected as rejected:
+            if wire is None:  # a framed value and no registry: the reason says so
+                rejected = avro.framed_hint(rejected, raw.value)
             dead[raw.role, metrics.dead_letter_reason(rejected.field, rejected.reason)] += 1
             out.append(
                 Output(
@@ -109,9 +119,11 @@ def decode(
     up: Stream[Raw | PartitionEnd],
     rules: Rules,
     sent: Callable[[int], None] | None = None,
+    wire: Wire | None = None,
 ) -> Decoded:
     """Decode and validate raw records (`decode_batch`); `sent` counts the events decoded for
-    the engine (`profilestream.kafka.inflight`).
+    the engine (`profilestream.kafka.inflight`); `wire`: the Schema Registry's, if one is
+    configured (`registry.wire_for`).
 
     >>> import bytewax.operators as op
     >>> from bytewax.dataflow import Dataflow
@@ -129,7 +141,7 @@ def decode(
     """
 
     def decode_one(batch: list[Raw | PartitionEnd]) -> list[Output | EventBatch]:
-        out = decode_batch(rules, batch)
+        out = decode_batch(rules, batch, wire=wire)
         if sent is not None and out and isinstance(out[-1], list):
             sent(sum(1 for item in out[-1] if not isinstance(item, PartitionEnd)))
         return out

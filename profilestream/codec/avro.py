@@ -1,8 +1,10 @@
 """The codec: JSON <-> record <-> Avro bytes, in one place for every topic.
 
-A *record* is a plain dict with the topic's fields, times as epoch milliseconds (int). On the wire
-a value is raw schemaless Avro (fastavro schemaless_writer/reader): no schema registry, no
-Confluent magic byte; both ends use the schemas in the repository's `schemas/` directory.
+A *record* is a plain dict with the topic's fields, times as epoch milliseconds (int). The bytes
+here are raw schemaless Avro (fastavro schemaless_writer/reader), written and read with the schemas
+in the repository's `schemas/` directory. With a Schema Registry configured, `registry.py` frames
+them in the Confluent wire format and hands the bytes after the header to the functions here,
+with the writer's schema when it is not the topic's own (`writer`: read by Avro schema resolution).
 
 Schemas are parsed once and cached. Each has two parsed forms: the full one (with
 `timestamp-millis`, used to write, so ints and datetimes are both accepted) and a *wire* twin
@@ -28,6 +30,7 @@ from importlib import resources
 from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import validate
 
 from profilestream.codec import compiled
@@ -102,6 +105,39 @@ def schema_for(role: str) -> dict[str, Any]:
     return _schema(role).full
 
 
+def schema_text(role: str) -> str:
+    """The `.avsc` of a topic role as JSON text: what is registered in a Schema Registry."""
+    return json.dumps(_schema(role).raw, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Writer:
+    """A writer's schema for reading a role's bytes (from a Schema Registry): `same` when its
+    layout is the role's own (the same Parsing Canonical Form: the same bytes mean the same
+    record, so the fast decoders read them), otherwise `wire` is the parsed schema that
+    fastavro resolves against the role's (an added optional field is skipped, a removed field
+    with a default takes it)."""
+
+    same: bool
+    wire: dict[str, Any] | None
+
+
+def writer_schema(role: str, text: str) -> Writer:
+    """The `Writer` of a schema given as Avro JSON text; `ValueError` if it is not one."""
+    try:
+        raw = json.loads(text)
+        canonical = to_parsing_canonical_form(raw)
+    except Exception as exc:  # not JSON, not an Avro schema
+        raise ValueError(f"not an Avro schema ({type(exc).__name__}: {exc})") from None
+    if canonical == to_parsing_canonical_form(_schema(role).raw):
+        return Writer(True, None)
+    try:
+        wire: dict[str, Any] = parse_schema(_strip_logical(raw))  # type: ignore[assignment]
+    except Exception as exc:
+        raise ValueError(f"not an Avro schema ({type(exc).__name__}: {exc})") from None
+    return Writer(False, wire)
+
+
 # --- bytes ---------------------------------------------------------------------------------
 
 
@@ -143,7 +179,11 @@ def _fast_reader(role: str):
 _FAST_ROLES = frozenset(INPUT_ROLES)
 
 
-def _read(role: str, data: bytes, errors: str, rules: Rules | None = None) -> dict[str, Any]:
+def _read(
+    role: str, data: bytes, errors: str, rules: Rules | None = None, writer: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    if writer is not None:  # another writer's schema: fastavro resolves it against the role's
+        return _read_fastavro(role, data, errors, rules, writer)
     if role in _FAST_ROLES and data is not None:
         try:
             record = _fast_reader(role)(data, errors)
@@ -160,13 +200,16 @@ def _read(role: str, data: bytes, errors: str, rules: Rules | None = None) -> di
 _AT_ADDRESS = re.compile(r" from <[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 
-def _read_fastavro(role: str, data: bytes, errors: str, rules: Rules | None = None) -> dict[str, Any]:
+def _read_fastavro(
+    role: str, data: bytes, errors: str, rules: Rules | None = None, writer: dict[str, Any] | None = None
+) -> dict[str, Any]:
     if data is None:
         raise Rejected("value", "null value (a tombstone) where a record was expected")
     buf = io.BytesIO(data)
+    ours = _schema(role).wire
     try:
         record: dict[str, Any] = schemaless_reader(  # type: ignore[assignment]  # a record schema: a dict
-            buf, _schema(role).wire, None, handle_unicode_errors=errors
+            buf, ours if writer is None else writer, None if writer is None else ours, handle_unicode_errors=errors
         )
     except Exception as exc:  # garbage bytes raise EOFError, IndexError, UnicodeDecodeError...
         text = _AT_ADDRESS.sub("", str(exc))
@@ -180,31 +223,60 @@ def _read_fastavro(role: str, data: bytes, errors: str, rules: Rules | None = No
     return record
 
 
-def decode(role: str, data: bytes) -> dict[str, Any]:
+def framed_hint(rejected: Rejected, data: bytes | None) -> Rejected:
+    """`rejected`, saying so when the raw value it refuses starts as the Confluent wire format
+    does (byte 0, then a schema id: see `registry.py`), for the readers that have no registry
+    (the dataflow's dead letters, `consume`): the usual cause of such a value is a
+    registry-aware producer and no `schema_registry.url`."""
+    if data is None or len(data) < 5 or data[0] != 0:
+        return rejected
+    schema_id = int.from_bytes(data[1:5], "big")
+    return Rejected(
+        rejected.field,
+        f"{rejected.reason} (the value starts as the Confluent wire format does: byte 0, schema id "
+        f"{schema_id}; is schema_registry.url set?)",
+    )
+
+
+def decode(role: str, data: bytes, writer: dict[str, Any] | None = None) -> dict[str, Any]:
     """The record in schemaless Avro bytes; times as epoch ms. For an input topic an `email` on
-    the wire is hashed into `customer_key` and dropped. Malformed bytes raise `Rejected("value")`."""
-    return _read(role, data, "strict")
+    the wire is hashed into `customer_key` and dropped. Malformed bytes raise `Rejected("value")`.
+    `writer`: the schema the bytes were written with, when not the role's own (`Writer.wire`)."""
+    return _read(role, data, "strict", writer=writer)
 
 
-def decode_input(role: str, data: bytes | None, rules: Rules, now_ms: int | None = None) -> Click | CrmChange:
+def check_size(data: bytes | None) -> None:
+    """`Rejected` for a value too large to be read at all (over `MAX_VALUE_BYTES`)."""
+    if data is not None and len(data) > MAX_VALUE_BYTES:
+        raise Rejected("value", f"{len(data)} bytes, over the {MAX_VALUE_BYTES}-byte (1 MiB) limit")
+
+
+def decode_input(
+    role: str,
+    data: bytes | None,
+    rules: Rules,
+    now_ms: int | None = None,
+    writer: dict[str, Any] | None = None,
+) -> Click | CrmChange:
     """Input bytes -> domain event, or `Rejected` (values over 1 MiB are refused unread; invalid
     UTF-8 is read with surrogateescape so that `to_event` can name the field). `now_ms` is the
     wall clock at which the record is read (None: now; the dataflow reads it once per batch): a
     `ts` more than `rules.max_future` after it is rejected. See `validation` for every bound.
 
     A well-formed, valid record is read by its role's direct decoder (`_DIRECT`); anything else
-    (including every record that ends up rejected) by the general path, which alone decides."""
-    if data is not None and len(data) > MAX_VALUE_BYTES:
-        raise Rejected("value", f"{len(data)} bytes, over the {MAX_VALUE_BYTES}-byte (1 MiB) limit")
+    (including every record that ends up rejected) by the general path, which alone decides.
+    `writer` (the bytes were written with another schema, `Writer.wire`): the general path
+    reads them by Avro schema resolution."""
+    check_size(data)
     if now_ms is None:
         now_ms = now()
-    direct = _DIRECT.get(role)
+    direct = _DIRECT.get(role) if writer is None else None
     if direct is not None and data is not None:
         try:
             return direct(data, rules, now_ms)
         except compiled.DIRECT_DECLINED:  # not plain, or not valid: the general path reads it, or says what is wrong
             COUNTERS.codec_fallback(role, "direct")
-    return to_event(role, _read(role, data, "surrogateescape", rules), rules, now_ms)  # type: ignore[arg-type]
+    return to_event(role, _read(role, data, "surrogateescape", rules, writer), rules, now_ms)  # type: ignore[arg-type]
 
 
 _DIRECT = compiled.direct_decoders({role: _schema(role).wire for role in INPUT_ROLES})
@@ -508,18 +580,23 @@ __all__ = [
     "SCHEMAS",
     "SCHEMA_FILES",
     "Rejected",
+    "Writer",
+    "check_size",
     "dead_letter",
     "decode",
     "decode_input",
     "encode",
     "encode_fault",
     "format_time",
+    "framed_hint",
     "from_json",
     "hash_email",
     "mask_addresses",
     "output_dead_letter",
     "parse_time",
     "schema_for",
+    "schema_text",
     "to_event",
     "to_json",
+    "writer_schema",
 ]

@@ -1,4 +1,8 @@
-"""`profilestream produce`: validate JSON lines, encode them as Avro and produce them."""
+"""`profilestream produce`: validate JSON lines, encode them as Avro and produce them.
+
+With `schema_registry.url` set, the topic's schema is registered first (a registry that does not
+answer is a configuration error naming the key, exit 2, before a line is read) and every value is
+in the Confluent wire format (`profilestream.codec.registry`)."""
 
 from __future__ import annotations
 
@@ -25,10 +29,13 @@ def numbered_lines(path: str) -> Iterator[tuple[int, str]]:
 
 
 def main(config: Config, args: argparse.Namespace) -> int:
-    from profilestream.codec import avro
+    from profilestream.codec import avro, registry
     from profilestream.kafka.clients import key_of, produce_records, role_of
 
     role = role_of(config, args.topic)
+    wire = registry.wire_for(config)
+    if wire is not None:
+        wire.register((role,))
     # `time.max_future` is the run's guard, applied when the dataflow reads a record (its wall
     # clock then): a line ahead of the clock is sent, and the run dead-letters it with the reason
     rules = dataclasses.replace(config.rules(), max_future=None)
