@@ -40,7 +40,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from profilestream.codec import avro
+from profilestream.codec import avro, registry
 from profilestream.domain.roles import (
     CLICKSTREAM,
     CRM_CHANGES,
@@ -232,8 +232,11 @@ def produce_records(config, role: str, records: Iterable[tuple[str | bytes | Non
     """Avro-encode and produce `(key, record)` pairs (None = tombstone) to the role's topic, wait
     for every delivery and return the count; any delivery error raises `BrokerError`. The topic
     must exist: brokers that auto-create topics (Tansu does, with 4 partitions) would otherwise
-    silently make one with the wrong partition count."""
+    silently make one with the wrong partition count. With `schema_registry.url` set the values
+    are in the Confluent wire format (`codec.registry`)."""
     topic = config.topics.name(role)
+    wire = registry.wire_for(config)
+    encode = avro.encode if wire is None else wire.encode
     producer = Producer(quiet({"allow.auto.create.topics": False, **client_config(config)}))
     _partitions(config, producer, topic)
     errors: list[KafkaError] = []
@@ -244,7 +247,7 @@ def produce_records(config, role: str, records: Iterable[tuple[str | bytes | Non
 
     sent = 0
     for key, record in records:
-        value = None if record is None else avro.encode(role, record)
+        value = None if record is None else encode(role, record)
         key = key.encode("utf-8") if isinstance(key, str) else key
         while True:
             try:
