@@ -4,7 +4,11 @@
 the input topics' partition counts, and hands the dataflow to Bytewax. With `processes > 1` it
 starts that many copies of itself as a Bytewax cluster on loopback and waits for all of them.
 
-Recovery (`--recovery-dir D`): Bytewax snapshots the state at the end of every epoch, and the
+Recovery: an always-on run keeps its state by default (`recovery_dir_for`: under `run.state_dir`,
+one directory per set of brokers and topic names), so that stopping it and starting it again with
+the same command goes on where it stopped; `--recovery-dir D` names the directory, `--no-recovery`
+(or `run.state_dir = "off"`) turns it off, and a bounded run (`--until-idle`) is stateless unless
+given `--recovery-dir`. Bytewax snapshots the state at the end of every epoch, and the
 epoch length is `run.snapshot_interval`. The input partitions snapshot the next offset to read,
 the engine step the pickled Engine; both belong to the same epoch, so a run killed at any point
 resumes from the last complete epoch with state and offsets that match, and writes again the
@@ -13,6 +17,17 @@ run resumed measures the input's end anew: every partition reads from its snapsh
 end it has now. `D` is created with one recovery partition on first use; Bytewax keeps only the
 latest complete snapshot there (`backup_interval` 0: it is how long superseded snapshots are kept
 for an external backup to copy, not how often snapshots are taken).
+
+Clusters: `processes > 1` starts that many copies of this module as a Bytewax cluster on loopback
+(`_run_cluster`); they share the one recovery directory, and a resumed run may have another
+number of processes. Across machines (`addresses` and `process_id`, as Bytewax's own runner takes
+them) every process is started by hand and runs `run` itself (so each checks its brokers and topics
+before the flow starts): it joins the cluster and reads its share of the input partitions, and
+its recovery directory is `D/process-<i>` with recovery partition i of as many as there are
+processes (Bytewax finds the partitions of a cluster across its processes' local directories).
+That layout fixes the number of processes: a process whose directory was made for another
+number refuses to start (exit 2). The local cluster's in-flight pacing (`kafka.inflight`) needs a
+shared file and is off across machines.
 
 Operations: JSON log lines on stderr (`start`, `partitions`, `partition`, `progress` every
 `run.progress_interval` (10s), `end`) and, with `metrics_port`, a Prometheus endpoint
@@ -38,6 +53,8 @@ from __future__ import annotations
 
 import fcntl
 import gc
+import hashlib
+import json
 import logging
 import os
 import pickle
@@ -77,9 +94,18 @@ from profilestream.kafka.source import STOP
 from profilestream.ops import metrics
 from profilestream.store import StoreError, check_writable, make_private, private_files
 
-RECOVERY_PARTITIONS = 1
+RECOVERY_PARTITIONS = 1  # a single process or a local cluster; across machines, one a process
+STATE_OFF = "off"  # `run.state_dir`: no default recovery directory
 
-__all__ = ["BrokerUnreachable", "RecoveryDirError", "RunFailed", "describe", "run"]
+__all__ = [
+    "BrokerUnreachable",
+    "RecoveryDirError",
+    "RunFailed",
+    "default_state_dir",
+    "describe",
+    "recovery_dir_for",
+    "run",
+]
 
 
 class RunFailed(RuntimeError):
@@ -110,11 +136,34 @@ def input_layout(config: Any, bounded: bool) -> tuple[dict[str, int], dict[str, 
     return partitions, spans, states
 
 
-def prepare_recovery(recovery_dir: str | None) -> Path | None:
+def default_state_dir(config: Any) -> Path | None:
+    """The always-on run's recovery directory when none is given: `run.state_dir` (relative to
+    the working directory) / a hash of the brokers and the topic names. Why the hash: two runs
+    against other topics or another cluster (tests, a staging copy) must never resume from each
+    other's offsets, and the same command must find its own state again. None when
+    `run.state_dir` is "off"."""
+    base = config.run.state_dir.strip()
+    if base.lower() == STATE_OFF:
+        return None
+    identity = json.dumps({"brokers": config.kafka.brokers, "topics": config.topics.names()}, sort_keys=True)
+    return Path(base) / hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def recovery_dir_for(config: Any, given: str | None, no_recovery: bool, until_idle: bool) -> str | None:
+    """The recovery directory a `run` uses: `--recovery-dir` if given, none with `--no-recovery`
+    or for a bounded run (a replay or a test computes everything again), else the default."""
+    if no_recovery or given is not None:
+        return None if no_recovery else given
+    found = None if until_idle else default_state_dir(config)
+    return None if found is None else str(found)
+
+
+def prepare_recovery(recovery_dir: str | None, part: int = 0, count: int = RECOVERY_PARTITIONS) -> Path | None:
     """Create and initialise the recovery directory on first use (once, before any worker
     starts); an existing one is resumed from. Anything else there is refused, and so is a
     directory that another run is using (a lock file, held until `release_recovery` or the
-    process's end, SIGKILL included)."""
+    process's end, SIGKILL included), and one whose partitions were made for another number of
+    them (`part` of `count`: a process of a cluster across machines holds its own)."""
     if recovery_dir is None:
         return None
     path = Path(recovery_dir)
@@ -133,23 +182,26 @@ def prepare_recovery(recovery_dir: str | None) -> Path | None:
     with private_files():
         _lock(path, recovery_dir)
         try:
-            return _open_recovery(path)
+            return _open_recovery(path, part, count)
         except BaseException:
             release_recovery(path)
             raise
 
 
-def _open_recovery(path: Path) -> Path:
+def _open_recovery(path: Path, part: int, count: int) -> Path:
     """Resume from the partitions there, or create them (SQLite: a full disk panics in Rust)."""
     parts = sorted(path.glob("part-*.sqlite3"))
     if parts:
+        found = _partitions(parts)
+        if found is not None and found != {(part, count)}:
+            raise RecoveryDirError(_layout_problem(path, found, part, count))
         metrics.log(
             "recovery", dir=str(path), state="resume", partitions=len(parts), committed_epoch=_committed_epoch(parts)
         )
         return path
     try:
         with _NativeStderr(True):  # a full disk panics in Rust: one line (below), no backtrace
-            init_db_dir(path, RECOVERY_PARTITIONS)
+            _init_partition(path, part, count)
     except BaseException as exc:  # pyo3's PanicException is a BaseException
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
@@ -157,8 +209,49 @@ def _open_recovery(path: Path) -> Path:
             _disk_problem(str(path), exc) or f"--recovery-dir {path}: {_summary(exc)}", code=1
         ) from None
     make_private(path)
-    metrics.log("recovery", dir=str(path), state="new", partitions=RECOVERY_PARTITIONS)
+    metrics.log("recovery", dir=str(path), state="new", partition=part, partitions=count)
     return path
+
+
+def _init_partition(path: Path, part: int, count: int) -> None:
+    """Recovery partition `part` of `count` in `path`. Bytewax makes all `count` in one
+    directory; across machines each process keeps only its own, so the others are made in a
+    scratch directory beside it (same disk) and dropped."""
+    if count == 1:
+        init_db_dir(path, 1)
+        return
+    with tempfile.TemporaryDirectory(prefix=".init-", dir=path) as scratch:
+        init_db_dir(Path(scratch), count)
+        (Path(scratch) / f"part-{part}.sqlite3").rename(path / f"part-{part}.sqlite3")
+
+
+def _partitions(parts: list[Path]) -> set[tuple[int, int]] | None:
+    """(index, count) of the recovery partitions in these files (None if unreadable)."""
+    try:
+        found: set[tuple[int, int]] = set()
+        for file in parts:
+            with sqlite3.connect(f"file:{file}?mode=ro", uri=True, timeout=1) as db:
+                found.update(db.execute("SELECT part_index, part_count FROM parts").fetchall())
+        return found
+    except sqlite3.Error:
+        return None
+
+
+def _layout_problem(path: Path, found: set[tuple[int, int]], part: int, count: int) -> str:
+    """Why a recovery directory cannot serve this process, in one line."""
+    had = sorted(found)
+    made = (
+        "a single process or a local cluster"
+        if had == [(0, 1)]
+        else "process " + ", ".join(str(i) for i, _ in had) + f" of a cluster of {had[0][1]} processes"
+    )
+    wanted = "a single process or a local cluster" if count == 1 else f"process {part} of a cluster of {count}"
+    return (
+        f"--recovery-dir {path}: its snapshots were made for {made}, and this run is {wanted}; "
+        "a cluster across machines resumes with the same processes only (its state is split by "
+        "process): start it with the same --addresses, or give a new recovery directory (every "
+        "input is then read again)"
+    )
 
 
 LOCK_NAME = "profilestream.lock"
@@ -219,39 +312,72 @@ def run(
     recovery_dir: str | None = None,
     metrics_port: int | None = None,
     logs: bool = False,
+    addresses: list[str] | None = None,
+    process_id: int | None = None,
 ) -> int:
     """Run the dataflow; `until_idle` makes it bounded (end of input = end of time). `logs` turns
     on the JSON log lines on stderr (the `run` command does; in-process callers may not want
-    them). Returns the exit code: 0 done, 130 stopped by SIGINT/SIGTERM, 2 bad usage (a flag, the
-    recovery dir), 1 failed. Raises `ConfigError` (bad rules), `BrokerError` (no broker, missing
-    or changed topics) and `RunFailed` (the run failed while it went on)."""
-    problem = usage_problem(workers, processes, metrics_port)
+    them). With `addresses` and `process_id` this process is one of a cluster across machines
+    (module doc). Returns the exit code: 0 done, 130 stopped by SIGINT/SIGTERM, 2 bad usage (a
+    flag, the recovery dir), 1 failed. Raises `ConfigError` (bad rules), `BrokerError` (no broker,
+    missing or changed topics) and `RunFailed` (the run failed while it went on)."""
+    problem = usage_problem(workers, processes, metrics_port) or cluster_problem(addresses, process_id, processes)
     if problem is not None:
         print(f"profilestream: {problem}", file=sys.stderr)
         return 2
     config.rules()  # segments and the scores.model file: a ConfigError now, not after reading began
     if logs:
         metrics.setup_logging()
+    machines = addresses is not None and process_id is not None
     with private_files():
         try:
-            recovery = prepare_recovery(recovery_dir)
+            if machines and recovery_dir is not None:  # one directory, and partition, per process
+                recovery_dir = str(Path(recovery_dir) / f"process-{process_id}")
+                recovery = prepare_recovery(recovery_dir, process_id or 0, len(addresses or ()))
+            else:
+                recovery = prepare_recovery(recovery_dir)
         except RecoveryDirError as exc:
             print(f"profilestream: {exc}", file=sys.stderr)
             return exc.code
         try:
             if metrics_port is not None:
-                problem = _port_problem(config.run.metrics_host, metrics_port, processes)
+                local = 1 if machines else processes  # a local cluster's process i serves on P+i
+                problem = _port_problem(config.run.metrics_host, metrics_port, local)
                 if problem is not None:
                     print(f"profilestream: --metrics-port {metrics_port}: {problem}", file=sys.stderr)
                     return 2
+            # before the flow starts, the brokers and every configured topic are checked here
             partitions, spans, topics = input_layout(config, until_idle)
-            return _start(
-                config, workers, processes, until_idle, recovery, metrics_port, logs, partitions, spans, topics
-            )
+            job = _job(config, workers, processes, until_idle, recovery, metrics_port, logs, partitions, spans, topics)
+            if machines:
+                return _join(job, addresses or [], process_id or 0)
+            return _start(job, processes)
         finally:
             release_recovery(recovery)
             if recovery is not None:
                 make_private(recovery)
+
+
+def cluster_problem(addresses: list[str] | None, process_id: int | None, processes: int = 1) -> str | None:
+    """What is wrong with `--addresses` / `--process-id` (a cluster across machines), naming the
+    flag; None if nothing (or neither is given)."""
+    if addresses is None and process_id is None:
+        return None
+    if addresses is None or process_id is None:
+        return "--addresses and --process-id go together (every process of the cluster gets both)"
+    if processes != 1:
+        return "--processes starts a local cluster; a cluster across machines takes --addresses and --process-id"
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            return f"--addresses {','.join(addresses)}: {address!r} is not host:port"
+    if len(set(addresses)) != len(addresses):
+        return f"--addresses {','.join(addresses)}: an address is given twice"
+    if not 0 <= process_id < len(addresses):
+        return (
+            f"--process-id {process_id}: must be from 0 to {len(addresses) - 1} (the index of this process's address)"
+        )
+    return None
 
 
 def usage_problem(workers: int, processes: int, metrics_port: int | None) -> str | None:
@@ -264,7 +390,7 @@ def usage_problem(workers: int, processes: int, metrics_port: int | None) -> str
     return None
 
 
-def _start(
+def _job(
     config: Any,
     workers: int,
     processes: int,
@@ -275,7 +401,9 @@ def _start(
     partitions: dict[str, int],
     spans: dict[str, Any] | None,
     topics: dict[str, Any],
-) -> int:
+) -> dict[str, Any]:
+    """What every process of the run needs (pickled for a local cluster's children), and the
+    `start` and `partitions` log lines that say it."""
     snapshot_every = timedelta(milliseconds=config.run.snapshot_interval)
     metrics.log(
         "start",
@@ -297,7 +425,7 @@ def _start(
                 for p, (low, end) in sorted(spans[role].items())
             },
         )
-    job = {
+    return {
         "config": config,
         "workers": workers,
         "recovery_dir": None if recovery is None else str(recovery),
@@ -308,11 +436,30 @@ def _start(
         "logs": logs,
         "topics": topics,
     }
+
+
+def _start(job: dict[str, Any], processes: int) -> int:
+    """One process, or a local cluster of `processes`."""
     if processes > 1:
-        # the engine's process leaves reading and decoding to the others (`engine_worker`)
-        job["engine_process"] = engine_worker(processes * workers) // workers
+        job["engine_process"] = _engine_process(processes, job["workers"])
         return _run_cluster(job, processes)
     return _execute(job, None, None)
+
+
+def _engine_process(processes: int, workers: int) -> int:
+    """The process whose worker runs the engine step: it leaves reading and decoding to the
+    others (`engine_worker`). Every process of a cluster works it out alike."""
+    return engine_worker(processes * workers) // workers
+
+
+def _join(job: dict[str, Any], addresses: list[str], process_id: int) -> int:
+    """This process as process `process_id` of a cluster across machines: it serves metrics on
+    the port itself (each machine its own) and waits for the cluster's other processes."""
+    if len(addresses) > 1:
+        job["engine_process"] = _engine_process(len(addresses), job["workers"])
+    job["metrics_own_port"] = True
+    metrics.log("cluster", process=process_id, addresses=addresses)
+    return _execute(job, process_id, addresses)
 
 
 def _port_problem(host: str, port: int, processes: int) -> str | None:
@@ -388,7 +535,8 @@ def _execute(job: dict[str, Any], process_id: int | None, addresses: list[str] |
     port = job.get("metrics_port")
     server = None
     if port is not None:
-        port += process_id or 0
+        if not job.get("metrics_own_port"):  # a local cluster: process i on P+i
+            port += process_id or 0
         host = job["config"].run.metrics_host
         server = metrics.serve(port, host)
         metrics.COUNTERS.mark_ready()  # `run` has checked the brokers and topics: /readyz answers 200

@@ -78,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="port to listen on (default: the port of kafka.brokers when it is local, else a free one)",
     )
+    sub.add_argument(
+        "--kafka",
+        action="store_true",
+        help="Apache Kafka (single-node KRaft; needs java, and mvn the first time) instead of the embedded Tansu",
+    )
     topics = commands.add_parser("topics", help="manage the configured topics")
     command(
         "create",
@@ -96,16 +101,30 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--workers", type=int, default=1, help="worker threads per process")
     sub.add_argument("--processes", type=int, default=1, help="processes (a local Bytewax cluster)")
     sub.add_argument(
+        "-a",
+        "--addresses",
+        type=lambda text: [a.strip() for a in text.split(",") if a.strip()],
+        metavar="H:P,H:P,...",
+        help="a cluster across machines: the address of every process, in process order (with --process-id)",
+    )
+    sub.add_argument("-i", "--process-id", type=int, metavar="I", help="this process's index in --addresses (from 0)")
+    sub.add_argument(
         "--until-idle",
         action="store_true",
         help="process what is in the input topics, fire every pending timer, and exit",
     )
-    sub.add_argument("--recovery-dir", metavar="D", help="Bytewax recovery snapshots here (resume after a crash)")
+    sub.add_argument(
+        "--recovery-dir",
+        metavar="D",
+        help="state and input positions snapshotted here (a restart goes on from the last snapshot); "
+        "always-on default: run.state_dir/<hash of brokers and topics>; --until-idle: none",
+    )
+    sub.add_argument("--no-recovery", action="store_true", help="keep no state: a restart reads every input again")
     sub.add_argument(
         "--metrics-port",
         type=int,
         metavar="P",
-        help="serve Prometheus metrics on http://0.0.0.0:P/metrics (process i of a cluster: P+i)",
+        help="serve /metrics, /healthz, /readyz on http://<run.metrics_host>:P (process i of a local cluster: P+i)",
     )
     profile = commands.add_parser("profile", help="look up unified profiles")
     sub = command(
@@ -115,6 +134,9 @@ def _parser() -> argparse.ArgumentParser:
         profile.add_subparsers(dest="profile_command", required=True, metavar="COMMAND"),
     )
     sub.add_argument("identifier")
+    command(
+        "serve", "serve:main", "the HTTP edge: collector, pixel, profile API and single-customer-view pages ([serve])"
+    )
     command("serve-store", "serve_store:main", "keep the local profile store current by following the profiles topic")
     sub = command(
         "record", "recording:record", "record topics to Avro container files (one a partition, plus a manifest)"

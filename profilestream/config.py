@@ -293,6 +293,8 @@ class RunConfig:
     progress_interval: int = _setting(DURATION, "10s")  # between `progress` log lines
     emit_interval: int = _setting(DURATION, "500ms")  # at most this often a changed profile's record
     metrics_host: str = _setting(STR, "127.0.0.1")  # where `run --metrics-port` listens; "0.0.0.0": everywhere
+    # an always-on run's recovery state: <state_dir>/<hash of brokers and topic names>; "off": none
+    state_dir: str = _setting(STR, ".profilestream/state")
 
 
 @dataclass(frozen=True, slots=True)
