@@ -333,15 +333,20 @@ def sync(config: Config, store: ProfileStore, follow: bool = False) -> int:
     """Apply the profiles topic to the store; returns how many records were applied."""
     applied = 0
     for m in _records(config, store, follow):
-        value = m.value()
-        profile = None if value is None else avro.to_json("profiles", avro.decode("profiles", value))
-        key = m.key()
-        if key is None:
-            raise ValueError(f"a record of {m.topic()} without a key (partition {m.partition()}, offset {m.offset()})")
-        partition, offset = _position(m)
-        store.apply(key.decode(), profile, partition, offset)
+        apply_message(store, m)
         applied += 1
     return applied
+
+
+def apply_message(store: ProfileStore, m: Message) -> None:
+    """One consumed record of the profiles topic into the store (also `profilestream serve`'s)."""
+    value = m.value()
+    profile = None if value is None else avro.to_json("profiles", avro.decode("profiles", value))
+    key = m.key()
+    if key is None:
+        raise ValueError(f"a record of {m.topic()} without a key (partition {m.partition()}, offset {m.offset()})")
+    partition, offset = _position(m)
+    store.apply(key.decode(), profile, partition, offset)
 
 
 @contextmanager
@@ -382,6 +387,7 @@ __all__ = [
     "ProfileStore",
     "StoreError",
     "all_profiles",
+    "apply_message",
     "check_writable",
     "current",
     "get",
