@@ -1,7 +1,7 @@
 """The wall clock, in epoch milliseconds: the one reading of it the dataflow's steps share.
 
 Event time comes from the events; the wall clock only bounds how far ahead an event may be
-(`decode`) and drives the always-on engine's ticks (`engine_step`). One function, so a test can
+(`decode`) and drives the always-on resolution's ticks (`resolve_step`). One function, so a test can
 tell the two uses apart and both read the same clock.
 """
 

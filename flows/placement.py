@@ -1,7 +1,8 @@
-"""Cluster placement: which worker runs the engine step (`engine_worker`).
+"""Cluster placement: which worker runs the resolution step (`engine_worker`).
 
-The engine step cannot spread over workers, so in a cluster the process that runs it is spared
-the reading and decoding (`build_flow(read=False)`); the others do it for it.
+Resolution (`resolve`, one key) cannot spread over workers, so in a cluster the process that runs
+it is spared the reading and decoding (`build_flow(read=False)`); the others do it for it. The
+profiles' shards run on every worker, that process's included.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, cluster_main
 
-from profilestream.flows.engine_step import ENGINE_KEY
+from profilestream.flows.resolve_step import RESOLVE_KEY
 
 __all__ = ["engine_worker"]
 
 
 def engine_worker(worker_count: int) -> int:
-    """The index of the worker, among `worker_count`, that Bytewax gives the engine's key to.
+    """The index of the worker, among `worker_count`, that Bytewax gives resolution's key to.
 
     Bytewax routes a key by a hash of its own; rather than copy that rule, ask Bytewax: a dataflow
     of one item on `worker_count` threads of this process tells which worker builds the key's state.
@@ -55,7 +56,7 @@ def engine_worker(worker_count: int) -> int:
         return Probe()
 
     flow = Dataflow("profilestream_probe")
-    keyed = op.key_on("key", op.input("one", flow, TestingSource([ENGINE_KEY])), lambda key: key)
+    keyed = op.key_on("key", op.input("one", flow, TestingSource([RESOLVE_KEY])), lambda key: key)
     op.output("workers", op.stateful_batch("engine", keyed, build), Workers())
     cluster_main(flow, [], 0, worker_count_per_proc=worker_count)
     return index_of[engine_threads[0]]

@@ -5,14 +5,12 @@ tests can drive it with Bytewax's testing source and sink; `build_flow` adds the
 steps, their edges, the topics and the state are printed from the built flow by
 `profilestream describe` (`profilestream.commands.describe`), never drawn by hand.
 
-Neither end can be stopped by one record: `decode` dead-letters every input it cannot use and
-`encode` every output it cannot write. The engine step is one keyed step (`engine_step`):
-reading, decoding and validation (the per-record cost) run on every worker in parallel; see the
-README's "Design" section for the limits of this shape.
-
-Why `key_engine`, `apply` and `unkey` stay top-level steps rather than one composite: Bytewax
-recovery keeps a stateful step's snapshots under its step id (`profilestream.apply`), so nesting
-it would make every existing recovery directory start from empty state.
+The shape (README "Design"): reading and decoding on every worker; `resolve`, one key, decides
+who each event belongs to and sends each profile its commands; `profiles`, keyed by profile id,
+is spread over every worker of every process and builds the records and triggers; a merged
+profile's contents go from its shard to the survivor's through the transfer loop (`flows.loop`:
+an internal topic in a run). Neither end can be stopped by one record: `decode` dead-letters
+every input it cannot use and `encode` every output it cannot write.
 """
 
 from __future__ import annotations
@@ -23,19 +21,25 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 
-from profilestream.domain.engine import Engine
+from profilestream.domain.commands import Transfer
 from profilestream.domain.outputs import Output
+from profilestream.domain.resolve import Resolver
 from profilestream.domain.roles import INPUT_ROLES, OUTPUT_ROLES
 from profilestream.domain.rules import Rules
 from profilestream.flows.clock import now_ms
 from profilestream.flows.decode import decode
 from profilestream.flows.encode import encode, max_record_bytes
-from profilestream.flows.engine_step import ENGINE_KEY, EngineLogic, resume_engine
+from profilestream.flows.loop import LoopEnd, MemoryLoop
+from profilestream.flows.resolve_step import RESOLVE_KEY, ResolveLogic, resume_resolver
+from profilestream.flows.shard_step import shard_builder
 from profilestream.kafka.inflight import InFlight
 from profilestream.kafka.sink import OutputSink
 from profilestream.kafka.source import InputSource
+from profilestream.kafka.transfers import KafkaLoop
 
 __all__ = ["build_flow", "profile_stream"]
+
+Loop = MemoryLoop | KafkaLoop
 
 
 def profile_stream(
@@ -47,24 +51,47 @@ def profile_stream(
     emit_every: int = 0,
     sent: Callable[[int], None] | None = None,
     received: Callable[[int], None] | None = None,
+    loop: Loop | None = None,
+    wire: Any = None,
 ) -> Stream[Output]:
-    """Decoded, validated, ordered by event time and applied: a stream of `Output`s. `snapshots`
-    False (a run without recovery) spares the engine's pickling at every epoch; `emit_every` (ms,
-    `run.emit_interval`) coalesces each changed profile's records over that much wall time;
-    `sent` / `received` count the events decoded for, and taken in by, the engine (`kafka.inflight`)."""
-    decoded = decode("decode", raw, rules, sent)
-    keyed = op.key_on("key_engine", decoded.events, lambda _: ENGINE_KEY)
+    """Decoded, validated, ordered by event time, resolved and applied: a stream of `Output`s.
+    `snapshots` False (a run without recovery) spares the pickling at every epoch; `emit_every`
+    (ms, `run.emit_interval`) coalesces each changed profile's records over that much wall time;
+    `sent` / `received` count the events decoded for, and taken in by, resolution
+    (`kafka.inflight`); `loop` carries transfers between shards (default: in memory);
+    `wire`: the Schema Registry's framing of inputs, if one is configured."""
+    loop = loop if loop is not None else MemoryLoop(bounded=bounded)
+    decoded = decode("decode", raw, rules, sent, wire=wire) if wire is not None else decode("decode", raw, rules, sent)
+    keyed = op.key_on("key_identity", decoded.events, lambda _: RESOLVE_KEY)
 
-    def build(resume: bytes | None) -> EngineLogic:
+    def build_resolver(resume: bytes | None) -> ResolveLogic:
+        partitions = loop.partitions  # asked when the step is built: a run's topic, measured then
         if resume is not None:
-            return resume_engine(resume, bounded, now_ms(), rules, emit_every, received)
-        engine = Engine(rules, always_on=not bounded, emit_every=emit_every)
-        engine.expect(sources, now_ms())
-        return EngineLogic(engine, bounded, snapshots=snapshots, received=received)
+            return resume_resolver(resume, bounded, now_ms(), partitions, received)
+        resolver = Resolver(rules, always_on=not bounded)
+        resolver.expect(sources, now_ms())
+        return ResolveLogic(resolver, bounded, partitions, snapshots=snapshots, received=received)
 
-    applied = op.stateful_batch("apply", keyed, build)
-    results = op.flat_map_batch("unkey", applied, lambda batch: [output for _, output in batch])
-    return op.merge("outputs", results, decoded.dead_letters)
+    resolved = op.flat_map_batch("unkey_resolved", op.stateful_batch("resolve", keyed, build_resolver), _values)
+    routed = op.branch("route", resolved, lambda item: type(item) is tuple)
+    written = op.branch("written", routed.falses, lambda item: type(item) is LoopEnd)
+
+    transfers_in = op.key_on("key_transfers", op.input("read_transfers", raw.flow(), loop.source()), _into)
+    to_shards = op.merge("to_shards", routed.trues, transfers_in)
+    shards = op.flat_map_batch(
+        "unkey_profiles", op.stateful_batch("profiles", to_shards, shard_builder(rules, emit_every, snapshots)), _values
+    )
+    made = op.branch("made", shards, lambda item: type(item) is Transfer)
+    op.output("write_transfers", op.merge("transfers_out", made.trues, written.trues), loop.sink())
+    return op.merge("outputs", written.falses, made.falses, decoded.dead_letters)
+
+
+def _values(batch: list[tuple[str, Any]]) -> list[Any]:
+    return [value for _, value in batch]
+
+
+def _into(transfer: Transfer) -> str:
+    return transfer.into
 
 
 def build_flow(
@@ -74,13 +101,16 @@ def build_flow(
     recovery: bool = True,
     read: bool = True,
     inflight: InFlight | None = None,
+    transfers: dict[int, int] | None = None,
 ) -> Dataflow:
     """The whole dataflow on Kafka. `partitions` maps each input role to its partition count;
     `spans` (the offsets each input partition starts and ends at) makes the run bounded;
-    `recovery` False: no snapshot will be kept, so the engine step takes none; `read` False: this
-    process reads no input partition (in a cluster, the engine's process: see `engine_worker`);
-    `inflight` (a cluster): a reading process pauses while the engine is too far behind.
-    Building connects to nothing: the source and the sink connect when Bytewax builds their
+    `recovery` False: no snapshot will be kept, so the stateful steps take none; `read` False:
+    this process reads no input partition (in a cluster, resolution's process: see
+    `resolve_worker`); `inflight` (a cluster): a reading process pauses while resolution is too
+    far behind; `transfers`: the end offset of each partition of the transfers topic when the run
+    started (where a new run starts reading it; None: measured when the partition is built).
+    Building connects to nothing: the sources and sinks connect when Bytewax builds their
     partitions, so `describe` builds this very flow without a broker."""
     bounded = spans is not None
     topics = {role: (config.topics.name(role), partitions[role]) for role in INPUT_ROLES}
@@ -94,6 +124,7 @@ def build_flow(
     )
     flow = Dataflow("profilestream")
     raw = op.input("read", flow, source)
+    loop = KafkaLoop(config, bounded=bounded, wait=recovery, starts=transfers)
     outputs = profile_stream(
         raw,
         config.rules(),
@@ -103,6 +134,7 @@ def build_flow(
         emit_every=config.run.emit_interval,
         sent=reader.sent if reader is not None else None,
         received=inflight.taken if inflight is not None else None,
+        loop=loop,
     )
     names = {role: config.topics.name(role) for role in OUTPUT_ROLES}
     limit = max_record_bytes(config.kafka.client_config())

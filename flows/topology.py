@@ -14,7 +14,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.visualize import RenderedOperator, to_rendered
 
 from profilestream.flows import encode, snapshot
-from profilestream.flows.engine_step import ENGINE_KEY
+from profilestream.flows.resolve_step import RESOLVE_KEY
 
 __all__ = ["DEAD_LETTERS_IN", "DEAD_LETTER_PORT", "STATE", "Edge", "State", "Step", "Topology", "topology"]
 
@@ -30,7 +30,10 @@ class State:
     holds: str
 
 
-STATE: dict[str, State] = {"apply": State(ENGINE_KEY, snapshot.STATE)}
+STATE: dict[str, State] = {
+    "resolve": State(RESOLVE_KEY, snapshot.RESOLVE_STATE),
+    "profiles": State("profile_id", snapshot.PROFILE_STATE),
+}
 """The state of each stateful step of the profile flow, by step name."""
 
 DEAD_LETTERS_IN: dict[str, str] = {"encode": encode.UNWRITABLE}

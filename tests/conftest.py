@@ -1,7 +1,10 @@
-"""Shared fixtures: one embedded broker for the session, fresh topic names for every test.
+"""Shared fixtures: one broker of each kind for the session, fresh topic names for every test.
 
-A Tansu start takes about 0.1 s, but one broker per session still keeps the suite's process count
-and ports low; tests stay independent because each gets its own topic names.
+Every test that uses a broker runs on the embedded Tansu and on Apache Kafka (`support.brokers`:
+the Kafka tier, where a JDK and Maven are present). A Tansu start takes about 0.1 s and a Kafka
+start about 3 s; one broker per kind for the session keeps the suite's process count and ports
+low (pytest runs all the tests of one kind, then the other's); tests stay independent because
+each gets its own topic names.
 """
 
 from __future__ import annotations
@@ -12,16 +15,23 @@ import os
 import pytest
 
 from profilestream.config import TOPIC_ROLES, load_config
-from profilestream.devtools.broker import EmbeddedBroker
+from support import brokers
 
 _serial = itertools.count()
 
 
-@pytest.fixture(scope="session")
-def broker():
-    with EmbeddedBroker() as running:
+@pytest.fixture(scope="session", params=brokers.KINDS)
+def broker(request):
+    with brokers.broker(request.param) as running:
         yield running
     assert not running.running()
+
+
+@pytest.fixture(params=brokers.KINDS)
+def broker_kind(request):
+    """For a test that starts (and stops, or pauses) brokers of its own: "tansu" or "kafka"."""
+    brokers.need(request.param)
+    return request.param
 
 
 @pytest.fixture
@@ -47,11 +57,18 @@ def config(config_path):
     return load_config(str(config_path), env={})
 
 
-@pytest.fixture(params=["engine", "dataflow"])
+@pytest.fixture(params=["engine", "dataflow", "dataflow-3-workers"])
 def scenario_level(request, monkeypatch):
-    """Run a scenario module twice: on the domain engine alone, and through the whole Bytewax
-    dataflow (Avro-encoded records over several partitions, decoded, ordered, applied)."""
+    """Run a scenario module three times: on the domain engine alone, and through the whole
+    Bytewax dataflow (Avro-encoded records over several partitions, decoded, ordered, resolved,
+    applied by the profiles' shards) with one worker and with three (the shards spread over them,
+    merged profiles' contents crossing between workers through the transfer loop)."""
     from support import flowkit, scenario
 
-    monkeypatch.setattr(scenario, "RUNNER", scenario.run_engine if request.param == "engine" else flowkit.run_scenario)
-    return request.param
+    runners = {
+        "engine": scenario.run_engine,
+        "dataflow": flowkit.run_scenario,
+        "dataflow-3-workers": flowkit.run_scenario_on_3_workers,
+    }
+    monkeypatch.setattr(scenario, "RUNNER", runners[request.param])
+    return request.param.split("-")[0]

@@ -14,6 +14,7 @@ from typing import Any
 from profilestream.domain.roles import DEAD_LETTERS, INPUT_ROLES, OUTPUT_ROLES
 from profilestream.flows.profiles import build_flow
 from profilestream.flows.topology import DEAD_LETTER_PORT, DEAD_LETTERS_IN, STATE, Step, Topology, topology
+from profilestream.kafka.transfers import RETENTION_MS, transfers_topic
 
 __all__ = ["describe", "main", "render"]
 
@@ -39,14 +40,28 @@ def _topics(config: Any, roles: tuple[str, ...], partitions: bool = False) -> st
     return ", ".join(one(role) for role in roles)
 
 
+LOOP_STEPS = ("read_transfers", "write_transfers")  # the transfer loop's ends: the internal topic
+
+
+def _internal(config: Any) -> str:
+    return (
+        f'transfers "{transfers_topic(config)}" ({config.topics.partitions} partitions, keyed by the surviving '
+        f"profile id, cleanup.policy=delete, retention {RETENTION_MS // 86_400_000}d)"
+    )
+
+
 def _step_lines(config: Any, topo: Topology, step: Step, depth: int) -> list[str]:
     pad = "  " * (depth + 1)
     kind = {"input": "Source", "output": "Sink"}.get(step.kind, "Processor" if depth == 0 else "Step")
     lines = [f"{pad}{kind}: {step.name} ({step.kind}{', composite' if step.substeps else ''})"]
     pad += "  "
-    if step.kind == "input":
+    if step.name in LOOP_STEPS:
+        lines.append(f"{pad}internal topic: {_internal(config)}")
+        if step.kind == "output":
+            lines.append(f"{pad}~~> read_transfers (through the internal topic: the loop back into profiles)")
+    elif step.kind == "input":
         lines.append(f"{pad}topics: {_topics(config, INPUT_ROLES, partitions=True)}")
-    if step.kind == "output":
+    elif step.kind == "output":
         lines.append(f"{pad}topics: {_topics(config, OUTPUT_ROLES)}")
     if step.stateful:
         state = STATE.get(step.name.rsplit(".", 1)[-1])
@@ -77,6 +92,7 @@ def render(config: Any, topo: Topology) -> str:
         f"Topology: {topo.flow_id}",
         f"  Topics read:    {_topics(config, INPUT_ROLES, partitions=True)}",
         f"  Topics written: {_topics(config, OUTPUT_ROLES)}",
+        f"  Internal topic: {_internal(config)}",
         "  Dead letters:   "
         + ", ".join([*dead_exits, *(f"inside {name} ({why})" for name, why in DEAD_LETTERS_IN.items())])
         + f' -> "{config.topics.name(DEAD_LETTERS)}"',

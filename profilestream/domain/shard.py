@@ -122,15 +122,14 @@ class ProfileShard:
             self._own().set_ids(command.customer_id, command.customer_key, command.device_ids)
             self.dirty = True
         elif isinstance(command, ReturnVisit):
-            profile = self._own()
             record = triggers.return_visit(
-                profile, command.device_id, command.visit_start, command.away, command.ts, now
+                self._own(), command.device_id, command.visit_start, command.away, command.ts, now
             )
             self._trigger(record, ctx, out)
         elif isinstance(command, Deadline):
-            profile = self.profile
-            if profile is not None and profile.cart.deadline == command.at and profile.cart.due():
-                self._trigger(triggers.cart_abandoned(profile, command.at, now), ctx, out)
+            current = self.profile
+            if current is not None and current.cart.deadline == command.at and current.cart.due():
+                self._trigger(triggers.cart_abandoned(current, command.at, now), ctx, out)
         elif isinstance(command, AddVisit):
             self._own().visits += command.count
             self.dirty = True

@@ -95,7 +95,16 @@ class _SinkPartition(StatelessSinkPartition):
         for message in items:
             while True:
                 try:
-                    produce(message.topic, message.value, message.key, on_delivery=self._delivered)
+                    if message.partition is None:
+                        produce(message.topic, message.value, message.key, on_delivery=self._delivered)
+                    else:  # the transfer loop names its partition (`kafka.transfers`)
+                        produce(
+                            message.topic,
+                            message.value,
+                            message.key,
+                            partition=message.partition,
+                            on_delivery=self._delivered,
+                        )
                     break
                 except BufferError:  # local queue full: let deliveries drain
                     poll(0.1)

@@ -162,7 +162,11 @@ class Counters:
             self.records_out: Counter = Counter()  # output topic name -> records delivered
             self.encode_failures: Counter = Counter()  # output topic name -> records not encodable
             self.codec_fallbacks: Counter = Counter()  # (role, path) -> records a codec fast path declined
-            self.engine: dict[str, int] = {}  # the latest copy of engine.stats
+            self.engine: dict[str, int] = {}  # the latest copy of the resolution step's stats
+            self.shards: list[Counter] = []  # each worker's profile shards' stats (live: read, never written here)
+            self.profile_snapshots = 0  # profile states written to recovery (only those changed in an epoch)
+            self.profile_snapshot_bytes_total = 0
+            self.profile_snapshot_seconds_total = 0.0
             self.watermark: int | None = None
             self.pending = 0
             self.partitions: dict[str, tuple[int, int | None]] = {}  # source -> (next, high)
@@ -244,8 +248,28 @@ class Counters:
 
     # --- views -----------------------------------------------------------------------------
 
+    def shard_stats(self, stats: Counter) -> None:
+        """A worker's profile shards count into `stats` (its own thread writes it)."""
+        with self._lock:
+            self.shards.append(stats)
+
+    def profile_snapshot(self, size: int, seconds: float) -> None:
+        """One profile's state written to recovery (a worker's own thread: no lock needed for
+        the sums to be right in CPython, but snapshots of workers interleave: take it)."""
+        with self._lock:
+            self.profile_snapshots += 1
+            self.profile_snapshot_bytes_total += size
+            self.profile_snapshot_seconds_total += seconds
+
+    def engine_view(self) -> dict[str, int]:
+        """The resolution step's stats and every worker's shards' stats, added up."""
+        total: Counter = Counter(self.engine)
+        for stats in list(self.shards):
+            total.update(dict(stats))
+        return dict(total)
+
     def engine_counts(self, prefix: str) -> dict[str, int]:
-        return {k[len(prefix) :]: v for k, v in list(self.engine.items()) if k.startswith(prefix)}
+        return {k[len(prefix) :]: v for k, v in self.engine_view().items() if k.startswith(prefix)}
 
     def lag(self) -> dict[str, int]:
         """Per input partition: records between the next offset to read and the partition's end
@@ -259,7 +283,7 @@ class Counters:
     def summary(self) -> dict[str, Any]:
         """The fields of a `progress` / `end` log line."""
         with self._lock:
-            engine = dict(self.engine)
+            engine = self.engine_view()
             out: dict[str, Any] = {
                 "records_in": sum(self.records_in.values()),
                 "events_in": sum(self.events_in.values()),
@@ -287,6 +311,9 @@ class Counters:
             out["snapshot_bytes"] = self.snapshot_bytes
             out["snapshot_ms"] = round(self.snapshot_seconds * 1000, 1)
             out["snapshot_ms_total"] = round(self.snapshot_seconds_total * 1000)
+        if self.profile_snapshots:
+            out["profile_snapshots"] = self.profile_snapshots
+            out["profile_snapshot_bytes"] = self.profile_snapshot_bytes_total
         return out
 
 
@@ -338,7 +365,8 @@ class _Collector:
             unencodable = dict(c.encode_failures)
             fallbacks = dict(c.codec_fallbacks)
             snap = (c.snapshots, c.snapshot_bytes, c.snapshot_seconds, c.snapshot_seconds_total)
-        engine = dict(c.engine)
+            profile_snap = (c.profile_snapshots, c.profile_snapshot_bytes_total, c.profile_snapshot_seconds_total)
+        engine = c.engine_view()
 
         family = CounterMetricFamily("profilestream_records_in", "Records read from an input topic", labels=["topic"])
         for role, n in sorted(records_in.items()):
@@ -450,6 +478,17 @@ class _Collector:
         )
         yield CounterMetricFamily(
             "profilestream_snapshot_pickle_seconds", "Time spent pickling engine snapshots", value=snap[3]
+        )
+        yield CounterMetricFamily(
+            "profilestream_profile_snapshots",
+            "Profile states written to recovery (changed ones)",
+            value=profile_snap[0],
+        )
+        yield CounterMetricFamily(
+            "profilestream_profile_snapshot_bytes", "Bytes of profile states written to recovery", value=profile_snap[1]
+        )
+        yield CounterMetricFamily(
+            "profilestream_profile_snapshot_seconds", "Time spent pickling profile states", value=profile_snap[2]
         )
 
 

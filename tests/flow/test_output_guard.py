@@ -20,11 +20,11 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, cluster_main, run_main
 
-import profilestream.flows.profiles
+import profilestream.flows.shard_step
 from profilestream.codec import avro
-from profilestream.domain.engine import Engine
 from profilestream.domain.outputs import Output
 from profilestream.domain.rules import Rules
+from profilestream.domain.shard import ProfileShard
 from profilestream.flows import encode
 from profilestream.flows.encode import encode_batch, max_record_bytes, to_message
 from profilestream.flows.profiles import profile_stream
@@ -166,32 +166,27 @@ def test_the_failures_are_a_prometheus_counter_per_topic(counters):
 # --- through the dataflow: the run finishes and writes everything else -------------------------
 
 
-class PoisonedEngine(Engine):
-    """The engine, but its first profile record comes with a twin whose cart overflows an Avro int
-    (what two clicks of quantity 2**31 - 1 once made); the engine's own records are untouched.
-    `keys` collects the key of each poisoned record (which profile that is depends on how the
-    workers batch the input: a profile record that a one-worker run coalesces away may be emitted)."""
+class PoisonedShard(ProfileShard):
+    """A profile's shard, but the first profile record of the run (one with a cart) comes with a
+    twin whose cart overflows an Avro int (what two clicks of quantity 2**31 - 1 once made); the
+    shards' own records are untouched. `keys` collects the key of each poisoned record (which
+    profile that is depends on how the workers batch the input)."""
 
     keys: ClassVar[list[str]] = []
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.poisoned = False
-
-    def feed(self, events, now):
-        out = super().feed(events, now)
-        for o in out:
-            if not self.poisoned and o.topic == "profiles" and o.value and o.value["cart"]:
+    def emit(self, ctx, now, out):
+        start = len(out)
+        super().emit(ctx, now, out)
+        for o in out[start:]:
+            if not PoisonedShard.keys and o.topic == "profiles" and o.value and o.value["cart"]:
                 twin = copy.deepcopy(o.value)
                 twin["cart"][0]["quantity"] = 2**32
-                out = [*out, Output("profiles", o.key, twin)]
-                self.poisoned = True
-                PoisonedEngine.keys.append(o.key)
+                out.append(Output("profiles", o.key, twin))
+                PoisonedShard.keys.append(o.key)
                 break
-        return out
 
 
-def run_encoded(events, workers: int = 1, engine: type[Engine] = Engine) -> list:
+def run_encoded(events, workers: int = 1, shard: type[ProfileShard] = ProfileShard) -> list:
     """The dataflow from raw partitions to the Kafka messages of the encode step (the Kafka sink
     swapped for a list)."""
     flow = Dataflow("test_encode")
@@ -202,7 +197,7 @@ def run_encoded(events, workers: int = 1, engine: type[Engine] = Engine) -> list
     messages = op.flat_map_batch("encode", outputs, lambda batch: encode_batch(NAMES, batch, 1_000_000))
     collected: list = []
     op.output("collect", messages, TestingSink(collected))
-    with mock.patch.object(profilestream.flows.profiles, "Engine", engine):
+    with mock.patch.object(profilestream.flows.shard_step, "ProfileShard", shard):
         if workers == 1:
             run_main(flow)
         else:
@@ -241,15 +236,15 @@ def shop():
 @pytest.mark.parametrize("workers", [1, 2])
 def test_an_unencodable_engine_output_is_dead_lettered_and_the_rest_written(counters, workers):
     events = shop()
-    PoisonedEngine.keys.clear()
+    PoisonedShard.keys.clear()
     clean = run_encoded(events, workers)
-    poisoned = run_encoded(events, workers, PoisonedEngine)  # it finishes: no exception from the encode step
+    poisoned = run_encoded(events, workers, PoisonedShard)  # it finishes: no exception from the encode step
     letters = [m for m in poisoned if m.topic == NAMES["dead_letters"]]
     [letter] = [letter_of(m) for m in letters]
     assert letter["topic"] == "t-profiles" and letter["error"].startswith("field 'cart[0].quantity': ")
     assert _readable([m for m in poisoned if m not in letters]) == _readable(clean)
     profiles = {m.key: avro.decode("profiles", m.value) for m in clean if m.topic == "t-profiles" and m.value}
-    assert [letter["key"]] == PoisonedEngine.keys
+    assert [letter["key"]] == PoisonedShard.keys
     [cart] = [p["cart"] for p in profiles.values() if "d1" in p["device_ids"]][-1:]
     assert cart == [{"product_id": "p1", "quantity": 200_000, "price": 5.0}]
     assert counters.encode_failures == {"t-profiles": 1}

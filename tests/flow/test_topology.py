@@ -9,7 +9,7 @@ from profilestream.commands import describe
 from profilestream.config import load_config
 from profilestream.domain.roles import DEAD_LETTERS, INPUT_ROLES, OUTPUT_ROLES
 from profilestream.flows.profiles import build_flow
-from profilestream.flows.snapshot import STATE
+from profilestream.flows.snapshot import PROFILE_STATE, RESOLVE_STATE
 
 
 def _config(tmp_path):
@@ -47,7 +47,7 @@ def test_describe_names_every_step_and_edge_of_the_flow_as_built(tmp_path):
     lines = text.splitlines()
     for name, kind in steps:
         assert any(line.strip().endswith(f"{name} ({kind})") or f" {name} ({kind}," in line for line in lines), name
-    assert len(edges) == 18
+    assert len(edges) == 34
     for source, target in edges:  # under the step it enters (`<-- source`) or the step it leaves (`--> target`)
         entering = [line for line in _block(text, target.rsplit(".", 1)[0]) if "<--" in line]
         leaving = [line for line in _block(text, source.rsplit(".", 1)[0]) if "-->" in line]
@@ -93,11 +93,23 @@ def test_the_topics_are_the_configured_ones(tmp_path):
     assert '"clickstream"' not in text and '"profiles"' not in text  # no default name typed in
 
 
-def test_the_stateful_step_names_its_key_and_state(tmp_path):
+def test_the_stateful_steps_name_their_key_and_state(tmp_path):
     text = describe.describe(_config(tmp_path))
-    assert f'apply: stateful_batch, key "engine", state: {STATE}' in text
-    assert any(line.strip() == f'state: key "engine", {STATE}' for line in _block(text, "apply"))
-    assert "Engine (timeline, identity graph" in STATE
+    assert f'resolve: stateful_batch, key "identity", state: {RESOLVE_STATE}' in text
+    assert f'profiles: stateful_batch, key "profile_id", state: {PROFILE_STATE}' in text
+    assert any(line.strip() == f'state: key "identity", {RESOLVE_STATE}' for line in _block(text, "resolve"))
+    assert any(line.strip() == f'state: key "profile_id", {PROFILE_STATE}' for line in _block(text, "profiles"))
+
+
+def test_the_transfer_loop_is_the_internal_topic_named_from_the_profiles_topic(tmp_path):
+    text = describe.describe(_config(tmp_path))
+    internal = 'transfers "shop-profiles-v2-transfers" (5 partitions, keyed by the surviving profile id'
+    assert f"Internal topic: {internal}" in text
+    for step in ("read_transfers", "write_transfers"):
+        assert any(internal in line for line in _block(text, step)), step
+    # the loop closes through the profiles step: it feeds it and is fed by it
+    assert any("to_shards" in line for line in _block(text, "key_transfers") if "-->" in line)
+    assert any("transfers_out" in line for line in _block(text, "write_transfers") if "<--" in line)
 
 
 def test_main_prints_and_returns_0(tmp_path, capsys):

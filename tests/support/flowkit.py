@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from collections import Counter
 from collections.abc import Iterable
 from unittest import mock
 
@@ -18,10 +19,12 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.testing import TestingSink, cluster_main, run_main
 
 import profilestream.flows.profiles
+import profilestream.flows.shard_step
 from profilestream.codec import avro
-from profilestream.domain.engine import Engine
 from profilestream.domain.events import Click, Event
+from profilestream.domain.resolve import Resolver
 from profilestream.domain.rules import Rules
+from profilestream.domain.shard import ShardContext
 from profilestream.flows.profiles import profile_stream
 from profilestream.kafka.source import PartitionEnd, Raw
 from support.scenario import Result
@@ -42,16 +45,41 @@ class _ListPartition(StatefulSourcePartition):
         return self._at
 
 
-class ListSource(FixedPartitionedSource):
-    """A testing source with several partitions (Bytewax's TestingSource has one)."""
+class _RoundRobinPartition(StatefulSourcePartition):
+    """Every list in turn, `batch` items at a time: one reader of all partitions."""
 
-    def __init__(self, parts: dict[str, list], batch: int = 7):
-        self._parts, self._batch = parts, batch
+    def __init__(self, lists: list[list], batch: int):
+        self._parts = [_ListPartition(items, 0, batch) for items in lists]
+
+    def next_batch(self):
+        while self._parts:
+            part = self._parts.pop(0)
+            try:
+                chunk = part.next_batch()
+            except StopIteration:
+                continue
+            self._parts.append(part)
+            return chunk
+        raise StopIteration()
+
+    def snapshot(self):
+        return None
+
+
+class ListSource(FixedPartitionedSource):
+    """A testing source with several partitions (Bytewax's TestingSource has one). `one_reader`:
+    all of them read in turn by one Bytewax partition, so the arrival order is that of one
+    worker's reading even when the flow runs on several (the stateful steps still spread)."""
+
+    def __init__(self, parts: dict[str, list], batch: int = 7, one_reader: bool = False):
+        self._parts, self._batch, self._one_reader = parts, batch, one_reader
 
     def list_parts(self):
-        return list(self._parts)
+        return ["all"] if self._one_reader else list(self._parts)
 
     def build_part(self, step_id, for_part, resume_state):
+        if self._one_reader:
+            return _RoundRobinPartition(list(self._parts.values()), self._batch)
         return _ListPartition(self._parts[for_part], resume_state or 0, self._batch)
 
 
@@ -82,15 +110,57 @@ def raw_partitions(events: Iterable[Event], partitions: int = 3, extra: Iterable
     return parts
 
 
-_BUILT: list[Engine] = []
+_RESOLVERS: list[Resolver] = []
+_CONTEXTS: list[ShardContext] = []
 
 
-class RecordedEngine(Engine):
-    """The engine the dataflow builds, remembered so a test can read its counters."""
+class RecordedResolver(Resolver):
+    """The resolver the dataflow builds, remembered so a test can read its counters."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _BUILT.append(self)
+        _RESOLVERS.append(self)
+
+
+class RecordedContext(ShardContext):
+    """A worker's shard context, remembered for its counters and scorer."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        _CONTEXTS.append(self)
+
+
+@dataclasses.dataclass
+class FlowState:
+    """What a test reads of a dataflow run: the resolver's state and every worker's counters
+    added up (`stats`), as `Engine` offers them in one process."""
+
+    resolver: Resolver
+    contexts: list[ShardContext]
+
+    @property
+    def stats(self) -> Counter:
+        total = Counter(self.resolver.stats)
+        for ctx in self.contexts:
+            total.update(ctx.stats)
+        return total
+
+    @property
+    def graph(self):
+        return self.resolver.graph
+
+    @property
+    def timeline(self):
+        return self.resolver.timeline
+
+    @property
+    def watermark(self) -> int:
+        return self.resolver.watermark
+
+    @property
+    def scorer(self):
+        assert len(self.contexts) == 1, "one worker's scorer"
+        return self.contexts[0].scorer
 
 
 def run_flow(
@@ -101,26 +171,37 @@ def run_flow(
     extra: Iterable[Raw] = (),
     batch: int = 7,
     emit_every: int = 0,
+    one_reader: bool = False,
 ) -> Result:
-    """Run the dataflow to the end of its input and collect every output record in order. The
-    engine the dataflow built is handed back too (`Result.engine`), for its counters."""
+    """Run the dataflow to the end of its input and collect every output record in order. What
+    the dataflow built is handed back too (`Result.engine`: `FlowState`), for its counters."""
     parts = raw_partitions(events, partitions, extra)
     flow = Dataflow("test_profiles")
-    raw = op.input("read", flow, ListSource(parts, batch))
+    raw = op.input("read", flow, ListSource(parts, batch, one_reader))
     outputs = profile_stream(raw, rules or Rules(), list(parts), bounded=True, emit_every=emit_every)
     collected: list = []
     op.output("collect", outputs, TestingSink(collected))
-    built = _BUILT
-    built.clear()
-    with mock.patch.object(profilestream.flows.profiles, "Engine", RecordedEngine):
+    _RESOLVERS.clear()
+    _CONTEXTS.clear()
+    with (
+        mock.patch.object(profilestream.flows.profiles, "Resolver", RecordedResolver),
+        mock.patch.object(profilestream.flows.shard_step, "ShardContext", RecordedContext),
+    ):
         if workers == 1:
             run_main(flow)
         else:
             cluster_main(flow, [], 0, worker_count_per_proc=workers)
-    return Result(collected, engine=built[-1] if built else None)
+    state = FlowState(_RESOLVERS[-1], list(_CONTEXTS)) if _RESOLVERS else None
+    return Result(collected, engine=state)
 
 
 def run_scenario(events, rules=None, sources: int = 1, batch: int = 0) -> Result:
     """`scenario.run`'s signature at the dataflow level: events spread by key over 3 partitions
     per topic, read in small batches."""
     return run_flow(events, rules, batch=batch or 7)
+
+
+def run_scenario_on_3_workers(events, rules=None, sources: int = 1, batch: int = 0) -> Result:
+    """`run_scenario` on three workers of one process: the shards spread over them (the input is
+    read by one of them, so the scenarios' arrival order, late events included, is kept)."""
+    return run_flow(events, rules, batch=batch or 7, workers=3, one_reader=True)
