@@ -45,7 +45,7 @@ def _step(batch: list[Raw], wire: registry.Wire | None) -> float:
     took = time.perf_counter() - started
     letters = [o for o in out if isinstance(o, Output)]
     if letters:  # every sample record is valid: a dead letter here is a bug, not a figure
-        raise RuntimeError(f"{len(letters)} records dead-lettered, e.g. {letters[0].value['error']}")
+        raise RuntimeError(f"{len(letters)} records dead-lettered, e.g. {(letters[0].value or {}).get('error')}")
     return took
 
 
