@@ -152,6 +152,19 @@ def _check_sketch_k(value: Any) -> int:
     return k
 
 
+def _check_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _bool_text(text: str) -> bool:
+    word = text.strip().lower()
+    if word not in ("true", "false", "1", "0"):
+        raise ValueError(f'"{text}" is not true or false')
+    return word in ("true", "1")
+
+
 def _band_text(text: str) -> list[Any]:
     items = _list_text(text)
     try:
@@ -194,6 +207,7 @@ STR_LIST = Kind(_check_str_list, _list_text)
 SCORE_MODE = Kind(_check_mode)
 BAND = Kind(_check_band, _band_text)
 SKETCH_K = Kind(_check_sketch_k, _int_text)
+BOOL = Kind(_check_bool, _bool_text)
 
 
 def _setting(kind: Kind, default: Any) -> Any:
@@ -366,6 +380,12 @@ class ServeConfig:
     cookie_max_age: int = _setting(DURATION, "400d")
     url_key_param: str = _setting(STR, "ps_ck")
     max_body: int = _setting(POSITIVE_INT, 1048576)
+    # additions to the contract (docs/http.md): the origins whose pages may post to the collector
+    # from the browser (CORS with credentials, so the device cookie travels; "*": any origin), and
+    # the cookie's Secure flag even when the request reached us over plain HTTP (behind a proxy
+    # that ends TLS without sending X-Forwarded-Proto)
+    cors_origins: tuple[str, ...] = _setting(STR_LIST, [])
+    cookie_secure: bool = _setting(BOOL, False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -141,7 +141,7 @@ class Collector:
         out = Outcome()
         for index, event in enumerate(events):
             if not isinstance(event, dict):
-                out.reject(index, avro.Rejected("value", f"expected an event object, got {_kind(event)}"))
+                out.reject(index, avro.Rejected("event", f"expected an event object, got {_kind(event)}"))
                 continue
             try:
                 record = self.record(event, cookie_device, now_ms, out)
