@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,8 @@ __all__ = [
     "RegistryUnavailable",
     "Wire",
     "client",
+    "decoder",
+    "encoder",
     "frame",
     "schema_id",
     "subject",
@@ -243,3 +246,17 @@ def wire_for(config: Any) -> Wire | None:
     if not url:
         return None
     return _wire(url, tuple(sorted(config.topics.names().items())))
+
+
+def encoder(config: Any) -> Callable[[str, dict[str, Any]], bytes]:
+    """What every writer of values calls for a record's bytes: `avro.encode`, or with a registry
+    configured `Wire.encode` (framed)."""
+    wire = wire_for(config)
+    return avro.encode if wire is None else wire.encode
+
+
+def decoder(config: Any) -> Callable[[str, bytes], dict[str, Any]]:
+    """What every reader of values calls for a record: `avro.decode`, or with a registry
+    configured `Wire.decode` (framed and raw values alike)."""
+    wire = wire_for(config)
+    return avro.decode if wire is None else wire.decode

@@ -214,6 +214,7 @@ def test_outputs_are_framed_under_topic_value_and_read_by_avro_deserializer(wire
         read = deserializer(message.value, SerializationContext(topic, MessageField.VALUE))
         assert _plain(read) == output.value
         assert wire.decode(output.topic, message.value) == output.value  # and by `consume`
+        assert registry.decoder(_config(url))(output.topic, message.value) == output.value
 
 
 def test_registered_schemas_are_the_repositorys(wire, url):
@@ -229,6 +230,7 @@ def test_registered_schemas_are_the_repositorys(wire, url):
 
 def test_no_registry_configured_means_no_framing():
     assert registry.wire_for(Config()) is None
+    assert (registry.encoder(Config()), registry.decoder(Config())) == (avro.encode, avro.decode)
     names = {role: Config().topics.name(role) for role in OUTPUT_ROLES}
     letter = avro.output_dead_letter("profiles", "p-1", "a reason", NOW)
     [message] = encode_batch(names, [Output(DEAD_LETTERS, "", letter)])
