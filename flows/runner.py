@@ -91,6 +91,7 @@ from profilestream.kafka.clients import (
 )
 from profilestream.kafka.inflight import InFlight
 from profilestream.kafka.source import STOP
+from profilestream.kafka.transfers import ensure_topic as ensure_transfers_topic
 from profilestream.ops import metrics
 from profilestream.store import StoreError, check_writable, make_private, private_files
 
@@ -189,15 +190,14 @@ def prepare_recovery(recovery_dir: str | None, part: int = 0, count: int = RECOV
 
 
 def _open_recovery(path: Path, part: int, count: int) -> Path:
-    """Resume from the partitions there, or create them (SQLite: a full disk panics in Rust)."""
+    """Resume from the partitions there, or create them (SQLite: a full disk panics in Rust).
+    The `recovery` log line comes later (`_log_recovery`), after the `start` line: a run that
+    then finds no broker says so in one line."""
     parts = sorted(path.glob("part-*.sqlite3"))
     if parts:
         found = _partitions(parts)
         if found is not None and found != {(part, count)}:
             raise RecoveryDirError(_layout_problem(path, found, part, count))
-        metrics.log(
-            "recovery", dir=str(path), state="resume", partitions=len(parts), committed_epoch=_committed_epoch(parts)
-        )
         return path
     try:
         with _NativeStderr(True):  # a full disk panics in Rust: one line (below), no backtrace
@@ -209,8 +209,20 @@ def _open_recovery(path: Path, part: int, count: int) -> Path:
             _disk_problem(str(path), exc) or f"--recovery-dir {path}: {_summary(exc)}", code=1
         ) from None
     make_private(path)
-    metrics.log("recovery", dir=str(path), state="new", partition=part, partitions=count)
     return path
+
+
+def _log_recovery(path: Path) -> None:
+    """`resume` when a snapshot is there to go on from, else `new`."""
+    parts = sorted(path.glob("part-*.sqlite3"))
+    epoch = _committed_epoch(parts)
+    metrics.log(
+        "recovery",
+        dir=str(path),
+        state="new" if epoch is None else "resume",
+        partitions=[index for index, _ in sorted(_partitions(parts) or ())],
+        committed_epoch=epoch,
+    )
 
 
 def _init_partition(path: Path, part: int, count: int) -> None:
@@ -295,7 +307,7 @@ def _committed_epoch(parts: list[Path]) -> int | None:
             with sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1) as db:
                 row = db.execute("SELECT MAX(commit_epoch) FROM commits").fetchone()
                 epochs.append(row[0])
-        return None if None in epochs else min(epochs)
+        return None if not epochs or None in epochs else min(epochs)
     except sqlite3.Error:
         return None
 
@@ -349,6 +361,9 @@ def run(
             # before the flow starts, the brokers and every configured topic are checked here
             partitions, spans, topics = input_layout(config, until_idle)
             job = _job(config, workers, processes, until_idle, recovery, metrics_port, logs, partitions, spans, topics)
+            # the transfer loop's internal topic (created if missing) and where this run starts
+            # reading it: measured before any process of the cluster can write to it
+            job["transfers"] = ensure_transfers_topic(config)
             if machines:
                 return _join(job, addresses or [], process_id or 0)
             return _start(job, processes)
@@ -416,6 +431,8 @@ def _job(
         metrics_port=metrics_port,
         inputs={config.topics.name(r): partitions[r] for r in INPUT_ROLES},
     )
+    if recovery is not None:
+        _log_recovery(recovery)
     if spans is not None:
         metrics.log(
             "partitions",
@@ -559,6 +576,7 @@ def _execute(job: dict[str, Any], process_id: int | None, addresses: list[str] |
             recovery=job["recovery_dir"] is not None,
             read=process_id is None or process_id != engine_process,
             inflight=inflight,
+            transfers=job.get("transfers"),
         )
         progress = metrics.Progress(job["config"].run.progress_interval / 1000, **fields).start()
         with _GracefulStop(fields) as stop, native:
