@@ -151,7 +151,7 @@ def resume_resolver(
         "resumed",
         watermark=metrics.iso_ms(resolver.watermark),
         pending=resolver.timeline.pending,
-        persons=len(resolver.graph.profiles),
+        profiles=len(resolver.graph.profiles),
         snapshot_bytes=len(resume),
     )
     return ResolveLogic(resolver, bounded, loop_partitions, finished, received=received, sent=sent)

@@ -78,6 +78,7 @@ from bytewax.run import cli_main
 from profilestream.domain.roles import INPUT_ROLES
 from profilestream.flows.placement import engine_worker
 from profilestream.flows.profiles import build_flow
+from profilestream.flows.snapshot import Refused
 from profilestream.kafka import sink
 from profilestream.kafka.clients import (
     BrokerError,
@@ -626,6 +627,9 @@ def _execute(job: dict[str, Any], process_id: int | None, addresses: list[str] |
         broker = _broker_error(exc)
         if broker is not None:
             raise broker from None
+        refused = _refused(exc, job["recovery_dir"])
+        if refused is not None:  # a recovery directory this build cannot resume: a usage error
+            raise RunFailed(refused, code=2) from None
         raise RunFailed(message) from None
     finally:
         watch_topics(None, None)
@@ -756,6 +760,18 @@ def _disk_problem(recovery_dir: str, exc: BaseException) -> str | None:
         )
     if any(word in text for word in _READ_ONLY):
         return f"--recovery-dir {recovery_dir}: can no longer be written (read-only file system)"
+    return None
+
+
+def _refused(exc: BaseException, recovery_dir: str | None) -> str | None:
+    """Why the recovery directory cannot be resumed (`snapshot.Refused`, raised where Bytewax
+    builds a step from it), or None."""
+    for error in _chain(exc):
+        if isinstance(error, Refused):
+            return f"--recovery-dir {recovery_dir}: {error}"
+        text = str(error)
+        if "Refused: " in text:
+            return f"--recovery-dir {recovery_dir}: " + text.split("Refused: ", 1)[1].strip().splitlines()[0]
     return None
 
 

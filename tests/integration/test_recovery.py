@@ -149,23 +149,27 @@ def test_a_recovery_dir_that_is_something_else_is_refused(tmp_path):
             runner.prepare_recovery(str(fresh))
 
 
-def test_a_resumed_engine_takes_the_configured_scores_and_is_not_held_by_the_downtime():
-    import dataclasses
+def test_a_resumed_resolution_is_not_held_by_the_downtime_and_foreign_snapshots_are_refused():
+    import pickle
+
+    import pytest
 
     from profilestream.domain.engine import Engine
+    from profilestream.domain.resolve import Resolver
     from profilestream.domain.rules import Rules
-    from profilestream.domain.scores import ScoreSettings
-    from profilestream.flows.engine_step import EngineLogic, resume_engine
+    from profilestream.flows import snapshot as snapshots
+    from profilestream.flows.resolve_step import ResolveLogic, resume_resolver
 
-    rules = Rules()
-    engine = Engine(rules, always_on=True)
-    engine.expect(["clicks/0", "clicks/1"], now=1_000)
-    snapshot = EngineLogic(engine, bounded=False).snapshot()
+    resolver = Resolver(Rules(), always_on=True)
+    resolver.expect(["clicks/0", "clicks/1"], now=1_000)
+    snapshot = ResolveLogic(resolver, bounded=False, loop_partitions=3).snapshot()
 
-    same = resume_engine(snapshot, bounded=False, now=3_600_000, rules=rules).engine
-    assert same.scorer.settings == rules.scores
+    same = resume_resolver(snapshot, bounded=False, now=3_600_000, loop_partitions=3).resolver
     # an hour down is not an hour of silence: the partitions count as heard from at the restart,
     # so the watermark does not jump to the clock before the backlog is read
     assert {clock.heard_at for clock in same.timeline.sources.values()} == {3_600_000}
-    changed = dataclasses.replace(rules, scores=ScoreSettings(mode="auto"))
-    assert resume_engine(snapshot, bounded=False, now=0, rules=changed).engine.scorer.settings.mode == "auto"
+    with pytest.raises(snapshots.Refused, match="transfer partitions"):  # counts are per loop partition
+        resume_resolver(snapshot, bounded=False, now=0, loop_partitions=4)
+    earlier = pickle.dumps({"engine": Engine(Rules()), "finished": False})  # the one-step build's format
+    with pytest.raises(snapshots.Refused, match="earlier build"):
+        resume_resolver(earlier, bounded=False, now=0, loop_partitions=3)
