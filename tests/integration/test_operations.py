@@ -212,7 +212,9 @@ def test_always_on_run_serves_metrics_and_logs_json_lines(broker, tmp_path):
         for (n, ls), v in scraped.items()
         if n == "profilestream_consumer_lag"
     }
-    assert len(lags) == 6 and set(lags.values()) == {0}
+    # six input partitions and the transfer loop's three (the internal topic is read too)
+    assert len(lags) == 9 and set(lags.values()) == {0}
+    assert sum(1 for topic, _ in lags if topic.endswith("-transfers")) == 3
 
     out = outputs(config)
     by_type = Counter(t["type"] for t in out["triggers"])
@@ -227,7 +229,7 @@ def test_always_on_run_serves_metrics_and_logs_json_lines(broker, tmp_path):
     assert run.other == [], "\n".join(run.other)  # stderr: JSON lines only
     assert all({"ts", "level", "event"} <= set(line) for line in run.lines)
     names = [line["event"] for line in run.lines]
-    assert names[0] == "start" and names.count("partition") == 6
+    assert names[0] == "start" and names.count("partition") == 9  # 6 input partitions, 3 of the transfer loop
     assert "stopping" in names and names[-1] == "end" and run.lines[-1]["reason"] == "stopped"
     assert "metrics" in names
     progress = run.latest("progress")
