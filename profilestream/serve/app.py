@@ -331,7 +331,9 @@ def create_app(parts: Parts) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", prometheus, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_found, 405: not_allowed})
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_found, 405: not_allowed})
+    app.state.producer = producer
+    return app
 
 
 __all__ = ["GIF", "Parts", "create_app", "snippet"]

@@ -10,6 +10,7 @@ and the store closes. uvicorn's lifespan runs that order (`app.create_app`).
 from __future__ import annotations
 
 import re
+import signal
 import socket
 from typing import Any
 
@@ -82,7 +83,7 @@ def serve(config: Config) -> None:
     setup_logging()
     app = build(config)
     log("serve_listening", url=f"http://{s.host}:{s.port}/")
-    uvicorn.Server(
+    server = uvicorn.Server(
         uvicorn.Config(
             app,
             host=s.host,
@@ -95,7 +96,17 @@ def serve(config: Config) -> None:
             proxy_headers=True,  # X-Forwarded-Proto from the proxies uvicorn trusts: Secure cookies
             server_header=False,
         )
-    ).run()
+    )
+    # uvicorn stops gracefully on SIGTERM and SIGINT, then raises the signal again against the
+    # handler that was there before: for SIGTERM (a service manager's stop) that is this one, so
+    # a clean stop exits 0; SIGINT raises KeyboardInterrupt (exit 130), as `run` does
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    producer = app.state.producer
+    log("serve_stopped", delivered=producer.delivered, failed=producer.failed)
 
 
 __all__ = ["build", "check", "serve"]

@@ -1,0 +1,120 @@
+"""`profilestream serve` end to end, through the real embedded broker (issue 13 acceptance):
+events posted to the collector and a newsletter pixel reach `clickstream`, a bounded
+`run --until-idle` turns them into profiles, serve's store follows `profiles`, and the profile
+API answers by device id, by a merged-away profile id and by e-mail address, without the clear
+address in any log line."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from profilestream import cli
+from profilestream.codec.times import format_time
+from profilestream.codec.validation import hash_email
+from profilestream.devtools.broker import free_port
+from profilestream.kafka.clients import read_topic
+from support import e2e
+from support.serve import ServeProcess
+
+ADDRESS = "Ann.Example@Example.com"
+KEY = hash_email(ADDRESS)
+
+
+def wait_for(get, predicate, limit: float = 60):
+    deadline = time.monotonic() + limit
+    while True:
+        response = get()
+        if predicate(response) or time.monotonic() > deadline:
+            return response
+        time.sleep(0.3)
+
+
+@pytest.mark.broker
+def test_collected_events_become_a_profile_the_api_answers(config_path, config, tmp_path):
+    port = free_port()
+    with config_path.open("a", encoding="utf-8") as toml:
+        toml.write(f'\n[serve]\nport = {port}\n\n[time]\nallowed_lateness = "0s"\n')
+    assert cli.main(["topics", "create", "--config", str(config_path)]) == 0
+    serve = ServeProcess(config_path, port, tmp_path / "serve.log")
+    try:
+        serve.wait_ready()
+        base = int(time.time() * 1000) - 600_000  # ten minutes ago, a minute a step
+        at = lambda minute: format_time(base + minute * 60_000)  # noqa: E731
+        browser = httpx.Client(base_url=serve.url)
+        landing = "https://shop.example/?utm_source=google&utm_medium=cpc&utm_campaign=shoes"
+        first = browser.post(
+            "/v1/collect",
+            json={
+                "events": [
+                    {"type": "page_view", "url": landing, "ts": at(0)},
+                    {"type": "teleport", "ts": at(0)},
+                    {"type": "add_to_cart", "product_id": "sku-red-shoe", "price": 59.9, "ts": at(1)},
+                ]
+            },
+        )
+        assert first.status_code == 202, first.text
+        assert first.json()["accepted"] == 2 and [r["index"] for r in first.json()["rejected"]] == [1]
+        device = browser.cookies["ps_device"]
+        again = browser.post("/v1/collect", json={"type": "product_view", "product_id": "sku-2", "ts": at(2)})
+        assert again.status_code == 202 and browser.cookies["ps_device"] == device  # sent back, kept
+        # the newsletter: an e-mail client opens the pixel with the key and the campaign
+        mail = httpx.Client(base_url=serve.url)
+        gif = mail.get(
+            "/v1/pixel.gif",
+            params={
+                "utm_source": "newsletter",
+                "utm_medium": "email",
+                "utm_campaign": "xmas",
+                "ps_ck": KEY,
+                "ts": at(3),
+            },
+        )
+        assert gif.status_code == 200 and gif.content.startswith(b"GIF89a")
+        mail_device = mail.cookies["ps_device"]
+        assert mail_device != device
+        # the browser's visitor logs in with the address: its anonymous profile merges into the key's
+        login = browser.post("/v1/collect", json={"type": "login", "email": ADDRESS, "ts": at(4)})
+        assert login.status_code == 202
+
+        clicks = wait_for(lambda: e2e.records(config, "clickstream"), lambda r: len(r) >= 5, 30)
+        assert len(clicks) == 5  # every accepted event, the rejected one not
+        assert {c["device_id"] for c in clicks} == {device, mail_device}
+        raw = b"".join(m.value for m in read_topic(config, config.topics.clickstream)).lower()
+        assert ADDRESS.lower().encode() not in raw
+
+        e2e.run(config_path)
+
+        answer = wait_for(
+            lambda: browser.get(f"/v1/profiles/{device}"),
+            lambda r: r.status_code == 200 and mail_device in r.json()["device_ids"],
+        )
+        assert answer.status_code == 200, answer.text
+        profile = answer.json()
+        assert set(profile["device_ids"]) == {device, mail_device}
+        assert profile["customer_key"] == KEY
+        assert {(c["source"], c["medium"], c["name"]) for c in profile["campaigns"]} == {
+            ("google", "cpc", "shoes"),
+            ("newsletter", "email", "xmas"),
+        }
+        assert [(line["product_id"], line["quantity"]) for line in profile["cart"]] == [("sku-red-shoe", 1)]
+
+        (merge,) = e2e.records(config, "merges")
+        assert merge["into_profile_id"] == profile["profile_id"]
+        merged_away = wait_for(
+            lambda: browser.get(f"/v1/profiles/{merge['from_profile_id']}"),
+            lambda r: r.status_code == 200 and r.json()["profile_id"] == profile["profile_id"],
+        )
+        assert merged_away.json()["profile_id"] == profile["profile_id"]
+
+        by_email = browser.get("/v1/profiles", params={"email": ADDRESS.upper()})
+        assert by_email.status_code == 200 and by_email.json()["profile_id"] == profile["profile_id"]
+        assert browser.get(f"/v1/profiles/{mail_device}").json()["profile_id"] == profile["profile_id"]
+        assert browser.get("/v1/profiles/nobody").status_code == 404
+    finally:
+        code = serve.stop()
+    assert code == 0, serve.log()
+    log = serve.log().lower()
+    assert ADDRESS.lower() not in log and ADDRESS.lower().replace("@", "%40") not in log
