@@ -1,10 +1,7 @@
-"""Shared fixtures: one broker of each kind for the session, fresh topic names for every test.
+"""Shared fixtures: one embedded broker for the session, fresh topic names for every test.
 
-Every test that uses a broker runs on the embedded Tansu and on Apache Kafka (`support.brokers`:
-the Kafka tier, where a JDK and Maven are present). A Tansu start takes about 0.1 s and a Kafka
-start about 3 s; one broker per kind for the session keeps the suite's process count and ports
-low (pytest runs all the tests of one kind, then the other's); tests stay independent because
-each gets its own topic names.
+A Tansu start takes about 0.1 s, but one broker per session still keeps the suite's process count
+and ports low; tests stay independent because each gets its own topic names.
 """
 
 from __future__ import annotations
@@ -15,23 +12,16 @@ import os
 import pytest
 
 from profilestream.config import TOPIC_ROLES, load_config
-from support import brokers
+from profilestream.devtools.broker import EmbeddedBroker
 
 _serial = itertools.count()
 
 
-@pytest.fixture(scope="session", params=brokers.KINDS)
-def broker(request):
-    with brokers.broker(request.param) as running:
+@pytest.fixture(scope="session")
+def broker():
+    with EmbeddedBroker() as running:
         yield running
     assert not running.running()
-
-
-@pytest.fixture(params=brokers.KINDS)
-def broker_kind(request):
-    """For a test that starts (and stops, or pauses) brokers of its own: "tansu" or "kafka"."""
-    brokers.need(request.param)
-    return request.param
 
 
 @pytest.fixture

@@ -47,9 +47,10 @@ def consumed(capsys, config_path, topic) -> list[dict]:
 
 def test_topics_create_is_idempotent(capsys, config, config_path):
     code, out, _ = run_cli(capsys, "topics", "create", "--config", str(config_path))
-    assert code == 0 and out.count(": created") == 7
+    assert code == 0 and out.count(": created") == 8  # the seven configured and the internal transfers topic
+    assert f"{config.topics.profiles}-transfers: created (internal" in out
     code, out, _ = run_cli(capsys, "--config", str(config_path), "topics", "create")
-    assert code == 0 and out.count(": exists") == 7
+    assert code == 0 and out.count(": exists") == 8
     admin = AdminClient({"bootstrap.servers": config.kafka.brokers})
     topics = admin.list_topics(timeout=10).topics
     for name in config.topics.names().values():
