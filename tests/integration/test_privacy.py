@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -167,16 +168,26 @@ def test_erase_removes_the_customer_from_the_store(config, config_path, tmp_path
 
 
 def _latest_engine(recovery: Path):
-    """The engine state in the newest snapshot of the recovery directory."""
-    import pickle
+    """Resolution's state in the newest snapshot of the recovery directory, with `shards`: the
+    newest snapshot of every profile key that still has one (a discarded key's is None)."""
     import sqlite3
+
+    from profilestream.flows import snapshot
 
     [db] = recovery.glob("*.sqlite3")
     with sqlite3.connect(db) as conn:
         (blob,) = conn.execute(
-            "SELECT ser_change FROM snaps WHERE step_id LIKE '%.apply' ORDER BY snap_epoch DESC LIMIT 1"
+            "SELECT ser_change FROM snaps WHERE step_id LIKE '%.resolve' ORDER BY snap_epoch DESC LIMIT 1"
         ).fetchone()
-    return pickle.loads(pickle.loads(blob))["engine"]
+        rows = conn.execute(
+            "SELECT state_key, ser_change FROM snaps WHERE step_id LIKE '%.profiles' ORDER BY snap_epoch"
+        ).fetchall()
+    resolver, _, _ = snapshot.load_resolver(pickle.loads(blob))
+    latest = {key: ser for key, ser in rows}
+    resolver.shards = [
+        snapshot.load_shard(pickle.loads(ser)) for ser in latest.values() if ser is not None and pickle.loads(ser)
+    ]
+    return resolver
 
 
 def test_erase_removes_the_customer_from_state_snapshotted_afterwards(config, config_path, tmp_path):
@@ -225,3 +236,4 @@ def test_erase_removes_the_customer_from_state_snapshotted_afterwards(config, co
     assert "C1" not in after.graph.by_customer and "K1" not in after.graph.by_key
     assert "d1" not in after.graph.by_device and "O1" not in after.orders.crm
     assert all(p.customer_id != "C1" for p in after.graph.profiles.values())
+    assert before.shards and all(s.profile is None or s.profile.customer_id != "C1" for s in after.shards)
