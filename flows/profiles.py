@@ -61,7 +61,7 @@ def profile_stream(
     (`kafka.inflight`); `loop` carries transfers between shards (default: in memory);
     `wire`: the Schema Registry's framing of inputs, if one is configured."""
     loop = loop if loop is not None else MemoryLoop(bounded=bounded)
-    decoded = decode("decode", raw, rules, sent, wire=wire) if wire is not None else decode("decode", raw, rules, sent)
+    decoded = decode("decode", raw, rules, sent, wire=wire)
     keyed = op.key_on("key_identity", decoded.events, lambda _: RESOLVE_KEY)
 
     def build_resolver(resume: bytes | None) -> ResolveLogic:

@@ -72,8 +72,9 @@ class ShardLogic(StatefulBatchLogic[Any, Output | Transfer, bytes | None]):
     def on_notify(self) -> tuple[Iterable[Output | Transfer], bool]:
         out: list[Any] = []
         shard = self.shard
-        if shard is not None and shard.due(now_ms(), self.emit_every):
-            self._emit(shard, now_ms(), out)
+        now = now_ms()
+        if shard is not None and shard.due(now, self.emit_every):
+            self._emit(shard, now, out)
         return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Output | Transfer], bool]:

@@ -183,10 +183,8 @@ def _latest_engine(recovery: Path):
             "SELECT state_key, ser_change FROM snaps WHERE step_id LIKE '%.profiles' ORDER BY snap_epoch"
         ).fetchall()
     resolver, _, _ = snapshot.load_resolver(pickle.loads(blob))
-    latest = {key: ser for key, ser in rows}
-    resolver.shards = [
-        snapshot.load_shard(pickle.loads(ser)) for ser in latest.values() if ser is not None and pickle.loads(ser)
-    ]
+    latest = {key: None if ser is None else pickle.loads(ser) for key, ser in rows}
+    resolver.shards = [snapshot.load_shard(data) for data in latest.values() if data]
     return resolver
 
 
