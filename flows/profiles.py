@@ -21,6 +21,7 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 
+from profilestream.codec import registry
 from profilestream.domain.commands import Transfer
 from profilestream.domain.outputs import Output
 from profilestream.domain.resolve import Resolver
@@ -122,6 +123,7 @@ def build_flow(
         local=read,
         gate=reader.may_read if reader is not None else None,
     )
+    wire = registry.wire_for(config)  # None without a Schema Registry: raw schemaless Avro
     flow = Dataflow("profilestream")
     raw = op.input("read", flow, source)
     loop = KafkaLoop(config, bounded=bounded, wait=recovery, starts=transfers)
@@ -135,9 +137,10 @@ def build_flow(
         sent=reader.sent if reader is not None else None,
         received=inflight.taken if inflight is not None else None,
         loop=loop,
+        wire=wire,
     )
     names = {role: config.topics.name(role) for role in OUTPUT_ROLES}
     limit = max_record_bytes(config.kafka.client_config())
-    messages = encode("encode", outputs, names, limit)
+    messages = encode("encode", outputs, names, limit, wire)
     op.output("write", messages, OutputSink(config.kafka.client_config(), wait=recovery))
     return flow

@@ -75,6 +75,7 @@ from typing import IO, Any, TextIO
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
+from profilestream.codec import registry
 from profilestream.domain.roles import INPUT_ROLES
 from profilestream.flows.placement import engine_worker
 from profilestream.flows.profiles import build_flow
@@ -365,6 +366,11 @@ def run(
             # the transfer loop's internal topic (created if missing) and where this run starts
             # reading it: measured before any process of the cluster can write to it
             job["transfers"] = ensure_transfers_topic(config)
+            # every topic's schema under `<topic>-value`, before the first record is written: a
+            # registry that does not answer stops the run now, naming schema_registry.url (exit 2)
+            wire = registry.wire_for(config)
+            if wire is not None:
+                wire.register()
             if machines:
                 return _join(job, addresses or [], process_id or 0)
             return _start(job, processes)

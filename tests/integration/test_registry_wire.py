@@ -68,3 +68,72 @@ def test_produce_frames_consume_reads_framed_and_raw(capsys, config_path, tmp_pa
     assert code == 1
     assert [json.loads(line)["event_id"] for line in out.splitlines()] == ["e-2"]
     assert err.count("is schema_registry.url set?") == 2
+
+
+def _newer_clickstream_schema() -> str:
+    """The clickstream schema as a producer that added an optional field would register it."""
+    from profilestream.codec import avro
+
+    schema = json.loads(avro.schema_text("clickstream"))
+    schema["fields"].append({"name": "ab_variant", "type": ["null", "string"], "default": None})
+    return json.dumps(schema)
+
+
+def _written_with(schema_text: str, ours: bytes, **added) -> bytes:
+    """`ours` (a raw value in our own schema) re-written with a newer schema, plus `added` fields."""
+    import io
+
+    from fastavro import parse_schema, schemaless_reader, schemaless_writer
+
+    from profilestream.codec import avro
+
+    record = schemaless_reader(io.BytesIO(ours), parse_schema(json.loads(avro.schema_text("clickstream"))), None)
+    out = io.BytesIO()
+    schemaless_writer(out, parse_schema(json.loads(schema_text)), {**record, **added})
+    return out.getvalue()
+
+
+def test_run_reads_framed_raw_and_newer_schema_inputs_and_frames_its_outputs(capsys, config_path, tmp_path):
+    from confluent_kafka import Producer
+    from confluent_kafka.schema_registry import Schema
+
+    from profilestream.codec import avro
+
+    url = f"mock://{uuid.uuid4().hex}"
+    framed_config = _with_registry(config_path, url)
+    config = load_config(str(framed_config), env={})
+    topic = config.topics.name("clickstream")
+    assert _cli(capsys, "topics", "create", "--config", str(config_path))[0] == 0
+    framed = tmp_path / "framed.jsonl"
+    framed.write_text(json.dumps(CLICKS[0]) + "\n")
+    assert _cli(capsys, "produce", "--config", str(framed_config), "--topic", "clickstream", str(framed))[0] == 0
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text(json.dumps(CLICKS[1]) + "\n")
+    assert _cli(capsys, "produce", "--config", str(config_path), "--topic", "clickstream", str(raw))[0] == 0
+    # a third producer registered a newer version of the subject (one optional field more)
+    newer = _newer_clickstream_schema()
+    newer_id = registry.client(url).register_schema(f"{topic}-value", Schema(newer, "AVRO"))
+    ours = avro.encode("clickstream", avro.from_json("clickstream", CLICKS[2]))
+    producer = Producer({"bootstrap.servers": config.kafka.brokers})
+    producer.produce(topic, registry.frame(newer_id, _written_with(newer, ours, ab_variant="B")), partition=0)
+    assert producer.flush(30) == 0
+
+    code, _, err = _cli(capsys, "run", "--config", str(framed_config), "--until-idle")
+    assert code == 0, err
+
+    assert list(read_topic(config, config.topics.name("dead_letters"))) == []
+    deserializer = AvroDeserializer(registry.client(url))
+    profiles_topic = config.topics.name("profiles")
+    values = [m.value for m in read_topic(config, profiles_topic) if m.value is not None]
+    assert values and all(registry.schema_id(v) is not None for v in values)
+    read = [deserializer(v, SerializationContext(profiles_topic, MessageField.VALUE)) for v in values]
+    devices = {d for r in read for d in r["device_ids"]}
+    assert devices == {"d-0", "d-1", "d-2"}  # framed, raw and newer-schema clicks all applied
+
+
+def test_run_stops_at_start_naming_the_registry_that_does_not_answer(capsys, config_path):
+    unreachable = _with_registry(config_path, "http://127.0.0.1:9")  # the discard port: refused
+    assert _cli(capsys, "topics", "create", "--config", str(config_path))[0] == 0
+    code, _, err = _cli(capsys, "run", "--config", str(unreachable), "--until-idle")
+    assert code == 2
+    assert "schema_registry.url" in err and "127.0.0.1:9" in err
