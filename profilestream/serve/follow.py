@@ -13,6 +13,10 @@ The latest triggers of each profile (for the single customer view) come from `tr
 way, at most `TRIGGERS_KEPT` per profile and `PROFILES_WITH_TRIGGERS` profiles (the least recently
 triggered are forgotten first), so memory stays bounded on a topic of any length.
 
+Values are read raw or in the Confluent wire format (`registry.decoder`: a run with
+`schema_registry.url` set frames every output), so the thread decodes `profiles` itself rather
+than through `store.apply_message`, which reads raw values only.
+
 Readiness (CONTRACT.md `/readyz`): ready once the three topics have been read to the end they had
 when this thread started (the store caught up) and while the broker answers a metadata request,
 asked every `CHECK_EVERY` seconds. Until the topics exist, or while no broker answers, the thread
@@ -29,7 +33,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from profilestream import store as profile_store
-from profilestream.codec import avro
+from profilestream.codec import avro, registry
 from profilestream.domain.roles import MERGES, PROFILES, TRIGGERS
 from profilestream.kafka.clients import BrokerError, client_config, end_offsets, quiet
 from profilestream.ops.metrics import log
@@ -47,6 +51,7 @@ class Follower:
     def __init__(self, config: Any, store: profile_store.ProfileStore) -> None:
         self.config = config
         self.store = store
+        self.decode = registry.decoder(config)
         self.merged: dict[str, str] = {}  # from_profile_id -> into_profile_id
         self.absorbed: dict[str, list[str]] = {}  # into_profile_id -> from_profile_ids
         self.triggers: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
@@ -180,13 +185,17 @@ class Follower:
             self.broker_ok, self.problem = True, None
 
     def _apply(self, role: str, m: Any) -> None:
-        if role == PROFILES:
-            profile_store.apply_message(self.store, m)
-            return
         value = m.value()
+        if role == PROFILES:
+            key, partition, offset = m.key(), m.partition(), m.offset()
+            if key is None or partition is None or offset is None:
+                raise ValueError(f"a record of {m.topic()} without a key, partition or offset")
+            profile = None if value is None else avro.to_json(role, self.decode(role, value))
+            self.store.apply(key.decode(), profile, partition, offset)
+            return
         if value is None:
             return
-        record = avro.to_json(role, avro.decode(role, value))
+        record = avro.to_json(role, self.decode(role, value))
         if role == MERGES:
             source, into = record["from_profile_id"], record["into_profile_id"]
             if source != into and self.merged.get(source) != into:

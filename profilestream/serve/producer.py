@@ -7,6 +7,10 @@ the delivery reports, and `close` flushes, so a clean stop loses nothing that wa
 A delivery that fails after the answer (the broker gone for longer than librdkafka's
 `message.timeout.ms`) cannot be taken back: it is counted (`failed`) and logged, never silent.
 
+With `schema_registry.url` set, values are framed in the Confluent wire format as `produce` writes
+them (`registry.encoder`); `server.build` registers the schema first, so a registry that does not
+answer stops `serve` at start with the key named (exit 2), not at the first request.
+
 A full local queue is back-pressure, not bad input: `send` waits for room up to `wait` seconds
 and then raises `Busy` (the app answers 503 with a reason, the client retries).
 """
@@ -19,7 +23,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Producer
 
-from profilestream.codec import avro
+from profilestream.codec import registry
 from profilestream.domain.roles import CLICKSTREAM
 from profilestream.kafka.clients import client_config, quiet
 from profilestream.ops.metrics import log
@@ -35,6 +39,7 @@ class EventProducer:
 
     def __init__(self, config: Any, wait: float = 2.0) -> None:
         self.topic = config.topics.name(CLICKSTREAM)
+        self._encode = registry.encoder(config)
         self.wait = wait
         self._producer = Producer(
             quiet(
@@ -72,7 +77,7 @@ class EventProducer:
             # `from_json` drops `email` once hashed; the compiled writer wants every field (null
             # included) and would otherwise leave the record to fastavro's slower path
             record.setdefault("email", None)
-            value = avro.encode(CLICKSTREAM, record)
+            value = self._encode(CLICKSTREAM, record)
             while True:
                 try:
                     self._producer.produce(self.topic, value, key.encode("utf-8"), on_delivery=self._report)

@@ -45,6 +45,8 @@ def _port_free(host: str, port: int) -> None:
 
 def build(config: Config) -> Any:
     """The app with its parts open (the store, the producer); `serve.close` runs at shutdown."""
+    from profilestream.codec import registry
+    from profilestream.domain.roles import CLICKSTREAM
     from profilestream.serve.app import Parts, create_app
     from profilestream.serve.collector import Collector
     from profilestream.serve.follow import Follower
@@ -52,6 +54,9 @@ def build(config: Config) -> Any:
     from profilestream.store import ProfileStore, StoreError
 
     rules = config.rules()
+    wire = registry.wire_for(config)
+    if wire is not None:  # before anything is opened: a registry that does not answer is exit 2
+        wire.register((CLICKSTREAM,))
     try:
         store = ProfileStore(config.store.path)
     except StoreError:

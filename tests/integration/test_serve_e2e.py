@@ -118,3 +118,43 @@ def test_collected_events_become_a_profile_the_api_answers(config_path, config, 
     assert code == 0, serve.log()
     log = serve.log().lower()
     assert ADDRESS.lower() not in log and ADDRESS.lower().replace("@", "%40") not in log
+
+
+@pytest.mark.broker
+def test_with_a_schema_registry_serve_frames_what_it_produces_and_reads_framed_outputs(config_path):
+    """`schema_registry.url` set (the client's in-process `mock://` registry, so serve runs in
+    this process): collected events are framed under `<clickstream>-value`, and framed profiles
+    and merges (what a run with the registry writes) are answered."""
+    import uuid
+
+    from starlette.testclient import TestClient
+
+    from profilestream.codec import avro, registry
+    from profilestream.config import load_config
+    from profilestream.kafka.clients import produce_records
+    from profilestream.serve import server
+    from support.serve import profile
+
+    url = f"mock://{uuid.uuid4().hex}"
+    framed = config_path.with_name("with-registry.toml")
+    framed.write_text(config_path.read_text() + f'\n[schema_registry]\nurl = "{url}"\n')
+    config = load_config(str(framed), env={})
+    assert cli.main(["topics", "create", "--config", str(framed)]) == 0
+    survivor = profile("p-b", customer_id="c-7", device_ids=["d-1"])
+    merge = {"from_profile_id": "p-a", "into_profile_id": "p-b", "reason": "login", "ts": 1_780_000_000_000}
+    produce_records(config, "profiles", [("p-b", avro.from_json("profiles", survivor))])
+    produce_records(config, "merges", [("p-b", merge)])
+
+    with TestClient(server.build(config)) as client:
+        ready = wait_for(lambda: client.get("/readyz"), lambda r: r.status_code == 200, 30)
+        assert ready.status_code == 200, ready.text
+        assert client.get("/v1/profiles/d-1").json()["customer_id"] == "c-7"
+        assert client.get("/v1/profiles/p-a").json()["profile_id"] == "p-b"  # the framed merge was read
+        sent = client.post("/v1/collect", json={"events": [{"type": "page_view", "device_id": "d-9"}] * 3})
+        assert sent.status_code == 202 and sent.json()["accepted"] == 3
+    # leaving the client ran the shutdown: the producer flushed
+    topic = config.topics.name("clickstream")
+    values = [m.value for m in read_topic(config, topic)]
+    subject_id = registry.client(url).get_latest_version(f"{topic}-value").schema_id
+    assert [registry.schema_id(v) for v in values] == [subject_id] * 3
+    assert {registry.wire_for(config).decode("clickstream", v)["device_id"] for v in values} == {"d-9"}
