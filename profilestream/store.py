@@ -27,7 +27,7 @@ import json
 import os
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from rocksdict import AccessType, Rdict, WriteBatch
 
-from profilestream.codec import avro
+from profilestream.codec import avro, registry
 from profilestream.kafka.clients import end_offsets, quiet
 
 INDEXES = (("device", "device_ids"), ("key", "customer_key"), ("customer", "customer_id"))
@@ -332,16 +332,20 @@ def _position(m: Message) -> tuple[int, int]:
 def sync(config: Config, store: ProfileStore, follow: bool = False) -> int:
     """Apply the profiles topic to the store; returns how many records were applied."""
     applied = 0
+    decode = registry.decoder(config)  # raw values, or framed ones when a registry is configured
     for m in _records(config, store, follow):
-        apply_message(store, m)
+        apply_message(store, m, decode)
         applied += 1
     return applied
 
 
-def apply_message(store: ProfileStore, m: Message) -> None:
-    """One consumed record of the profiles topic into the store (also `profilestream serve`'s)."""
+def apply_message(
+    store: ProfileStore, m: Message, decode: Callable[[str, bytes], dict[str, Any]] = avro.decode
+) -> None:
+    """One consumed record of the profiles topic into the store; `decode`: `registry.decoder`'s
+    when values may be in the Confluent wire format."""
     value = m.value()
-    profile = None if value is None else avro.to_json("profiles", avro.decode("profiles", value))
+    profile = None if value is None else avro.to_json("profiles", decode("profiles", value))
     key = m.key()
     if key is None:
         raise ValueError(f"a record of {m.topic()} without a key (partition {m.partition()}, offset {m.offset()})")
