@@ -12,7 +12,10 @@ merged profile's contents (`commands.Transfer`) have arrived, so the result does
 how long a transfer takes or on which worker either profile lives.
 
 Per worker, the shards share a `ShardContext` (rules, scorer, counters): it is not their state and
-is never snapshotted.
+is never snapshotted. Its `shard.*` counters say how often the cross-shard path had to wait
+(`shard.held`: commands held behind a merge; `shard.transfers_early`: transfers that came before
+their merge; `shard.transfers_repeated`: a transfer read again, e.g. after a recovery), so tests
+can check the holding really happened and a run can show it.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class ProfileShard:
         """Apply a command now, or hold it behind a merge that waits for its transfer."""
         if self.waiting is not None:
             self.held.append(command)
+            ctx.stats["shard.held"] += 1
             return
         self._apply(command, ctx, now, out, sent)
 
@@ -65,10 +69,12 @@ class ProfileShard:
         """A merged profile's contents arrived: absorb them if their merge is waiting (and apply
         what it held), keep them for their merge otherwise; a repeat is dropped."""
         if transfer.seq <= self.last_seq or self.gone:
+            ctx.stats["shard.transfers_repeated"] += 1
             return
         waiting = self.waiting
         if waiting is None or waiting.seq != transfer.seq:
             self.arrived[transfer.seq] = transfer.profile
+            ctx.stats["shard.transfers_early"] += 1
             return
         self.waiting = None
         self._absorb(transfer.profile, waiting, ctx)

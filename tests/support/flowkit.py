@@ -25,7 +25,9 @@ from profilestream.domain.events import Click, Event
 from profilestream.domain.resolve import Resolver
 from profilestream.domain.rules import Rules
 from profilestream.domain.shard import ShardContext
+from profilestream.flows.loop import LoopEnd, LoopItem, MemoryLoop, loop_partition
 from profilestream.flows.profiles import profile_stream
+from profilestream.flows.shard_step import ShardLogic
 from profilestream.kafka.source import PartitionEnd, Raw
 from support.scenario import Result
 
@@ -130,6 +132,53 @@ class RecordedContext(ShardContext):
         _CONTEXTS.append(self)
 
 
+class RecordedShardLogic(ShardLogic):
+    """A profile's shard step, remembering which worker (its `ShardContext`) holds the profile,
+    so a test can check that two profiles really live on different workers."""
+
+    def on_batch(self, values):
+        result = super().on_batch(values)
+        if self.shard is not None:
+            _PLACES.setdefault(self.shard.profile_id, set()).add(id(self.ctx))
+        return result
+
+
+_PLACES: dict[str, set[int]] = {}
+
+
+class HeldLoop(MemoryLoop):
+    """The in-memory loop, but slow: each partition's transfers are held back until resolution's
+    end marker for that partition has been written (the end of input), then let through in
+    reverse order (`reverse`) or in order; later transfers pass at once. So a surviving shard
+    holds its later commands (and deadlines) for the whole run, the longest a transfer can take,
+    and transfers of a chain arrive in the worst order."""
+
+    def __init__(self, partitions: int = 2, reverse: bool = True):
+        super().__init__(partitions, bounded=True)
+        self.reverse = reverse
+        self._held: list[list[LoopItem]] = [[] for _ in range(partitions)]
+        self._open = [False] * partitions
+        self.delayed = 0  # transfers that were held back
+
+    def put(self, items: list[LoopItem]) -> None:
+        passing: list[LoopItem] = []
+        with self._lock:
+            for item in items:
+                if isinstance(item, LoopEnd):
+                    held, self._held[item.partition] = self._held[item.partition], []
+                    passing += reversed(held) if self.reverse else held
+                    self._open[item.partition] = True
+                    passing.append(item)
+                    continue
+                partition = loop_partition(item.into, self.partitions)
+                if self._open[partition]:
+                    passing.append(item)
+                else:
+                    self._held[partition].append(item)
+                    self.delayed += 1
+        super().put(passing)
+
+
 @dataclasses.dataclass
 class FlowState:
     """What a test reads of a dataflow run: the resolver's state and every worker's counters
@@ -137,6 +186,12 @@ class FlowState:
 
     resolver: Resolver
     contexts: list[ShardContext]
+    places: dict[str, set[int]] = dataclasses.field(default_factory=dict)
+
+    def worker_of(self, profile_id: str) -> int:
+        """The worker (index of its context) that held this profile's shard; one only."""
+        [place] = self.places[profile_id]
+        return [id(ctx) for ctx in self.contexts].index(place)
 
     @property
     def stats(self) -> Counter:
@@ -172,26 +227,29 @@ def run_flow(
     batch: int = 7,
     emit_every: int = 0,
     one_reader: bool = False,
+    loop: MemoryLoop | None = None,
 ) -> Result:
     """Run the dataflow to the end of its input and collect every output record in order. What
     the dataflow built is handed back too (`Result.engine`: `FlowState`), for its counters."""
     parts = raw_partitions(events, partitions, extra)
     flow = Dataflow("test_profiles")
     raw = op.input("read", flow, ListSource(parts, batch, one_reader))
-    outputs = profile_stream(raw, rules or Rules(), list(parts), bounded=True, emit_every=emit_every)
+    outputs = profile_stream(raw, rules or Rules(), list(parts), bounded=True, emit_every=emit_every, loop=loop)
     collected: list = []
     op.output("collect", outputs, TestingSink(collected))
     _RESOLVERS.clear()
     _CONTEXTS.clear()
+    _PLACES.clear()
     with (
         mock.patch.object(profilestream.flows.profiles, "Resolver", RecordedResolver),
         mock.patch.object(profilestream.flows.shard_step, "ShardContext", RecordedContext),
+        mock.patch.object(profilestream.flows.shard_step, "ShardLogic", RecordedShardLogic),
     ):
         if workers == 1:
             run_main(flow)
         else:
             cluster_main(flow, [], 0, worker_count_per_proc=workers)
-    state = FlowState(_RESOLVERS[-1], list(_CONTEXTS)) if _RESOLVERS else None
+    state = FlowState(_RESOLVERS[-1], list(_CONTEXTS), dict(_PLACES)) if _RESOLVERS else None
     return Result(collected, engine=state)
 
 

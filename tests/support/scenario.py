@@ -43,8 +43,8 @@ def crm(minute: float, customer: str, op: str = "upsert", **fields) -> CrmChange
     )
 
 
-def erase(minute: float, customer: str) -> CrmChange:
-    return crm(minute, customer, op="erase")
+def erase(minute: float, customer: str, **fields) -> CrmChange:
+    return crm(minute, customer, op="erase", **fields)
 
 
 @dataclass
