@@ -17,19 +17,10 @@ from profilestream.codec.validation import hash_email
 from profilestream.devtools.broker import free_port
 from profilestream.kafka.clients import read_topic
 from support import e2e
-from support.serve import ServeProcess
+from support.serve import ServeProcess, eventually
 
 ADDRESS = "Ann.Example@Example.com"
 KEY = hash_email(ADDRESS)
-
-
-def wait_for(get, predicate, limit: float = 60):
-    deadline = time.monotonic() + limit
-    while True:
-        response = get()
-        if predicate(response) or time.monotonic() > deadline:
-            return response
-        time.sleep(0.3)
 
 
 @pytest.mark.broker
@@ -79,7 +70,7 @@ def test_collected_events_become_a_profile_the_api_answers(config_path, config, 
         login = browser.post("/v1/collect", json={"type": "login", "email": ADDRESS, "ts": at(4)})
         assert login.status_code == 202
 
-        clicks = wait_for(lambda: e2e.records(config, "clickstream"), lambda r: len(r) >= 5, 30)
+        clicks = eventually(lambda: e2e.records(config, "clickstream"), lambda r: len(r) >= 5, 30)
         assert len(clicks) == 5  # every accepted event, the rejected one not
         assert {c["device_id"] for c in clicks} == {device, mail_device}
         raw = b"".join(m.value for m in read_topic(config, config.topics.clickstream)).lower()
@@ -87,7 +78,7 @@ def test_collected_events_become_a_profile_the_api_answers(config_path, config, 
 
         e2e.run(config_path)
 
-        answer = wait_for(
+        answer = eventually(
             lambda: browser.get(f"/v1/profiles/{device}"),
             lambda r: r.status_code == 200 and mail_device in r.json()["device_ids"],
         )
@@ -103,7 +94,7 @@ def test_collected_events_become_a_profile_the_api_answers(config_path, config, 
 
         (merge,) = e2e.records(config, "merges")
         assert merge["into_profile_id"] == profile["profile_id"]
-        merged_away = wait_for(
+        merged_away = eventually(
             lambda: browser.get(f"/v1/profiles/{merge['from_profile_id']}"),
             lambda r: r.status_code == 200 and r.json()["profile_id"] == profile["profile_id"],
         )
@@ -146,7 +137,7 @@ def test_with_a_schema_registry_serve_frames_what_it_produces_and_reads_framed_o
     produce_records(config, "merges", [("p-b", merge)])
 
     with TestClient(server.build(config)) as client:
-        ready = wait_for(lambda: client.get("/readyz"), lambda r: r.status_code == 200, 30)
+        ready = eventually(lambda: client.get("/readyz"), lambda r: r.status_code == 200, 30)
         assert ready.status_code == 200, ready.text
         assert client.get("/v1/profiles/d-1").json()["customer_id"] == "c-7"
         assert client.get("/v1/profiles/p-a").json()["profile_id"] == "p-b"  # the framed merge was read

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -102,6 +102,17 @@ class _Edge:
     producer: ListProducer
     follower: StillFollower
     store: ProfileStore
+
+
+def eventually(get: Callable[[], Any], done: Callable[[Any], bool], limit: float = 60) -> Any:
+    """`get()` again every 0.3 s until `done` holds for its value or `limit` seconds passed; the
+    last value either way (the caller's assertion then says what was wrong)."""
+    deadline = time.monotonic() + limit
+    while True:
+        value = get()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.3)
 
 
 class ServeProcess:
