@@ -6,13 +6,19 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint kafka bench clean
 
 demo: $(STAMP)
 	$(VENV)/bin/profilestream demo
 
-test: lint
+test: lint kafka
 	$(VENV)/bin/pytest -q
+
+# Apache Kafka's jars for the Kafka tier of the tests (README "Apache Kafka"): fetched once with
+# Maven into ~/.cache/profilestream/kafka-<version>, at once when they are there; without java
+# and mvn it says so and the Kafka tier skips.
+kafka: $(STAMP)
+	$(VENV)/bin/python -m profilestream.devtools.apache_kafka
 
 # The gates before the suite: lint, format and types. mypy does not follow setuptools'
 # package-dir, so it checks a copy laid out as installed (flows/ and schemas/ inside the package).

@@ -1,4 +1,5 @@
-"""`profilestream broker`: the embedded Kafka-compatible broker in the foreground."""
+"""`profilestream broker`: the embedded Kafka-compatible broker (or, with `--kafka`, Apache Kafka)
+in the foreground."""
 
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ def local_port(brokers: str) -> int | None:
 
 
 def main(config: Config, args: argparse.Namespace) -> int:
-    from profilestream.devtools.broker import BrokerStartError, serve
+    from profilestream.devtools.broker import BrokerStartError
+    from profilestream.devtools.brokers import serve
 
     port = args.port if args.port is not None else local_port(config.kafka.brokers)
     try:
-        return serve(port)
+        return serve(port, "kafka" if getattr(args, "kafka", False) else "tansu")
     except BrokerStartError as exc:
         hint = "" if args.port is not None else " (the port of kafka.brokers; choose another with --port)"
         print(f"profilestream: {exc}{hint}", file=sys.stderr)

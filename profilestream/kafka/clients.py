@@ -184,9 +184,32 @@ def new_topic(name: str, role: str | None, partitions: int, replication_factor: 
     )
 
 
+_NOT_YET = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
+
+
+def _await_leaders(admin: AdminClient, names: list[str], timeout: float) -> None:
+    """Wait until every partition of `names` has a leader. Apache Kafka answers CreateTopics once
+    its controller has the topic; the broker learns the leaders a moment later, and a request in
+    between (ListOffsets, Produce) is refused with NOT_LEADER_FOR_PARTITION (measured on a
+    single-node KRaft broker). Tansu has them at once."""
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    while pending:
+        found = admin.list_topics(timeout=max(0.1, deadline - time.monotonic())).topics
+        for name in list(pending):
+            topic = found.get(name)
+            partitions = topic.partitions.values() if topic is not None and topic.error is None else ()
+            if partitions and all(p.error is None and p.leader >= 0 for p in partitions):
+                pending.discard(name)
+        if pending:
+            if time.monotonic() > deadline:
+                raise BrokerError(f"topics {', '.join(sorted(pending))} have no partition leader after {timeout:g}s")
+            time.sleep(0.02)
+
+
 def create_missing(admin: AdminClient, topics: list[NewTopic], timeout: float) -> list[str]:
     """Create `topics`; one created meanwhile by someone else counts as done. Returns the names
-    this call created."""
+    this call created, once their partitions have leaders (`_await_leaders`)."""
     if not topics:
         return []
     created = []
@@ -212,6 +235,7 @@ def create_missing(admin: AdminClient, topics: list[NewTopic], timeout: float) -
             f"the number of brokers (1 for a single local broker); topics not created: {names}"
             + (f"; created: {', '.join(created)}" if created else "")
         )
+    _await_leaders(admin, [t.topic for t in topics], timeout)
     return created
 
 
@@ -306,16 +330,32 @@ def _consume(consumer: Consumer, stall: float | None) -> Iterator:
             raise BrokerError(f"the broker sent nothing for {stall:.0f}s while records were expected")
 
 
+def _watermarks(config, consumer: Consumer, partition: TopicPartition, timeout: float) -> tuple[int, int]:
+    """(low, high) as the broker tells them. A partition whose leader the broker does not know yet
+    (a topic just created on Apache Kafka: `_await_leaders`) is asked again until `timeout`; no
+    answer at all is `BrokerUnreachable`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(partition, timeout=max(0.1, deadline - time.monotonic()))
+            return low, high
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() in _NOT_YET and time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            if error.code() in _NOT_YET:
+                raise BrokerError(f"reading {partition.topic}/{partition.partition}: {error.str()}") from None
+            raise unreachable(config, exc) from None  # the broker went away between the two requests
+
+
 def end_offsets(config, topic: str) -> dict[int, tuple[int, int]]:
     """`{partition: (first offset, end offset)}`, exact even on Tansu (see the module doc)."""
     consumer = _consumer(config)
     try:
         timeout = _timeout(config)
         partitions = _partitions(config, consumer, topic)
-        try:
-            ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout) for p in partitions}
-        except KafkaException as exc:  # the broker went away between the two requests
-            raise unreachable(config, exc) from None
+        ends = {p: _watermarks(config, consumer, TopicPartition(topic, p), timeout) for p in partitions}
         pending = {p for p, (low, high) in ends.items() if high > low}
         consumer.assign([TopicPartition(topic, p, ends[p][1] - 1) for p in pending])
         for m in _consume(consumer, timeout) if pending else ():
