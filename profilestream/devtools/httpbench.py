@@ -234,7 +234,7 @@ def _topic_count(config: Any, topic: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="httpbench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=20, help="seconds per scenario (default 20)")
-    parser.add_argument("--connections", type=int, default=32, help="wrk's open connections (default 32)")
+    parser.add_argument("--connections", type=int, default=10, help="wrk's open connections (default 10)")
     parser.add_argument("--profiles", type=int, default=100_000, help="profiles in the store (default 100000)")
     parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up before each figure")
