@@ -25,6 +25,7 @@ Reasons are counted by the same short labels as the run's dead letters
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -55,6 +56,23 @@ PIXEL_TEXT = (
     "order_id",
 )
 PIXEL_NUMBERS = {"price": float, "revenue": float, "quantity": int}
+
+
+def event_id(bits: int | None = None) -> str:
+    """A new random (version 4) UUID for an event that came without an id.
+
+    Why not `uuid.uuid4()`: it reads `os.urandom` (a system call) for each event, a twelfth of the
+    collector's time in a profile of batches of 10. An event id needs to be unique, not secret
+    (122 random bits, as uuid4), so the Mersenne Twister's bits do. Device ids, which stand for a
+    visitor and travel as a cookie, stay `uuid4`: they must not be guessable.
+
+    >>> event_id(0), event_id((1 << 128) - 1)
+    ('00000000-0000-4000-8000-000000000000', 'ffffffff-ffff-4fff-bfff-ffffffffffff')
+    """
+    n = random.getrandbits(128) if bits is None else bits
+    n = (n & ~(0xF000 << 64) & ~(0xC000 << 48)) | (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122
+    h = f"{n:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class BadRequest(ValueError):
@@ -95,13 +113,20 @@ def landing(url: Any, key_param: str) -> tuple[dict[str, str] | None, str | None
 
 
 class Collector:
-    """Turns requests into records. `rules` are the run's (`config.rules()`); `new_id` makes
-    event and device ids (a parameter so tests can name them)."""
+    """Turns requests into records. `rules` are the run's (`config.rules()`); `new_event_id` and
+    `new_device_id` make the ids left out (parameters so tests can name them)."""
 
-    def __init__(self, rules: Rules, key_param: str, new_id: Callable[[], str] = lambda: str(uuid.uuid4())):
+    def __init__(
+        self,
+        rules: Rules,
+        key_param: str,
+        new_event_id: Callable[[], str] = event_id,
+        new_device_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ):
         self.rules = rules
         self.key_param = key_param
-        self.new_id = new_id
+        self.new_event_id = new_event_id
+        self.new_device_id = new_device_id
 
     # --- POST /v1/collect ----------------------------------------------------------------------
 
@@ -155,13 +180,13 @@ class Collector:
         """One event with the edge's defaults filled in, validated as `produce` would."""
         event = dict(event)
         if event.get("event_id") is None:
-            event["event_id"] = self.new_id()
+            event["event_id"] = self.new_event_id()
         if event.get("ts") is None:
             event["ts"] = format_time(now_ms)
         if event.get("device_id") is None:
             if cookie_device is None:
                 if out.new_device is None:
-                    out.new_device = self.new_id()
+                    out.new_device = self.new_device_id()
                 cookie_device = out.new_device
             event["device_id"] = cookie_device
         campaign, key = landing(event.get("url"), self.key_param)
@@ -199,4 +224,4 @@ def _kind(value: Any) -> str:
     )
 
 
-__all__ = ["MAX_EVENTS", "BadRequest", "Collector", "Outcome", "landing"]
+__all__ = ["MAX_EVENTS", "BadRequest", "Collector", "Outcome", "event_id", "landing"]

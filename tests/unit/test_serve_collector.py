@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
+import uuid
 
 import pytest
 
 from profilestream.codec import avro
 from profilestream.codec.validation import hash_email
 from profilestream.config import Config
-from profilestream.serve.collector import MAX_EVENTS, BadRequest, Collector, landing
+from profilestream.serve.collector import MAX_EVENTS, BadRequest, Collector, event_id, landing
 
 NOW = 1_795_000_000_000  # 2026-11-18
 
@@ -18,7 +20,8 @@ NOW = 1_795_000_000_000  # 2026-11-18
 @pytest.fixture
 def collector():
     counter = itertools.count(1)
-    return Collector(Config().rules(), "ps_ck", new_id=lambda: f"id-{next(counter)}")
+    made = lambda: f"id-{next(counter)}"  # noqa: E731
+    return Collector(Config().rules(), "ps_ck", new_event_id=made, new_device_id=made)
 
 
 def test_left_out_event_id_ts_and_device_are_made_and_the_new_device_is_reported(collector):
@@ -136,3 +139,17 @@ def test_a_pixel_query_is_an_event_with_type_campaign_and_key():
 def test_a_pixel_number_that_is_not_one_is_rejected_naming_it(collector):
     with pytest.raises(avro.Rejected, match="quantity"):
         collector.pixel_event({"quantity": "two"})
+
+
+def test_made_event_ids_are_version_4_uuids_as_uuid_writes_them():
+    for bits in [0, (1 << 128) - 1, *(random.getrandbits(128) for _ in range(200))]:
+        made = uuid.UUID(event_id(bits))
+        assert (made.version, made.variant) == (4, uuid.RFC_4122)
+        assert event_id(bits) == str(made)
+        assert made.int & ~(0xF000 << 64) & ~(0xC000 << 48) == bits & ~(0xF000 << 64) & ~(0xC000 << 48)
+    assert len({event_id() for _ in range(10_000)}) == 10_000
+
+
+def test_a_new_device_id_is_a_uuid4():
+    made = Collector(Config().rules(), "ps_ck").collect([{"type": "page_view"}], None, NOW)
+    assert uuid.UUID(made.new_device).version == 4
