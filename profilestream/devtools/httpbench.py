@@ -12,6 +12,8 @@ What it measures, on loopback, with the embedded broker (Tansu, in memory) and t
   first, read by serve's follower), a random device id or customer id each request, lookups/s;
 - p50/p99/max latency from wrk's own histogram, non-2xx answers, the one-minute load average
   before and after each figure (the machine's other work is part of what is measured);
+- serve's CPU time during each figure (/proc, all its threads) and so requests per CPU-second:
+  on a shared machine the wall-clock figures fall with the load, the cost per request much less;
 - "nothing lost": serve is stopped with SIGTERM after the collector runs (it flushes its
   producer), then the records on `clickstream` are counted and compared with the events serve
   reported as accepted (`profilestream_serve_events_accepted`) and with wrk's 202 answers × batch.
@@ -118,6 +120,8 @@ class Figure:
     socket_errors: int
     load_before: float
     load_after: float
+    serve_cpu_s: float  # serve's CPU time (all its threads) over the figure's seconds
+    requests_per_cpu_s: float  # what one core would take at this cost: the figure least bent by the load
     command: str
 
 
@@ -194,6 +198,11 @@ class _Serve:
                 pass
             time.sleep(0.5)
         raise SystemExit(f"serve not ready within {limit:.0f}s: {self.log_path.read_text()}")
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of serve, all threads (/proc/<pid>/stat fields 14 and 15)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def accepted(self) -> int:
         with urllib.request.urlopen(self.url + "/metrics", timeout=5) as response:
@@ -279,8 +288,9 @@ def main(argv: list[str] | None = None) -> int:
                     warm = argparse.Namespace(**{**vars(args), "duration": args.warmup})
                     result, _ = _wrk(scenario, serve.url, warm, work)
                     ok_events += result["ok"] * BATCH[scenario]
-                before = _load()
+                before, cpu = _load(), serve.cpu_seconds()
                 result, command = _wrk(scenario, serve.url, args, work)
+                cpu = serve.cpu_seconds() - cpu
                 ok_events += result["ok"] * BATCH[scenario]
                 rps = result["requests"] / result["seconds"]
                 figure = Figure(
@@ -294,13 +304,16 @@ def main(argv: list[str] | None = None) -> int:
                     socket_errors=result["errors"],
                     load_before=before,
                     load_after=_load(),
+                    serve_cpu_s=round(cpu, 2),
+                    requests_per_cpu_s=round(result["requests"] / cpu) if cpu else 0.0,
                     command=command.replace(str(work), "$WORK"),
                 )
                 figures.append(figure)
                 _say(
                     f"httpbench: {scenario}: {figure.requests_per_s:,.0f} req/s, {figure.events_per_s:,.0f} events/s, "
                     f"p50 {figure.p50_ms:.1f} ms, p99 {figure.p99_ms:.1f} ms, not ok {figure.non_ok}, "
-                    f"load {figure.load_before} -> {figure.load_after}"
+                    f"load {figure.load_before} -> {figure.load_after}, "
+                    f"serve CPU {figure.serve_cpu_s:.1f} s ({figure.requests_per_cpu_s:,.0f} req per CPU-s)"
                 )
             reported = serve.accepted()
         finally:
