@@ -211,7 +211,8 @@ class _Serve:
         return int(sum(float(v) for v in found))
 
     def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(120)
 
 
@@ -278,11 +279,11 @@ def main(argv: list[str] | None = None) -> int:
         if "lookup" in chosen:
             _fill_profiles(config, args.profiles)
         serve = _Serve(config_path, port, work / "serve.log")
-        started = time.monotonic()
-        serve.wait_ready(limit=600)
-        _say(f"httpbench: serve ready (store caught up) in {time.monotonic() - started:.1f}s")
         ok_events = 0
         try:
+            started = time.monotonic()
+            serve.wait_ready(limit=900)
+            _say(f"httpbench: serve ready (store caught up) in {time.monotonic() - started:.1f}s")
             for scenario in chosen:
                 if args.warmup:
                     warm = argparse.Namespace(**{**vars(args), "duration": args.warmup})
