@@ -1,9 +1,12 @@
-"""A generated shop at scale through the real broker: the number of workers and processes, and
-how far one topic is read ahead of the other, do not change the results (docs/semantics.md "Time")."""
+"""A generated shop at scale through the real broker: the number of workers and processes (the
+profiles' shards spread over them, merged contents crossing between processes through the
+transfers topic), and how far one topic is read ahead of the other, do not change the results
+(docs/semantics.md "Time")."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +23,7 @@ from profilestream.kafka.clients import (
     key_of,
     produce_records,
 )
-from support.e2e import latest, records
+from support.e2e import latest, records, tombstones
 
 pytestmark = pytest.mark.broker
 
@@ -42,25 +45,37 @@ def with_outputs(config, suffix: str):
     return dataclasses.replace(config, topics=dataclasses.replace(config.topics, **names))
 
 
-def final_state(config) -> tuple[dict, set]:
-    profiles = latest(config, "profiles")
-    trigger_ids = {t["trigger_id"] for t in records(config, "triggers")}
-    return profiles, trigger_ids
+def final_state(config) -> dict:
+    """What must not depend on the number of workers and processes (issue 16, acceptance): the
+    final profiles, the set of trigger ids, the merges and the profiles' tombstones."""
+    return {
+        "profiles": latest(config, "profiles"),
+        "trigger_ids": {t["trigger_id"] for t in records(config, "triggers")},
+        "merges": {json.dumps(m, sort_keys=True) for m in records(config, "merges")},
+        "tombstones": tombstones(config, "profiles"),
+    }
 
 
-def test_100k_shop_gives_the_same_profiles_with_1_worker_and_with_2_processes(config):
+# One baseline run on one worker; then each other layout once, against it.
+LAYOUTS = {"2 workers in one process": {"workers": 2}, "2 processes": {"processes": 2}, "4 processes": {"processes": 4}}
+
+
+def test_100k_shop_gives_the_same_results_with_1_worker_2_workers_2_processes_and_4_processes(config):
     counts = load(config, ShopSpec(events=100_000, seed=11))
     assert sum(counts.values()) == 100_000
     one = with_outputs(config, "one")
-    two = with_outputs(config, "two")
-    create_topics(one), create_topics(two)
+    create_topics(one)
     assert runner.run(one, until_idle=True) == 0
-    assert runner.run(two, until_idle=True, processes=2) == 0
-    profiles_one, triggers_one = final_state(one)
-    profiles_two, triggers_two = final_state(two)
-    assert len(profiles_one) > 1000 and len(triggers_one) > 100
-    assert profiles_two == profiles_one
-    assert triggers_two == triggers_one
+    expected = final_state(one)
+    assert len(expected["profiles"]) > 1000 and len(expected["trigger_ids"]) > 100
+    assert len(expected["merges"]) > 50 and expected["tombstones"]
+    for n, (layout, flags) in enumerate(LAYOUTS.items()):
+        other = with_outputs(config, f"layout{n}")
+        create_topics(other)
+        assert runner.run(other, until_idle=True, **flags) == 0, layout
+        got = final_state(other)
+        for what, want in expected.items():
+            assert got[what] == want, f"{layout}: {what} differ"
 
 
 def test_topics_loaded_before_run_give_the_same_profiles_as_live_traffic_in_time_order(config, config_path, tmp_path):
