@@ -138,7 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = command(
         "get",
         "profile:get",
-        "print the profile a device id, customer key or customer id belongs to",
+        "print the profile a device id, customer key, customer id or profile id belongs to",
         profile.add_subparsers(dest="profile_command", required=True, metavar="COMMAND"),
     )
     sub.add_argument("identifier")

@@ -376,9 +376,25 @@ def all_profiles(config: Config) -> list[dict[str, Any]]:
         return list(store.profiles())
 
 
-def serve(config: Config) -> None:
-    """Follow the profiles topic into the store until interrupted."""
-    store = ProfileStore(config.store.path)
+def exclusive(config: Config) -> ProfileStore:
+    """The store at `store.path` open for writing, or a `StoreError` naming the key when another
+    process (a `serve-store`, a `serve`) holds it: two followers of one store would fight."""
+    try:
+        return ProfileStore(config.store.path)
+    except StoreError:
+        raise
+    except Exception as exc:  # rocksdict raises a plain Exception on a held lock
+        if "lock" not in str(exc).lower():
+            raise
+        raise StoreError(
+            f"store.path {config.store.path}: held by another process (a `serve-store` or a `serve`); "
+            "give this one its own store.path"
+        ) from None
+
+
+def serve(config: Config, store: ProfileStore | None = None) -> None:
+    """Follow the profiles topic into the store (`exclusive`'s, if not given) until interrupted."""
+    store = store if store is not None else exclusive(config)
     try:
         sync(config, store, follow=True)
     finally:
@@ -394,6 +410,7 @@ __all__ = [
     "apply_message",
     "check_writable",
     "current",
+    "exclusive",
     "get",
     "hold_private",
     "make_private",

@@ -10,8 +10,9 @@ from profilestream.config import Config
 def main(config: Config, args: argparse.Namespace) -> int:
     from profilestream import store
 
+    held = store.exclusive(config)  # a store held by another process: one line, before anything else
     print(f"following {config.topics.name('profiles')} into {config.store.path} (Ctrl-C stops)", flush=True)
-    store.serve(config)
+    store.serve(config, held)
     return 0
 
 

@@ -63,6 +63,8 @@ def main(config: Config, events: int = 5000) -> int:
             config,
             kafka=dataclasses.replace(config.kafka, brokers=broker.bootstrap),
             store=dataclasses.replace(config.store, path=f"{tmp}/store"),
+            # the demo's broker is its own, and so are its values: raw Avro, no registry to ask
+            schema_registry=dataclasses.replace(config.schema_registry, url=""),
         )
         _done(started, f"listening on {broker.bootstrap}")
 

@@ -44,7 +44,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,7 @@ from fastavro import reader as avro_reader
 from fastavro.write import Writer
 from tqdm import tqdm
 
-from profilestream.codec import avro
+from profilestream.codec import avro, registry
 from profilestream.kafka.clients import (
     BrokerError,
     admin_client,
@@ -152,9 +152,9 @@ def _progress(total: int | None, desc: str) -> tqdm:
     )
 
 
-def _decoded(role: str, value: bytes) -> dict[str, Any] | None:
+def _decoded(role: str, value: bytes, decode: Callable[[str, bytes], dict[str, Any]]) -> dict[str, Any] | None:
     try:
-        return avro.decode(role, value)
+        return decode(role, value)
     except avro.Rejected:
         return None
 
@@ -183,6 +183,7 @@ def record(config, topics: Iterable[str], out: str | Path) -> list[TopicCount]:
 
 def _record(config, roles: list[str], spans: dict, out: Path) -> list[TopicCount]:
     total = sum(end - low for ends in spans.values() for low, end in ends.values())
+    decode = registry.decoder(config)  # framed values too, with a registry: recorded decoded
     counts = []
     with _progress(total, "recording") as bar:
         for role in roles:
@@ -208,7 +209,7 @@ def _record(config, roles: list[str], spans: dict, out: Path) -> list[TopicCount
                     if m.value is None:
                         count.tombstones += 1
                     else:
-                        value = _decoded(role, m.value)
+                        value = _decoded(role, m.value, decode)
                         if value is None:
                             raw = m.value
                             count.undecodable += 1
@@ -367,9 +368,15 @@ def _check_file(path: Path, shown: Path, role: str | None, records: int) -> None
         raise RecordingError(f"{shown}: holds {found} records, the manifest counts {records} (truncated?)")
 
 
-def messages(directory: str | Path, entry: dict[str, Any], partition: dict[str, Any]):
+def messages(
+    directory: str | Path,
+    entry: dict[str, Any],
+    partition: dict[str, Any],
+    encode: Callable[[str, dict[str, Any]], bytes] = avro.encode,
+):
     """`(key, value bytes or None, timestamp ms)` of one recorded partition, in offset order.
-    The file is `partition["path"]` as `read_manifest` checked it."""
+    The file is `partition["path"]` as `read_manifest` checked it; `encode` writes the decoded
+    values (`registry.encoder`'s: framed when a Schema Registry is configured)."""
     role = entry.get("role")
     shown = Path(directory) / partition["file"]
     n = 0
@@ -380,7 +387,7 @@ def messages(directory: str | Path, entry: dict[str, Any], partition: dict[str, 
                 if rec["raw"] is not None:
                     value = rec["raw"]
                 elif rec["value"] is not None:
-                    value = avro.encode(role, rec["value"])  # type: ignore[arg-type]  # a value has a role
+                    value = encode(role, rec["value"])  # type: ignore[arg-type]  # a value has a role
                 else:
                     value = None
                 n += 1
@@ -439,6 +446,7 @@ def replay(config, directory: str | Path) -> list[TopicCount]:
             errors.append(err)
 
     total = sum(e["records"] for e in entries)
+    encode = registry.encoder(config)  # framed when a Schema Registry is configured
     counts = []
     sent = 0
     with _progress(total, "replaying") as bar:
@@ -446,7 +454,7 @@ def replay(config, directory: str | Path) -> list[TopicCount]:
             topic = _target(config, entry)
             count = TopicCount(topic, entry.get("role"), entry["partitions"], created=topic in created)
             for partition in entry["files"]:
-                for key, value, ts in messages(directory, entry, partition):
+                for key, value, ts in messages(directory, entry, partition, encode):
                     while True:
                         try:
                             producer.produce(

@@ -423,34 +423,57 @@ class _Collector:
             return family
 
         yield from_engine(
-            "profilestream_applied_clicks", "Clicks applied to profiles, per type (engine total)", "clicks.", "type"
+            "profilestream_applied_clicks",
+            "Clicks applied to profiles, per type (resolution total, kept across recovery)",
+            "clicks.",
+            "type",
         )
         yield from_engine(
-            "profilestream_applied_crm_changes", "CRM changes applied, per op (engine total)", "crm.", "op"
+            "profilestream_applied_crm_changes",
+            "CRM changes applied, per op (resolution total, kept across recovery)",
+            "crm.",
+            "op",
         )
         yield from_engine(
-            "profilestream_late_events", "Events older than the watermark on arrival (engine total)", "late", None
+            "profilestream_late_events",
+            "Events older than the watermark on arrival (resolution total, kept across recovery)",
+            "late",
+            None,
         )
         yield from_engine(
-            "profilestream_duplicate_events", "Repeated event/change ids dropped (engine total)", "duplicates", None
+            "profilestream_duplicate_events",
+            "Repeated event/change ids dropped (resolution total, kept across recovery)",
+            "duplicates",
+            None,
         )
         yield from_engine(
             "profilestream_dropped_erased",
-            "Late events of an erased customer (ts before the erase) dropped (engine total)",
+            "Late events of an erased customer (ts before the erase) dropped (resolution total, kept across recovery)",
             "dropped_erased",
             None,
         )
         yield from_engine(
             "profilestream_clamped",
-            "Sums saturated at their output type's bound, by field (revenue, quantity; engine total)",
+            "Sums saturated at their output type's bound, by field (revenue, quantity; "
+            "this process's shards since it started)",
             "clamped.",
             "field",
         )
-        yield from_engine("profilestream_merges", "Profile merges, by reason (engine total)", "merges.", "reason")
-        yield from_engine("profilestream_triggers", "Triggers emitted, by type (engine total)", "triggers.", "type")
+        yield from_engine(
+            "profilestream_merges",
+            "Profile merges, by reason (resolution total, kept across recovery)",
+            "merges.",
+            "reason",
+        )
+        yield from_engine(
+            "profilestream_triggers",
+            "Triggers emitted, by type (this process's shards since it started)",
+            "triggers.",
+            "type",
+        )
         yield from_engine(
             "profilestream_triggers_suppressed",
-            "Triggers withheld for lack of consent, by type (engine total)",
+            "Triggers withheld for lack of consent, by type (this process's shards since it started)",
             "triggers_suppressed.",
             "type",
         )
@@ -465,7 +488,7 @@ class _Collector:
         if c.watermark is not None and -(2**61) < c.watermark < 2**61:
             yield GaugeMetricFamily(
                 "profilestream_watermark_seconds",
-                "The engine's event-time watermark (epoch s)",
+                "Resolution's event-time watermark (epoch s)",
                 value=c.watermark / 1000,
             )
         yield GaugeMetricFamily(

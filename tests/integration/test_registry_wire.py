@@ -150,3 +150,30 @@ def test_profile_get_reads_the_framed_profiles_of_a_run_with_a_registry(capsys, 
     code, out, err = _cli(capsys, "profile", "get", "--config", str(framed_config), "d-1")
     assert code == 0, err
     assert json.loads(out)["device_ids"] == ["d-1"]
+
+
+def test_record_reads_framed_values_and_replay_frames_them_with_a_registry(capsys, config_path, tmp_path):
+    url = f"mock://{uuid.uuid4().hex}"
+    framed_config = _with_registry(config_path, url)
+    lines = tmp_path / "clicks.jsonl"
+    lines.write_text("".join(json.dumps(c) + "\n" for c in CLICKS))
+    assert _cli(capsys, "topics", "create", "--config", str(config_path))[0] == 0
+    assert _cli(capsys, "produce", "--config", str(framed_config), "--topic", "clickstream", str(lines))[0] == 0
+    code, out, err = _cli(capsys, "record", "--config", str(framed_config), "--out", str(tmp_path / "rec"))
+    assert code == 0, err
+    assert "undecodable" not in out + err  # framed values were read, and recorded decoded
+
+    # replayed into other topics of the same cluster and registry
+    text = framed_config.read_text()
+    prefix = text.split('clickstream = "')[1].split("clickstream")[0]
+    copy = framed_config.with_name("copy.toml")
+    copy.write_text(text.replace(f'"{prefix}', f'"{prefix}copy-'))
+    code, out, err = _cli(capsys, "replay", "--config", str(copy), str(tmp_path / "rec"))
+    assert code == 0, err
+    config = load_config(str(copy), env={})
+    topic = config.topics.name("clickstream")
+    values = [m.value for m in read_topic(config, topic)]
+    deserializer = AvroDeserializer(registry.client(url))
+    read = [deserializer(v, SerializationContext(topic, MessageField.VALUE)) for v in values]
+    assert all(registry.schema_id(v) is not None for v in values)
+    assert sorted(r["event_id"] for r in read) == ["e-0", "e-1", "e-2"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from profilestream.store import ProfileStore
 
 
@@ -54,3 +56,27 @@ def test_offsets_make_catching_up_incremental(tmp_path):
     reopened = ProfileStore(tmp_path)
     assert reopened.offset(2) == 42 and reopened.offset(0) is None
     assert reopened.find("d1")["profile_id"] == "P1"
+
+
+def test_serve_store_on_a_store_another_process_holds_is_one_line_naming_the_key(tmp_path, capsys, monkeypatch):
+    """No broker is asked: the store is opened first (a held lock is a Python exception from
+    rocksdict, which must not reach the user as a traceback)."""
+    from profilestream import cli
+
+    for name in [n for n in os.environ if n.startswith("PROFILESTREAM_")]:
+        monkeypatch.delenv(name)
+    path = tmp_path / "store"
+    config = tmp_path / "p.toml"
+    config.write_text(f'[kafka]\nbrokers = "127.0.0.1:9"\n\n[store]\npath = "{path}"\n', encoding="utf-8")
+    holder = ProfileStore(path)  # the lock is per process in RocksDB: a second open here is refused alike
+    try:
+        code = cli.main(["serve-store", "--config", str(config)])
+    finally:
+        holder.close()
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "following" not in out
+    assert err.strip().splitlines() == [
+        f"profilestream: store.path {path}: held by another process (a `serve-store` or a `serve`); "
+        "give this one its own store.path"
+    ]
