@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,10 +28,31 @@ from profilestream.flows.loop import LoopEnd, loop_partition
 from profilestream.kafka.source import STOP, PartitionEnd
 from profilestream.ops import metrics
 
-__all__ = ["RESOLVE_KEY", "TICK", "ResolveLogic", "resume_resolver"]
+__all__ = ["BUSY", "RESOLVE_KEY", "TICK", "Busy", "ResolveLogic", "resume_resolver"]
 
 TICK = timedelta(milliseconds=200)
 RESOLVE_KEY = "identity"
+
+
+@dataclass
+class Busy:
+    """Time spent inside the resolution step in this process (wall and the worker thread's CPU)
+    and the events it took in: the serial stage's share of a live run, which `bench` reads after
+    a one-process run. Two clock readings per batch, not per event."""
+
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    events: int = 0
+    calls: int = 0
+
+    def add(self, wall: float, cpu: float, events: int) -> None:
+        self.seconds += time.perf_counter() - wall
+        self.cpu_seconds += time.thread_time() - cpu
+        self.events += events
+        self.calls += 1
+
+
+BUSY = Busy()
 
 
 class ResolveLogic(StatefulBatchLogic[list[Any], Any, bytes]):
@@ -58,6 +80,7 @@ class ResolveLogic(StatefulBatchLogic[list[Any], Any, bytes]):
         self.received = received  # in a cluster: counts what reached resolution (`kafka.inflight`)
         self.loop_partitions = loop_partitions
         self.sent = sent if sent is not None else [0] * loop_partitions
+        self._merges = resolver.merges  # the resolver's merges already counted in `sent`
         self._publish()
 
     def _publish(self) -> None:
@@ -66,37 +89,49 @@ class ResolveLogic(StatefulBatchLogic[list[Any], Any, bytes]):
 
     def _items(self, decided: Decisions) -> list[Any]:
         items: list[Any] = decided.outputs
-        partitions, sent = self.loop_partitions, self.sent
-        for routed in decided.commands:
-            command = routed[1]
-            if type(command) is MergeOut:
-                sent[loop_partition(command.into, partitions)] += 1
-            items.append((routed[0], routed))
+        commands = decided.commands
+        # every command crosses here on the one worker that resolves: the merge count says
+        # whether any `MergeOut` is among them (one per merge), most batches have none
+        if self.resolver.merges != self._merges:
+            self._merges = self.resolver.merges
+            partitions, sent = self.loop_partitions, self.sent
+            for _, command in commands:
+                if type(command) is MergeOut:
+                    sent[loop_partition(command.into, partitions)] += 1
+        items += [(routed[0], routed) for routed in commands]
         self._publish()
         return items
 
     def on_batch(self, values: list[list[Any]]) -> tuple[Iterable[Any], bool]:
+        wall, cpu = time.perf_counter(), time.thread_time()
         events = []
         for batch in values:  # `decode`'s lists, in the order each worker read them
             for value in batch:
-                if isinstance(value, PartitionEnd):
+                if type(value) is PartitionEnd:
                     self.resolver.end_source(value.source)
                 else:
                     events.append(value)
         if self.received is not None:
             self.received(len(events))
-        return self._items(self.resolver.feed(events, now_ms())), StatefulBatchLogic.RETAIN
+        items = self._items(self.resolver.feed(events, now_ms()))
+        BUSY.add(wall, cpu, len(events))
+        return items, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[Any], bool]:
-        return self._items(self.resolver.tick(now_ms())), StatefulBatchLogic.RETAIN
+        wall, cpu = time.perf_counter(), time.thread_time()
+        items = self._items(self.resolver.tick(now_ms()))
+        BUSY.add(wall, cpu, 0)
+        return items, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Any], bool]:
+        wall, cpu = time.perf_counter(), time.thread_time()
         if self.bounded and not STOP.is_set():  # the end of input is the end of time (not a stop)
             items = self._items(self.resolver.finish(now_ms()))
             items += [LoopEnd(p, n) for p, n in enumerate(self.sent)]
             self.finished = True
         else:
             items = self._items(self.resolver.tick(now_ms()))
+        BUSY.add(wall, cpu, 0)
         return items, StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:

@@ -27,8 +27,11 @@ def main(config: Config, args: argparse.Namespace) -> int:
         default_lateness=args.default_lateness,
         latency_rates=tuple(args.latency_rates),
         config_path=getattr(args, "config", None) or os.environ.get("PROFILESTREAM_CONFIG"),
+        broker_kind=args.broker,
+        skip_four=args.skip_four,
+        serial_repeat=args.serial_repeat,
     )
-    for key in ("dataflow_1p", "dataflow_2p"):
+    for key in ("dataflow_1p", "dataflow_2p", "dataflow_4p"):
         if key in result:
             result[key].pop("trigger_ids", None)
     if args.out:
@@ -43,9 +46,21 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
         "--events", type=int, default=DEFAULT_EVENTS, help="records in the reference shop (default 1,000,000)"
     )
     sub.add_argument("--out", metavar="FILE.json", help="write the figures as JSON")
+    sub.add_argument(
+        "--broker",
+        choices=["tansu", "kafka"],
+        default="tansu",
+        help="the broker to measure on: the embedded Tansu (default) or Apache Kafka (needs java, and mvn once)",
+    )
     sub.add_argument("--repeat", type=int, default=1, help="repeat the ceiling and dataflow runs; medians are reported")
     sub.add_argument("--skip-latency", action="store_true", help="leave out the live latency run")
     sub.add_argument("--skip-two", action="store_true", help="leave out the two-process run")
+    sub.add_argument(
+        "--skip-four", action="store_true", help="leave out the four-process run (correctness, CPU spread)"
+    )
+    sub.add_argument(
+        "--serial-repeat", type=int, default=3, help="passes of the serial stage alone; the best is reported"
+    )
     sub.add_argument("--skip-memory", action="store_true", help="leave out the state-per-profile replay")
     sub.add_argument("--latency-seconds", type=float, default=20.0, help="measured window of the live run")
     sub.add_argument(

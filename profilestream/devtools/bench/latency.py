@@ -7,15 +7,19 @@ import bisect
 import dataclasses
 import functools
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from profilestream.devtools.bench.snapshots import SnapshotWatch, scrape, seconds_per_epoch
 from profilestream.devtools.bench.support import _load, _names, _percentile, _renamed, _say
 from profilestream.devtools.bench.ts import _ts_span, retime
 from profilestream.domain.roles import INPUT_ROLES
@@ -141,6 +145,13 @@ def _place(placed: list[tuple[str, int, int]], ts: int, err: KafkaError | None, 
     placed.append((topic, partition, ts))
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
 def _latency(
     config: Config,
     workload: list[tuple[str, bytes, bytes]],
@@ -195,9 +206,17 @@ def _latency(
 
     load_before = _load()
     log = tempfile.TemporaryFile(prefix="profilestream-bench-run-")  # noqa: SIM115 (closed in the finally below; a pipe could fill and stall the run)
+    # recovery on, in a directory of its own (not the user's state_dir), and the metrics port:
+    # the snapshots written per epoch are measured (`snapshots`)
+    recovery = Path(tempfile.mkdtemp(prefix="profilestream-bench-recovery-"))
+    port = _free_port()
+    command = ["run", "--recovery-dir", str(recovery), "--metrics-port", str(port)]
     run = subprocess.Popen(
-        [sys.executable, "-m", "profilestream.cli", "run"], env=env, stdout=subprocess.DEVNULL, stderr=log
+        [sys.executable, "-m", "profilestream.cli", *command], env=env, stdout=subprocess.DEVNULL, stderr=log
     )
+    snaps = SnapshotWatch(recovery)
+    snaps.start()
+    snapshot_metrics: dict[str, float] = {}
     produced: dict[tuple[str, int], float] = {}  # (device_id, ts) of a live click -> produce wall ms
     placed: list[tuple[str, int, int]] = []  # (topic, partition, ts) of every live record, as delivered
     live = workload[backlog : backlog + live_n]
@@ -235,6 +254,7 @@ def _latency(
             time.sleep(0.001)
         producer.flush(30)
         time.sleep(2.0)
+        snapshot_metrics = scrape(port)
     finally:
         run.send_signal(signal.SIGINT)
         try:
@@ -244,7 +264,10 @@ def _latency(
             run.wait()
         watch.stop.set()
         watch.join(10)
+        snaps.stop.set()
+        snaps.join(10)
         log.close()
+        shutil.rmtree(recovery, ignore_errors=True)
 
     arrivals: list[float] = []
     stamps: list[float] = []
@@ -310,6 +333,7 @@ def _latency(
         "max_ms_by_1s": {k: round(v, 1) for k, v in sorted(by_1s.items())},
         "producer_behind_max_s": round(behind_max, 3),
         "load_before": load_before,
+        "snapshots": {**snaps.summary(), "seconds_per_epoch": seconds_per_epoch(snapshot_metrics)},
     }
 
 

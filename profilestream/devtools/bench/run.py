@@ -1,4 +1,5 @@
-"""The whole benchmark in one run on the embedded broker (the package doc says what it measures)."""
+"""The whole benchmark in one run on one kind of broker: the embedded Tansu by default, Apache
+Kafka with `--broker kafka` (the package doc says what it measures)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from profilestream.devtools.bench.ceiling import ceiling
-from profilestream.devtools.bench.dataflow import dataflow
+from profilestream.devtools.bench.dataflow import dataflow, idle_rss
 from profilestream.devtools.bench.latency import _latency, broker_latency
 from profilestream.devtools.bench.report import _targets
+from profilestream.devtools.bench.serial import serial
 from profilestream.devtools.bench.state import state
-from profilestream.devtools.bench.support import _load, _median, _names, _renamed, _say, _with, machine
+from profilestream.devtools.bench.support import _load, _median, _names, _renamed, _say, _with, broker_name, machine
 from profilestream.devtools.bench.workload import load
 from profilestream.domain.roles import INPUT_ROLES
 
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from profilestream.config import Config
 
 DEFAULT_EVENTS = 1_000_000
+SNAPSHOT_RATE = 5000.0  # events/s of the live run whose snapshots are measured
 
 
 def run_bench(
@@ -33,8 +36,10 @@ def run_bench(
     config_path: str | None = None,
     seed: int = 7,
     latency_rates: tuple[float, ...] = (),
+    broker_kind: str = "tansu",
+    skip_four: bool = False,
+    serial_repeat: int = 3,
 ) -> dict[str, Any]:
-    from profilestream.devtools.broker import EmbeddedBroker
     from profilestream.kafka.clients import create_topics
 
     result: dict[str, Any] = {
@@ -43,8 +48,10 @@ def run_bench(
         "load_at_start": _load(),
         "events_requested": events,
         "repeat": repeat,
+        "broker_kind": broker_kind,
     }
-    with EmbeddedBroker() as broker:
+    with _broker(broker_kind) as broker:
+        result["machine"]["broker"] = broker_name(broker)
         config = _with(config, broker.bootstrap, _names("bench-", INPUT_ROLES))
         create_topics(dataclasses.replace(config, topics=_renamed(config.topics, _names("bench-x-"))))
 
@@ -65,9 +72,12 @@ def run_bench(
         _say(f"    {result['ceiling']}")
 
         runs: dict[int, list[dict[str, Any]]] = {}
-        for processes in (1,) if skip_two else (1, 2):
-            for r in range(max(1, repeat)):
-                _say(f"==> dataflow run --until-idle, {processes} process(es), run {r + 1}/{max(1, repeat)}")
+        timed = (1,) if skip_two else (1, 2)
+        for processes in (*timed, *(() if skip_four else (4,))):
+            # 4 processes on 2 cores: for correctness and the spread of the work, run once
+            times = max(1, repeat) if processes in timed else 1
+            for r in range(times):
+                _say(f"==> dataflow run --until-idle, {processes} process(es), run {r + 1}/{times}")
                 sample = dataflow(config, total, processes, f"p{processes}r{r}")
                 runs.setdefault(processes, []).append(sample)
                 _say(f"    { ({k: v for k, v in sample.items() if k != 'trigger_ids'}) }")
@@ -79,14 +89,28 @@ def run_bench(
                 "samples_eps": [s["eps"] for s in samples_p],
                 "cpu_seconds": round(_median([s["cpu_seconds"] for s in samples_p]), 1),
                 "peak_rss_mb": max(s["peak_rss_mb"] for s in samples_p),
+                "peak_rss_mb_per_process": samples_p[0]["peak_rss_mb_per_process"],
+                "cpu_seconds_per_process": samples_p[0]["cpu_seconds_per_process"],
+                "busiest_cpu_share": samples_p[0]["busiest_cpu_share"],
+                "resolve_step": samples_p[0]["resolve_step"],
                 "triggers": samples_p[0]["triggers"],
+                "profiles": samples_p[0]["profiles"],
                 "load_before": [s["load_before"] for s in samples_p],
             }
         ids = {p: s[0]["trigger_ids"] for p, s in runs.items()}
-        result["same_trigger_ids_1p_2p"] = (ids.get(1) == ids.get(2)) if 2 in ids else None
+        digests = {p: s[0]["profiles_digest"] for p, s in runs.items()}
+        # every sample, not only the first: a run that differs from its own repeat is a finding too
+        same_runs = all(len({s["profiles_digest"] for s in samples_p}) == 1 for samples_p in runs.values())
+        for p in (2, 4):
+            result[f"same_trigger_ids_1p_{p}p"] = (ids[1] == ids[p]) if p in ids else None
+            result[f"same_profiles_1p_{p}p"] = (digests[1] == digests[p] and same_runs) if p in digests else None
         one = result["dataflow_1p"]["eps"]
         result["ratio_1p_to_ceiling"] = round(one / result["ceiling"]["eps"], 3)
         result["scale_2p_over_1p"] = round(result["dataflow_2p"]["eps"] / one, 3) if 2 in runs else None
+
+        _say("==> idle baseline: one process over empty input topics")
+        result["idle"] = idle_rss(config)
+        _say(f"    {result['idle']}")
 
         result["latency"] = None
         if not skip_latency:
@@ -96,7 +120,9 @@ def run_bench(
             cases = [("lateness_0s", "0s", rate)]
             if default_lateness:
                 cases.append(("lateness_30s", "30s", rate))
-            cases += [(f"lateness_0s_at_{r:,.0f}_eps", "0s", r) for r in latency_rates]
+            # 5,000 ev/s always: the snapshots per epoch are judged there (issue 16)
+            rates = latency_rates if SNAPSHOT_RATE in latency_rates else (SNAPSHOT_RATE, *latency_rates)
+            cases += [(f"lateness_0s_at_{r:,.0f}_eps", "0s", r) for r in rates]
             result["latency"] = {}
             for name, lateness, case_rate in cases:
                 # while the run catches up on the backlog, live traffic keeps arriving: it is done
@@ -107,8 +133,9 @@ def run_bench(
                     f"warm-up {case_warmup:.0f}s, measuring {latency_seconds:.0f}s, on a fresh broker"
                 )
                 # A fresh broker for each: Tansu (in memory) answers more slowly the more it holds,
-                # and by now it holds the workload and every dataflow run's outputs.
-                with EmbeddedBroker() as fresh:
+                # and by now it holds the workload and every dataflow run's outputs (Kafka too,
+                # so that both kinds are measured alike).
+                with _broker(broker_kind) as fresh:
                     live_config = _with(config, fresh.bootstrap, {})
                     measured = _latency(
                         live_config,
@@ -125,6 +152,10 @@ def run_bench(
                 result["latency"][name] = measured
                 _say(f"    {measured}")
         del workload
+
+    _say(f"==> the serial stage alone (resolution over the decoded {total:,} events, best of {serial_repeat})")
+    result["serial"] = serial(config, total, seed, serial_repeat)
+    _say(f"    {result['serial']}")
 
     result["memory"] = None
     if not skip_memory:
@@ -146,4 +177,18 @@ def run_bench(
     return result
 
 
-__all__ = ["DEFAULT_EVENTS", "run_bench"]
+def _broker(kind: str) -> Any:
+    """A broker of `kind`, not started. Without the Kafka tier's modules (`devtools.brokers`),
+    the embedded Tansu alone."""
+    try:
+        from profilestream.devtools.brokers import make_broker
+    except ImportError:
+        if kind != "tansu":
+            raise
+        from profilestream.devtools.broker import EmbeddedBroker
+
+        return EmbeddedBroker()
+    return make_broker(kind)
+
+
+__all__ = ["DEFAULT_EVENTS", "SNAPSHOT_RATE", "run_bench"]

@@ -8,6 +8,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
@@ -61,8 +62,18 @@ def machine() -> dict[str, Any]:
         "confluent_kafka": version("confluent-kafka"),
         "librdkafka": __import__("confluent_kafka").libversion()[0],
         "fastavro": version("fastavro"),
-        "broker": "Tansu 0.6.0 (embedded, in memory)",
+        "broker": "Tansu 0.6.0 (embedded, in memory)",  # the default; `run_bench` says which it ran on
     }
+
+
+def broker_name(broker: Any) -> str:
+    """What the figures were measured on, for the report's machine line."""
+    if getattr(broker, "kind", "tansu") == "kafka":
+        from profilestream.devtools.apache_kafka import HEAP
+
+        where = tempfile.gettempdir()
+        return f"Apache Kafka {broker.version} (single-node KRaft on loopback, java {HEAP}, log in {where})"
+    return "Tansu 0.6.0 (embedded, in memory)"
 
 
 def _median(values: list[float]) -> float:
@@ -98,4 +109,4 @@ def _names(prefix: str, roles: Iterable[str] = OUTPUT_ROLES) -> dict[str, str]:
     return {role: f"{prefix}{role.replace('_', '-')}" for role in roles}
 
 
-__all__ = ["machine"]
+__all__ = ["broker_name", "machine"]

@@ -1,0 +1,113 @@
+"""7. Recovery snapshots in a live run: bytes written per epoch, against a full-state snapshot.
+
+Why read the recovery directory: what a snapshot costs is what Bytewax writes, and Bytewax writes
+each epoch's snapshots as rows of its SQLite recovery partitions (`snaps`: step, state key, epoch,
+pickled state; NULL for a key whose state was discarded). A poller reads them (read-only) while
+the run goes on, because Bytewax deletes rows that a later epoch supersedes. Per epoch: the rows
+and bytes written. The full-state figure is what one snapshot of everything would write: the
+latest row of every (step, key) at the end, summed. The seconds come from the run's own metrics
+(`profilestream_snapshot_pickle_seconds`, `profilestream_profile_snapshot_seconds`: time spent
+pickling, resolution's and the profiles'), scraped from its metrics port before it stops.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+
+class SnapshotWatch(threading.Thread):
+    """Polls the SQLite partitions under `directory` every `every` seconds."""
+
+    def __init__(self, directory: Path, every: float = 0.5):
+        super().__init__(daemon=True)
+        self.directory = directory
+        self.every = every
+        self.stop = threading.Event()
+        self.epochs: dict[tuple[str, int], tuple[int, int]] = {}  # (part, epoch) -> (rows, bytes)
+        self.latest: dict[tuple[str, str], tuple[int, int]] = {}  # (step, key) -> (epoch, bytes)
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every):
+            self.poll()
+        self.poll()
+
+    def poll(self) -> None:
+        for part in sorted(self.directory.glob("**/*.sqlite3")):
+            try:
+                db = sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1)
+                try:
+                    rows = db.execute(
+                        "select step_id, state_key, snap_epoch, coalesce(length(ser_change), 0) from snaps"
+                    ).fetchall()
+                finally:
+                    db.close()
+            except sqlite3.Error:
+                continue  # being written, or not created yet: the next poll reads it
+            per_epoch: dict[int, list[int]] = {}
+            for step, key, epoch, size in rows:
+                counts = per_epoch.setdefault(epoch, [0, 0])
+                counts[0] += 1
+                counts[1] += size
+                seen = self.latest.get((step, key))
+                if seen is None or epoch >= seen[0]:
+                    self.latest[step, key] = (epoch, size)
+            for epoch, (n, size) in per_epoch.items():
+                old = self.epochs.get((part.name, epoch), (0, 0))
+                self.epochs[part.name, epoch] = (max(old[0], n), max(old[1], size))
+
+    def summary(self) -> dict[str, Any]:
+        """Bytes per epoch (all partitions summed) and the full state's bytes."""
+        by_epoch: dict[int, list[int]] = {}
+        for (_part, epoch), (n, size) in self.epochs.items():
+            counts = by_epoch.setdefault(epoch, [0, 0])
+            counts[0] += n
+            counts[1] += size
+        epochs = sorted(by_epoch)
+        full = sum(size for _epoch, size in self.latest.values())
+        # the first epoch with state holds everything the backlog built: steady state follows it
+        steady = [by_epoch[e][1] for e in epochs[1:]] or [by_epoch[e][1] for e in epochs]
+        steady.sort()
+        median = steady[len(steady) // 2] if steady else 0
+        return {
+            "epochs": len(epochs),
+            "bytes_per_epoch": [by_epoch[e][1] for e in epochs],
+            "rows_per_epoch": [by_epoch[e][0] for e in epochs],
+            "median_bytes_per_epoch": median,  # after the first
+            "max_bytes_per_epoch": steady[-1] if steady else 0,
+            "full_state_bytes": full,
+            "median_share_of_full": round(median / full, 4) if full else None,
+        }
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The run's snapshot metrics (Prometheus text on /metrics); {} if it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return {}
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        match = re.match(r"(profilestream_[a-z_]*snapshot[a-z_]*)(?:\{[^}]*\})? ([0-9.eE+-]+)$", line)
+        if match:
+            values[match.group(1)] = values.get(match.group(1), 0.0) + float(match.group(2))
+    return values
+
+
+def seconds_per_epoch(metrics: dict[str, float]) -> float | None:
+    """Time spent pickling snapshots per epoch (resolution's and every profile's), from `scrape`."""
+    epochs = metrics.get("profilestream_snapshots_total") or metrics.get("profilestream_snapshots")
+    if not epochs:
+        return None
+    pickling = metrics.get("profilestream_snapshot_pickle_seconds_total", 0.0) + metrics.get(
+        "profilestream_profile_snapshot_seconds_total", 0.0
+    )
+    return round(pickling / epochs, 4)
+
+
+__all__ = ["SnapshotWatch", "scrape", "seconds_per_epoch"]
