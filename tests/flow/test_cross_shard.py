@@ -14,6 +14,8 @@ The events carry fixed ids because a profile's id is made from the event that cr
 
 from __future__ import annotations
 
+import pytest
+
 from support.flowkit import HeldLoop, run_flow
 from support.scenario import DAY, MINUTE, T0, click, crm, erase, run_engine, snapshot
 
@@ -21,9 +23,9 @@ WORKERS = 3
 SECOND = 1_000
 
 
-def _run_both(events):
+def _run_both(events, copies: int = 1):
     """The engine's result, and the dataflow's on three workers with every transfer held."""
-    loop = HeldLoop()
+    loop = HeldLoop(copies=copies)
     flowed = run_flow(events, workers=WORKERS, one_reader=True, loop=loop)
     return run_engine(events), flowed, loop
 
@@ -101,11 +103,14 @@ def test_a_shared_device_moving_mid_visit_to_a_profile_in_another_shard_gives_th
     assert direct.of("C2")["visits"] == 3  # X's two visits and D's, each counted once
 
 
-def test_a_chain_of_merges_within_one_second_across_shards_gives_the_engines_outputs():
+@pytest.mark.parametrize("copies", [1, 2], ids=["once", "twice"])
+def test_a_chain_of_merges_within_one_second_across_shards_gives_the_engines_outputs(copies):
     """A (anonymous, with a cart) logs in as K, whose profile B is known by its key only; half
     a second later the CRM ties K to customer C1: B is merged into C. B's shard holds its own
     merge until A's contents have come (at the end of input), and only then sends its contents,
-    A's included, on to C, which holds everything after the merge until then."""
+    A's included, on to C, which holds everything after the merge until then. Written twice
+    (a shard sends a transfer again when a recovery replays its merge), the second copy is
+    dropped, also by B when it has been merged away meanwhile."""
     at = T0 + 30 * MINUTE
     events = [
         crm(0, "C1", lead_status="lead", change_id="c2-1"),
@@ -117,8 +122,9 @@ def test_a_chain_of_merges_within_one_second_across_shards_gives_the_engines_out
         crm(0, "C1", customer_key="kc", change_id="c-7", ts=at + SECOND // 2),
         click(0, "A-dev", "add_to_cart", product_id="p3", price=1.0, event_id="c-8", ts=at + SECOND - 1),
     ]
-    direct, flowed, loop = _run_both(events)
+    direct, flowed, loop = _run_both(events, copies)
     _same(flowed, direct)
+    assert (flowed.engine.stats["shard.transfers_repeated"] > 0) == (copies > 1)  # a copy was seen, dropped
     a, b = _merge(direct, 0)
     b_again, c = _merge(direct, 1)
     assert b_again == b and [m["reason"] for m in direct.merges] == ["login", "crm_link"]

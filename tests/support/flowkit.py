@@ -151,11 +151,13 @@ class HeldLoop(MemoryLoop):
     end marker for that partition has been written (the end of input), then let through in
     reverse order (`reverse`) or in order; later transfers pass at once. So a surviving shard
     holds its later commands (and deadlines) for the whole run, the longest a transfer can take,
-    and transfers of a chain arrive in the worst order."""
+    and transfers of a chain arrive in the worst order. `copies`: each transfer is written that
+    many times, as a shard that sends it again after a recovery does."""
 
-    def __init__(self, partitions: int = 2, reverse: bool = True):
+    def __init__(self, partitions: int = 2, reverse: bool = True, copies: int = 1):
         super().__init__(partitions, bounded=True)
         self.reverse = reverse
+        self.copies = copies
         self._held: list[list[LoopItem]] = [[] for _ in range(partitions)]
         self._open = [False] * partitions
         self.delayed = 0  # transfers that were held back
@@ -172,9 +174,9 @@ class HeldLoop(MemoryLoop):
                     continue
                 partition = loop_partition(item.into, self.partitions)
                 if self._open[partition]:
-                    passing.append(item)
+                    passing += [item] * self.copies
                 else:
-                    self._held[partition].append(item)
+                    self._held[partition] += [item] * self.copies
                     self.delayed += 1
         super().put(passing)
 
