@@ -114,6 +114,7 @@ def test_snapshot_watch_sums_each_epoch_and_the_full_state(tmp_path):
     summary = watch.summary()
     assert summary["bytes_per_epoch"] == [200, 180, 130]
     assert summary["rows_per_epoch"] == [3, 2, 2]
+    assert summary["bytes_per_epoch_by_step"] == {"profiles": [100, 60, 0], "resolve": [100, 120, 130]}
     assert summary["full_state_bytes"] == 130 + 60  # the latest of each key; p-2 was discarded
     assert summary["median_bytes_per_epoch"] == 180  # of the epochs after the first
     assert summary["median_share_of_full"] == round(180 / 190, 4)

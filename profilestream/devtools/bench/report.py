@@ -156,7 +156,13 @@ def table(result: dict[str, Any]) -> str:
                 f"median {sn['median_bytes_per_epoch'] / 1e6:.2f} MB per epoch "
                 f"(max {sn['max_bytes_per_epoch'] / 1e6:.2f}; {sn['epochs']} epochs, the first holds the backlog), "
                 f"full state {sn['full_state_bytes'] / 1e6:.2f} MB: "
-                f"{100 * (sn['median_share_of_full'] or 0):.1f}%; pickling {sn['seconds_per_epoch']} s per epoch",
+                f"{100 * (sn['median_share_of_full'] or 0):.1f}%; pickling {sn['seconds_per_epoch']} s per epoch; "
+                + ", ".join(
+                    f"{step.rsplit('.', 1)[-1]} {sorted(sizes)[len(sizes) // 2] / 1e6:.2f} MB"
+                    for step, sizes in (sn.get("bytes_per_epoch_by_step") or {}).items()
+                    if sizes
+                )
+                + " (median per epoch by step)",
             )
         )
     mem = result.get("memory")

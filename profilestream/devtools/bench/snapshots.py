@@ -28,7 +28,7 @@ class SnapshotWatch(threading.Thread):
         self.directory = directory
         self.every = every
         self.stop = threading.Event()
-        self.epochs: dict[tuple[str, int], tuple[int, int]] = {}  # (part, epoch) -> (rows, bytes)
+        self.epochs: dict[tuple[str, int, str], tuple[int, int]] = {}  # (part, epoch, step) -> (rows, bytes)
         self.latest: dict[tuple[str, str], tuple[int, int]] = {}  # (step, key) -> (epoch, bytes)
 
     def run(self) -> None:
@@ -48,25 +48,28 @@ class SnapshotWatch(threading.Thread):
                     db.close()
             except sqlite3.Error:
                 continue  # being written, or not created yet: the next poll reads it
-            per_epoch: dict[int, list[int]] = {}
+            per_epoch: dict[tuple[int, str], list[int]] = {}
             for step, key, epoch, size in rows:
-                counts = per_epoch.setdefault(epoch, [0, 0])
+                counts = per_epoch.setdefault((epoch, step), [0, 0])
                 counts[0] += 1
                 counts[1] += size
                 seen = self.latest.get((step, key))
                 if seen is None or epoch >= seen[0]:
                     self.latest[step, key] = (epoch, size)
-            for epoch, (n, size) in per_epoch.items():
-                old = self.epochs.get((part.name, epoch), (0, 0))
-                self.epochs[part.name, epoch] = (max(old[0], n), max(old[1], size))
+            for (epoch, step), (n, size) in per_epoch.items():
+                old = self.epochs.get((part.name, epoch, step), (0, 0))
+                self.epochs[part.name, epoch, step] = (max(old[0], n), max(old[1], size))
 
     def summary(self) -> dict[str, Any]:
-        """Bytes per epoch (all partitions summed) and the full state's bytes."""
+        """Bytes per epoch (all partitions summed, and per step) and the full state's bytes."""
         by_epoch: dict[int, list[int]] = {}
-        for (_part, epoch), (n, size) in self.epochs.items():
+        by_step: dict[str, dict[int, int]] = {}
+        for (_part, epoch, step), (n, size) in self.epochs.items():
             counts = by_epoch.setdefault(epoch, [0, 0])
             counts[0] += n
             counts[1] += size
+            steps = by_step.setdefault(step, {})
+            steps[epoch] = steps.get(epoch, 0) + size
         epochs = sorted(by_epoch)
         full = sum(size for _epoch, size in self.latest.values())
         # the first epoch with state holds everything the backlog built: steady state follows it
@@ -77,6 +80,9 @@ class SnapshotWatch(threading.Thread):
             "epochs": len(epochs),
             "bytes_per_epoch": [by_epoch[e][1] for e in epochs],
             "rows_per_epoch": [by_epoch[e][0] for e in epochs],
+            "bytes_per_epoch_by_step": {
+                step: [sizes.get(e, 0) for e in epochs] for step, sizes in sorted(by_step.items())
+            },
             "median_bytes_per_epoch": median,  # after the first
             "max_bytes_per_epoch": steady[-1] if steady else 0,
             "full_state_bytes": full,
