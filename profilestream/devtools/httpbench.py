@@ -1,7 +1,8 @@
 """The HTTP edge's benchmark (BENCHMARKS.md "HTTP edge"): `wrk` against one `profilestream serve`.
 
-    .venv/bin/python -m profilestream.devtools.httpbench [--duration 20] [--connections 32]
-        [--profiles 100000] [--only collect10,single,pixel,lookup] [--json FILE]
+    .venv/bin/python -m profilestream.devtools.httpbench [--duration 20] [--connections 10]
+        [--profiles 100000] [--only collect10,single,pixel,lookup] [--rate SCENARIO=REQ_PER_S ...]
+        [--json FILE]
 
 What it measures, on loopback, with the embedded broker (Tansu, in memory) and the default config:
 
@@ -10,6 +11,9 @@ What it measures, on loopback, with the embedded broker (Tansu, in memory) and t
 - `pixel`: `GET /v1/pixel.gif` with a campaign and a newsletter key, requests/s;
 - `lookup`: `GET /v1/profiles/{id}` on a store of `--profiles` profiles (produced to `profiles`
   first, read by serve's follower), a random device id or customer id each request, lookups/s;
+- by default wrk sends as fast as serve answers (throughput at saturation, where latency is
+  queueing); `--rate collect10=500` paces a scenario (latency at that load: the issue's targets
+  are throughput *with* p99 under a bound);
 - p50/p99/max latency from wrk's own histogram, non-2xx answers, the one-minute load average
   before and after each figure (the machine's other work is part of what is measured);
 - serve's CPU time during each figure (/proc, all its threads) and so requests per CPU-second:
@@ -104,6 +108,12 @@ function request()
 end
 """,
 }
+
+# `--rate`: wrk paces each connection with `delay()` (ms before its next request), drawn uniformly
+# around the mean that gives the asked total rate, so the connections do not fire in step
+_PACED_LUA = r"""
+function delay() return math.random() * 2 * MEAN_DELAY_MS end
+"""
 
 BATCH = {"collect10": 10, "single": 1, "pixel": 1, "lookup": 0}
 
@@ -218,7 +228,11 @@ class _Serve:
 
 def _wrk(scenario: str, url: str, args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], str]:
     script = work / f"{scenario}.lua"
-    script.write_text(_COMMON_LUA + _LUA[scenario].replace("PROFILES", str(args.profiles)), encoding="utf-8")
+    lua = _COMMON_LUA + _LUA[scenario].replace("PROFILES", str(args.profiles))
+    rate = args.rates.get(scenario)
+    if rate:
+        lua += _PACED_LUA.replace("MEAN_DELAY_MS", f"{args.connections * 1000 / rate:.4f}")
+    script.write_text(lua, encoding="utf-8")
     command = [
         args.wrk,
         "-t1",
@@ -248,10 +262,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profiles", type=int, default=100_000, help="profiles in the store (default 100000)")
     parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up before each figure")
+    parser.add_argument(
+        "--rate",
+        action="append",
+        default=[],
+        metavar="SCENARIO=REQ_PER_S",
+        help="pace a scenario at about this many requests/s (e.g. collect10=500 single=2000 lookup=2000): "
+        "latency at a given load, where the default (as fast as serve answers) gives it at saturation",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
     args = parser.parse_args(argv)
     chosen = [s for s in args.only.split(",") if s]
+    try:
+        args.rates = {name: float(value) for name, _, value in (r.partition("=") for r in args.rate)}
+    except ValueError:
+        parser.error(f"--rate takes SCENARIO=REQUESTS_PER_S, got {args.rate}")
+    if set(args.rates) - set(SCENARIOS) or any(v <= 0 for v in args.rates.values()):
+        parser.error(f"--rate: scenarios are {', '.join(SCENARIOS)}, rates above 0; got {args.rate}")
     unknown = set(chosen) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenario(s) {sorted(unknown)}; choose from {', '.join(SCENARIOS)}")
@@ -307,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
                     load_after=_load(),
                     serve_cpu_s=round(cpu, 2),
                     requests_per_cpu_s=round(result["requests"] / cpu) if cpu else 0.0,
-                    command=command.replace(str(work), "$WORK"),
+                    command=command.replace(str(work), "$WORK")
+                    + (f"  (paced at {args.rates[scenario]:g} req/s)" if scenario in args.rates else ""),
                 )
                 figures.append(figure)
                 _say(
