@@ -62,11 +62,17 @@ class LoopProgress:
     expected: int | None = None
 
     def take(self, item: LoopItem) -> Transfer | None:
-        """The transfer to pass on (None for an end marker)."""
+        """The transfer to pass on (None for an end marker, and in a bounded run for a copy of a
+        transfer already passed on: a shard whose merge a recovery replayed writes it again, and
+        the survivor may be gone by the time the copy comes, which would leave an orphan shard
+        holding it; always-on runs keep no `seen` and leave copies to the shard, which drops
+        them by `seq`)."""
         if isinstance(item, LoopEnd):
             self.expected = item.transfers
             return None
         if self.bounded:
+            if item.seq in self.seen:
+                return None
             self.seen.add(item.seq)
         return item
 

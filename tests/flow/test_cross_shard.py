@@ -16,6 +16,12 @@ from __future__ import annotations
 
 import pytest
 
+from profilestream.domain.commands import Apply, MergeIn, MergeOut, Transfer
+from profilestream.domain.profile import Profile
+from profilestream.domain.rules import Rules
+from profilestream.domain.scores import Scorer
+from profilestream.domain.shard import ProfileShard, ShardContext
+from profilestream.flows.loop import LoopEnd, LoopProgress
 from support.flowkit import HeldLoop, run_flow
 from support.scenario import DAY, MINUTE, T0, click, crm, erase, run_engine, snapshot
 
@@ -109,8 +115,8 @@ def test_a_chain_of_merges_within_one_second_across_shards_gives_the_engines_out
     a second later the CRM ties K to customer C1: B is merged into C. B's shard holds its own
     merge until A's contents have come (at the end of input), and only then sends its contents,
     A's included, on to C, which holds everything after the merge until then. Written twice
-    (a shard sends a transfer again when a recovery replays its merge), the second copy is
-    dropped, also by B when it has been merged away meanwhile."""
+    (a shard sends a transfer again when a recovery replays its merge), the bounded run's loop
+    passes each on once."""
     at = T0 + 30 * MINUTE
     events = [
         crm(0, "C1", lead_status="lead", change_id="c2-1"),
@@ -124,12 +130,12 @@ def test_a_chain_of_merges_within_one_second_across_shards_gives_the_engines_out
     ]
     direct, flowed, loop = _run_both(events, copies)
     _same(flowed, direct)
-    assert (flowed.engine.stats["shard.transfers_repeated"] > 0) == (copies > 1)  # a copy was seen, dropped
+    assert loop.delayed == 1 and flowed.engine.stats["shard.transfers_repeated"] == 0  # copies: dropped by the loop
     a, b = _merge(direct, 0)
     b_again, c = _merge(direct, 1)
     assert b_again == b and [m["reason"] for m in direct.merges] == ["login", "crm_link"]
     _apart(flowed, (a, b), (b, c))
-    assert loop.delayed == 1  # B's contents leave only once A's have reached it
+    # B's contents leave only once A's have reached it
     assert flowed.engine.stats["shard.held"] >= 3
     final = direct.of("C1")
     assert final["profile_id"] == c and sorted(final["device_ids"]) == ["A-dev", "B-dev"]
@@ -161,3 +167,37 @@ def test_an_erase_of_a_profile_whose_state_is_in_transit_gives_the_engines_outpu
     assert [t for t in direct.triggers if t["type"] == "cart_abandoned"] == []
     fresh = direct.of("A-dev")
     assert fresh["profile_id"] not in (a, c1) and fresh["customer_id"] is None
+
+
+def test_a_transfer_read_again_is_dropped_by_its_survivor_and_after_it_is_gone():
+    """An always-on run's loop passes copies on (it keeps no record of what it read): the
+    survivor drops one by its `seq`, whether it has absorbed it or has since been merged away."""
+    ctx = ShardContext(Rules(), Scorer(Rules().scores))
+    out: list = []
+    sent: list = []
+    survivor = ProfileShard("V")
+    survivor.take(MergeIn("S", 0, 0), ctx, 0, out, sent)
+    survivor.take(Apply(click(1, "d1", "page_view", event_id="r-1"), False, True), ctx, 0, out, sent)
+    assert ctx.stats["shard.held"] == 1 and survivor.profile is None
+    contents = Profile("S")
+    contents.visits = 2
+    survivor.receive(Transfer("V", 0, contents), ctx, 0, out, sent)
+    assert survivor.profile is not None and survivor.profile.visits == 3
+    survivor.receive(Transfer("V", 0, contents), ctx, 0, out, sent)
+    assert survivor.profile.visits == 3 and ctx.stats["shard.transfers_repeated"] == 1
+    survivor.take(MergeOut("W", 1), ctx, 0, out, sent)
+    assert survivor.gone and [t.seq for t in sent] == [1]
+    survivor.receive(Transfer("V", 0, contents), ctx, 0, out, sent)
+    assert ctx.stats["shard.transfers_repeated"] == 2 and [t.seq for t in sent] == [1]
+
+
+def test_a_bounded_loop_passes_each_transfer_on_once_and_ends_when_all_have_come():
+    transfer = Transfer("V", 0, Profile("S"))
+    bounded = LoopProgress(bounded=True)
+    assert bounded.take(transfer) is transfer
+    assert bounded.take(LoopEnd(0, 2)) is None and not bounded.done
+    assert bounded.take(transfer) is None and not bounded.done  # a copy counts once
+    assert bounded.take(Transfer("V", 1, Profile("T"))) is not None and bounded.done
+    always_on = LoopProgress(bounded=False)
+    assert always_on.take(transfer) is transfer and always_on.take(transfer) is transfer
+    assert not always_on.seen and not always_on.done
