@@ -1,7 +1,11 @@
-"""Shared fixtures: one embedded broker for the session, fresh topic names for every test.
+"""Shared fixtures: one broker of each kind for the session, fresh topic names for every test.
 
-A Tansu start takes about 0.1 s, but one broker per session still keeps the suite's process count
-and ports low; tests stay independent because each gets its own topic names.
+Every test that uses `broker` (or `config`, `config_path`) runs twice: on the embedded Tansu and on
+Apache Kafka (the Kafka tier, marked `kafka`; skipped with the reason where no JDK and Maven are).
+pytest groups the tests by broker, so one broker runs at a time. A Tansu start takes about 0.1 s,
+a Kafka start a few seconds; one broker per session also keeps the suite's process count and ports
+low; tests stay independent because each gets its own topic names. Tests that start brokers of
+their own (stopped, paused, replaced) take `broker_kind` instead.
 """
 
 from __future__ import annotations
@@ -12,16 +16,25 @@ import os
 import pytest
 
 from profilestream.config import TOPIC_ROLES, load_config
-from profilestream.devtools.broker import EmbeddedBroker
+from support import brokers
+from support.brokers import KINDS, need
 
 _serial = itertools.count()
 
 
-@pytest.fixture(scope="session")
-def broker():
-    with EmbeddedBroker() as running:
+@pytest.fixture(scope="session", params=KINDS)
+def broker(request):
+    with brokers.broker(request.param) as running:  # skips where this kind cannot run
         yield running
     assert not running.running()
+
+
+@pytest.fixture(params=KINDS)
+def broker_kind(request) -> str:
+    """The kind of broker ("tansu", "kafka") a test that starts its own brokers runs on."""
+    need(request.param)
+    kind: str = request.param
+    return kind
 
 
 @pytest.fixture

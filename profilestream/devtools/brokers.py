@@ -14,14 +14,16 @@ from profilestream.devtools.broker import BrokerProcess, EmbeddedBroker
 BROKER_KINDS = ("tansu", "kafka")
 
 
-def make_broker(kind: str = "tansu", port: int | None = None, quick: bool = False) -> BrokerProcess:
+def make_broker(
+    kind: str = "tansu", port: int | None = None, quick: bool = False, host: str = "127.0.0.1"
+) -> BrokerProcess:
     """A broker of `kind` ("tansu": embedded, the default; "kafka": Apache Kafka, which needs a
     JDK and Maven, see `apache_kafka`), not started. `quick`: a Kafka JVM tuned to start rather
     than for throughput (the tests; `ApacheKafka`)."""
     if kind == "tansu":
-        return EmbeddedBroker(port)
+        return EmbeddedBroker(port, host)
     if kind == "kafka":
-        return ApacheKafka(port, quick=quick)
+        return ApacheKafka(port, host, quick=quick)
     raise ValueError(f"unknown broker kind {kind!r}; expected one of {', '.join(BROKER_KINDS)}")
 
 

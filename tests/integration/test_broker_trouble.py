@@ -12,10 +12,11 @@ import time
 
 import pytest
 
-from profilestream.devtools.broker import EmbeddedBroker, free_port
+from profilestream.devtools.broker import free_port
 from profilestream.devtools.sample import ShopSpec
 from profilestream.flows import runner
 from profilestream.kafka.clients import create_topics
+from support import brokers
 from support.runkit import Run, clean_env, load_shop, outputs, write_config
 
 pytestmark = pytest.mark.broker
@@ -44,9 +45,9 @@ def test_no_broker_at_start_is_one_line_naming_kafka_brokers_and_exit_1(tmp_path
 
 
 @pytest.mark.slow
-def test_broker_paused_for_30s_in_the_middle_of_a_run_is_waited_for_and_nothing_is_lost(tmp_path):
+def test_broker_paused_for_30s_in_the_middle_of_a_run_is_waited_for_and_nothing_is_lost(tmp_path, broker_kind):
     # A broker of its own: the session broker must not stop answering other tests.
-    with EmbeddedBroker() as broker:
+    with brokers.broker(broker_kind) as broker:
         _, reference = write_config(tmp_path / "reference.toml", broker.bootstrap, "pause", "ref")
         toml, paused = write_config(tmp_path / "paused.toml", broker.bootstrap, "pause", "paused")
         assert load_shop(reference, ShopSpec(events=EVENTS, seed=31)) == EVENTS

@@ -1,6 +1,6 @@
 """A cluster across machines (issue 16 item 6): `run --addresses H:P,H:P,H:P --process-id I`,
 three processes, each in its own network namespace with its own address, as three machines
-would be; the embedded broker runs in the root namespace on the bridge that joins them.
+would be; the broker (Tansu, then Apache Kafka) runs in the root namespace on the bridge that joins them.
 
 The namespaces, a bridge and the veth pairs are made by the test and removed after it
 (`ip netns`, iproute2); it is skipped only where making a namespace is not permitted. The
@@ -22,10 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from profilestream.devtools.broker import EmbeddedBroker, free_port
+from profilestream.devtools.broker import free_port
 from profilestream.devtools.sample import ShopSpec
 from profilestream.flows import runner
 from profilestream.kafka.clients import create_topics
+from support import brokers
 from support.runkit import clean_env, load_shop, outputs, write_config
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -104,9 +105,9 @@ def network():
     )
 
 
-@pytest.fixture(scope="module")
-def bridge_broker(network):
-    with EmbeddedBroker(host=network.host) as running:
+@pytest.fixture(scope="module", params=brokers.KINDS)
+def bridge_broker(network, request):
+    with brokers.broker(request.param, host=network.host) as running:
         yield running
 
 

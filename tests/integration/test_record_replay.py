@@ -19,13 +19,13 @@ from confluent_kafka import Producer
 from profilestream import cli
 from profilestream.codec import avro
 from profilestream.devtools import sample
-from profilestream.devtools.broker import EmbeddedBroker
 from profilestream.kafka.clients import (
     create_topics,
     key_of,
     produce_records,
     read_topic,
 )
+from support import brokers
 from support.e2e import holding, latest, records, tombstones
 from support.record_replay import other_config
 
@@ -75,7 +75,7 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_a_replayed_recording_gives_the_same_outputs(config, config_path, tmp_path, capsys, monkeypatch):
+def test_a_replayed_recording_gives_the_same_outputs(broker, config, config_path, tmp_path, capsys, monkeypatch):
     create_topics(config)
     by_role: dict[str, list] = {"clickstream": [], "crm_changes": []}
     for role, rec in sample.generate(sample.ShopSpec(events=600, seed=11)):
@@ -111,7 +111,7 @@ def test_a_replayed_recording_gives_the_same_outputs(config, config_path, tmp_pa
         first = next(iter(fastavro.reader(fh)))
     assert set(first) == {"offset", "timestamp", "key", "value", "raw"} and first["offset"] == 0
 
-    with EmbeddedBroker() as fresh:
+    with brokers.broker(broker.kind) as fresh:  # another of the same kind
         path_b, config_b = other_config(tmp_path, fresh.bootstrap, "b-")
         monkeypatch.setattr(sys, "stderr", Terminal())  # a terminal: the bar shows
         code = cli.main(["replay", "--config", str(path_b), str(out_dir)])

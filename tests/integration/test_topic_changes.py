@@ -14,8 +14,9 @@ import time
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from profilestream.devtools.broker import EmbeddedBroker, free_port
+from profilestream.devtools.broker import free_port
 from profilestream.devtools.sample import ShopSpec
+from support import brokers
 from support.runkit import Run, clean_env, load_shop, write_config
 
 pytestmark = pytest.mark.broker
@@ -45,9 +46,9 @@ def _stopped_with(run: Run, limit: float = 60) -> str:
 
 
 @pytest.mark.parametrize("bounded", [False, True], ids=["always-on", "bounded"])
-def test_a_broker_that_comes_back_empty_stops_the_run_and_nothing_is_written_to_it(tmp_path, bounded):
+def test_a_broker_that_comes_back_empty_stops_the_run_and_nothing_is_written_to_it(tmp_path, bounded, broker_kind):
     port = free_port()
-    broker = EmbeddedBroker(port).start()
+    broker = brokers.start(broker_kind, port)
     try:
         toml, config = write_config(tmp_path / "empty.toml", broker.bootstrap, "gone")
         if bounded:  # the case: killed in the middle, the run said "done" (exit 0)
@@ -58,7 +59,7 @@ def test_a_broker_that_comes_back_empty_stops_the_run_and_nothing_is_written_to_
             events = load_shop(config, ShopSpec(events=1500, seed=3, start="2025-03-01T08:00:00Z"))
             run = _always_on(toml, events)
         broker.stop()
-        broker = EmbeddedBroker(port).start()  # the same address, nothing in it
+        broker = brokers.start(broker_kind, port)  # the same address, nothing in it
         line = _stopped_with(run)
         assert any(word in line for word in ("no longer exists", "created again", "went back")), line
         assert "kafka.brokers" in line

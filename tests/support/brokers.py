@@ -37,11 +37,11 @@ def _prepared() -> None:
     apache_kafka.prepare()
 
 
-def broker(kind: str, port: int | None = None) -> BrokerProcess:
+def broker(kind: str, port: int | None = None, host: str = "127.0.0.1") -> BrokerProcess:
     """A broker of `kind`, not started (skips the test where it cannot run); Kafka's JVM set to
     start fast (`make_broker(quick=True)`)."""
     need(kind)
-    return make_broker(kind, port, quick=True)
+    return make_broker(kind, port, quick=True, host=host)
 
 
 def start(kind: str, port: int | None = None) -> BrokerProcess:
