@@ -14,8 +14,7 @@ way, at most `TRIGGERS_KEPT` per profile and `PROFILES_WITH_TRIGGERS` profiles (
 triggered are forgotten first), so memory stays bounded on a topic of any length.
 
 Values are read raw or in the Confluent wire format (`registry.decoder`: a run with
-`schema_registry.url` set frames every output), so the thread decodes `profiles` itself rather
-than through `store.apply_message`, which reads raw values only.
+`schema_registry.url` set frames every output), for the profiles as for the two indexes.
 
 Readiness (CONTRACT.md `/readyz`): ready once the three topics have been read to the end they had
 when this thread started (the store caught up) and while the broker answers a metadata request,
@@ -185,14 +184,10 @@ class Follower:
             self.broker_ok, self.problem = True, None
 
     def _apply(self, role: str, m: Any) -> None:
-        value = m.value()
         if role == PROFILES:
-            key, partition, offset = m.key(), m.partition(), m.offset()
-            if key is None or partition is None or offset is None:
-                raise ValueError(f"a record of {m.topic()} without a key, partition or offset")
-            profile = None if value is None else avro.to_json(role, self.decode(role, value))
-            self.store.apply(key.decode(), profile, partition, offset)
+            profile_store.apply_message(self.store, m, self.decode)
             return
+        value = m.value()
         if value is None:
             return
         record = avro.to_json(role, self.decode(role, value))
