@@ -91,8 +91,8 @@ def small_shops(draw) -> list:
 def outputs_of(res, recreated: set[str]) -> dict:
     """`scenario.snapshot`, triggers in trigger-id order (workers emit them in any order). The
     CRM feed records of customers erased and then created again are left out: their order between
-    the two profiles' shards is not kept yet (a known bug, `test_feed_of_a_customer_created_again`
-    below, /work/drafts/shards-requests.md)."""
+    the two profiles' shards is not kept yet (a known bug, pinned by
+    `test_feed_of_a_customer_created_again_after_an_erase_is_the_new_profiles` below)."""
     got = snapshot(res)
     got["triggers"] = sorted(got["triggers"], key=lambda t: t["trigger_id"])
     got["feed"] = {k: v for k, v in got["feed"].items() if k not in recreated}
