@@ -86,24 +86,19 @@ def test_an_output_topic_deleted_and_created_again_stops_the_run(broker, tmp_pat
     assert config.topics.profiles in line and "created again" in line
 
 
-@pytest.mark.parametrize(
-    "processes",
-    [
-        pytest.param(
-            1,
-            marks=pytest.mark.xfail(
-                reason="librdkafka 2.16.0 segfaults (rd_kafka_metadata_cache_find) when a topic that a consumer "
-                "has assigned is deleted on Tansu; a single process cannot report its own crash",
-                strict=True,
-            ),
-        ),
-        2,
-    ],
-)
-def test_an_input_topic_recreated_with_more_partitions_stops_the_run(broker, tmp_path, processes):
+@pytest.mark.parametrize("processes", [1, 2])
+def test_an_input_topic_recreated_with_more_partitions_stops_the_run(broker, tmp_path, processes, request):
     """(Tansu cannot add partitions to a topic; `test_a_changed_partition_count_is_told` covers a
     topic whose id the broker does not give.) In a cluster, the parent tells the topic's change
     whether its processes noticed it or one crashed on it."""
+    if processes == 1 and broker.kind == "tansu":  # on Apache Kafka the single process tells it
+        request.applymarker(
+            pytest.mark.xfail(
+                reason="librdkafka 2.16.0 segfaults (rd_kafka_metadata_cache_find) when a topic that a consumer "
+                "has assigned is deleted on Tansu; a single process cannot report its own crash",
+                strict=True,
+            )
+        )
     toml, config = write_config(tmp_path / "more.toml", broker.bootstrap, f"more{processes}{tmp_path.name[-8:]}")
     events = load_shop(config, ShopSpec(events=1500, seed=5, start="2025-03-01T08:00:00Z"))
     run = _always_on(toml, events, "--processes", str(processes))
