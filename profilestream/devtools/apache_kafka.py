@@ -11,9 +11,10 @@ and its runtime jars once into a cache folder (`jars_dir()`: `$PROFILESTREAM_KAF
 `$XDG_CACHE_HOME/profilestream/kafka-<version>`, else `~/.cache/...`). Later starts use the
 jars as they are; Maven is needed only for that first fetch. No distribution tarball.
 
-Each start formats a fresh log directory in a private temporary folder (0700: the topics hold
-personal data) with `kafka.tools.StorageTool format`, starts `kafka.Kafka` with `java -cp`, and
-removes the folder after the broker stopped: like Tansu, nothing outlives the broker (the folder
+Each start makes a fresh log directory in a private temporary folder (0700: the topics hold
+personal data), a copy of one formatted once by `kafka.tools.StorageTool format` with fresh ids
+(`prepare`, which also makes a class archive for the JVM), starts `kafka.Kafka` with `java -cp`,
+and removes the folder after the broker stopped: like Tansu, nothing outlives the broker (the folder
 of one whose owner was killed is removed by the next start). SIGTERM
 is Kafka's controlled shutdown (about 2 s measured); SIGKILL after `stop_grace`.
 """
@@ -21,6 +22,7 @@ is Kafka's controlled shutdown (about 2 s measured); SIGKILL after `stop_grace`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import shutil
@@ -31,6 +33,8 @@ import tempfile
 import uuid
 from importlib import resources
 from pathlib import Path
+
+from confluent_kafka import KafkaException
 
 from profilestream.devtools.broker import BrokerProcess, BrokerStartError, free_port
 
@@ -280,11 +284,12 @@ def prepare(version: str = KAFKA_VERSION) -> Path:
     and the class archive (about 15 s once). Idempotent; what `make kafka` and the first Kafka test
     of a session do. Where the jars' folder is read-only, starts go without them (slower)."""
     jars = fetch(version)
-    try:
+    with contextlib.suppress(OSError):  # a read-only cache: each start formats its own directory
         _make_formatted(version, _java(jars, None))
+    try:
         _make_class_archive(version)
-    except OSError:
-        pass
+    except (OSError, RuntimeError, KafkaException) as exc:  # BrokerStartError, BrokerError: slower, not wrong
+        print(f"profilestream: no class archive for Apache Kafka (starts will be slower): {exc}", file=sys.stderr)
     return jars
 
 
