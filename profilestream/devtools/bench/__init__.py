@@ -1,4 +1,5 @@
-"""`profilestream bench`: the reference benchmark, in one run on the embedded broker.
+"""`profilestream bench`: the reference benchmark, in one run on the embedded broker (or on Apache
+Kafka: `--broker kafka`).
 
 What it measures (BENCHMARKS.md has the latest figures and how to read them):
 
@@ -8,9 +9,12 @@ What it measures (BENCHMARKS.md has the latest figures and how to read them):
 2. **ceiling**: one plain confluent-kafka consumer (`assign`, no group) reads every input record
    and Avro-decodes it with `avro.decode_input` (the dataflow's own decode and validation), and
    does nothing else. Events/s. (Also the same read without decoding, to split the two costs.)
-3. **dataflow**: `runner.run(config, until_idle=True, processes=P)` for P = 1 and 2, each in a
-   child process of its own and with fresh output topics. Events/s = input records / the wall
-   time of `runner.run` (broker check, input bounds, Bytewax start, processing, final flush).
+3. **dataflow**: `runner.run(config, until_idle=True, processes=P)` for P = 1 and 2 (timed) and 4
+   (once: correctness and the spread of the CPU on two cores), each in a child process of its own
+   and with fresh output topics. Events/s = input records / the wall time of `runner.run` (broker
+   check, input bounds, Bytewax start, processing, final flush). Per process: peak RSS and CPU;
+   the trigger ids and the final profiles, compared with one process's; the serial stage's share
+   of the one-process run; and an idle process's baseline (a run over empty topics).
 4. **latency**: an always-on `profilestream run` (a subprocess) with
    `time.allowed_lateness = "0s"`, fed live at half the measured one-process throughput. A
    backlog (the start of the shop, its times shifted to end eight days ago) gives the run
@@ -34,9 +38,15 @@ What it measures (BENCHMARKS.md has the latest figures and how to read them):
    state grows with profiles, not with events. The same replay gives the engine-only rate, the
    bound of the single keyed `apply` step (with the dataflow's GC setting and `run.emit_interval`).
 
+6. **serial stage** (`serial`): resolution alone over the decoded workload, best of N: its cost
+   per event and the ceiling 1 / cost that it sets for a cluster of any size.
+7. **snapshots** (`snapshots`): in the live run at 5,000 ev/s with recovery on, the bytes Bytewax
+   writes per epoch (read from its recovery partitions), by step, against a full-state snapshot.
+
 Timing lives here only; no test asserts a time. `--out FILE.json` keeps the figures.
 
 The modules: `workload` (1), `ceiling` (2), `dataflow` (3), `latency` (4), `state` (5),
+`serial` (6), `snapshots` (7),
 `children` (the child processes they run in), `ts` (rewriting an Avro record's `ts`), `support`
 (helpers), `report` (targets and table), `run` (`run_bench`, the whole run) and `cli`. Importing
 the package loads only the standard library: `profilestream.cli` builds `bench`'s arguments
