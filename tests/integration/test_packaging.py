@@ -45,9 +45,11 @@ def _run(*argv: str, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
     return done
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def installed(tmp_path_factory) -> Path:
-    """A fresh virtual environment with the wheel of this checkout installed."""
+    """A fresh virtual environment with the wheel of this checkout installed. Made once for the
+    session: pytest groups the tests by broker (conftest), which splits this module into three
+    runs, and a module fixture would build the wheel and the environment for each."""
     tmp = tmp_path_factory.mktemp("packaging")
     src = tmp / "src"
     src.mkdir()
