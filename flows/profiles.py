@@ -20,10 +20,11 @@ from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
+from bytewax.operators import StatefulBatchLogic
 
 from profilestream.codec import registry
 from profilestream.domain.commands import Transfer
-from profilestream.domain.outputs import Output
+from profilestream.domain.outputs import CRM_FEED, Output, newer_feed
 from profilestream.domain.resolve import Resolver
 from profilestream.domain.roles import INPUT_ROLES, OUTPUT_ROLES
 from profilestream.domain.rules import Rules
@@ -41,6 +42,7 @@ from profilestream.kafka.transfers import KafkaLoop
 __all__ = ["build_flow", "profile_stream"]
 
 Loop = MemoryLoop | KafkaLoop
+Stamp = tuple[int, int, str]
 
 
 def profile_stream(
@@ -84,7 +86,39 @@ def profile_stream(
     )
     made = op.branch("made", shards, lambda item: type(item) is Transfer)
     op.output("write_transfers", op.merge("transfers_out", made.trues, written.trues), loop.sink())
-    return op.merge("outputs", written.falses, made.falses, decoded.dead_letters)
+    feed = op.branch("feed", made.falses, lambda item: item.topic == CRM_FEED)
+    keyed_feed = op.key_on("key_customer", feed.trues, _key)
+    kept = op.flat_map_batch("unkey_feed", op.stateful_batch("newest_holder", keyed_feed, NewestHolder.build), _values)
+    return op.merge("outputs", written.falses, feed.falses, kept, decoded.dead_letters)
+
+
+def _key(output: Output) -> str:
+    return output.key
+
+
+class NewestHolder(StatefulBatchLogic[Output, Output, Stamp | None]):
+    """Per customer id, the newest stamp written to the CRM feed: a record (or tombstone) passes
+    unless a newer holder of the customer has written already (`outputs.newer_feed`). A customer
+    erased and created again lives in two shards, whose writes to the one feed key nothing else
+    orders; one profile's records arrive in the order it wrote them."""
+
+    def __init__(self, newest: Stamp | None):
+        self.newest = newest
+
+    @classmethod
+    def build(cls, resume: Stamp | None) -> NewestHolder:
+        return cls(resume)
+
+    def on_batch(self, values: list[Output]) -> tuple[list[Output], bool]:
+        kept = []
+        for output in values:
+            if newer_feed(self.newest, output):
+                self.newest = output.stamp
+                kept.append(output)
+        return kept, StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> Stamp | None:
+        return self.newest
 
 
 def _values(batch: list[tuple[str, Any]]) -> list[Any]:

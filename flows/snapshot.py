@@ -21,6 +21,7 @@ from profilestream.domain.resolve import Resolver
 from profilestream.domain.shard import ProfileShard
 
 __all__ = [
+    "FEED_STATE",
     "FORMAT",
     "PROFILE_STATE",
     "RESOLVE_STATE",
@@ -35,6 +36,7 @@ FORMAT = 2
 RESOLVE_STATE = (
     "Resolver (timeline, dedup, identity graph of persons, devices' visits, deadline calendar, erasure list)"
 )
+FEED_STATE = "the stamp of the newest profile that wrote the customer's CRM feed (an erased one's writes come late)"
 PROFILE_STATE = "ProfileShard (the profile: counters, cart, campaigns, CRM attributes; merges waiting for a transfer)"
 """What each snapshot holds, as `profilestream describe` names it."""
 

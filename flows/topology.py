@@ -33,6 +33,7 @@ class State:
 STATE: dict[str, State] = {
     "resolve": State(RESOLVE_KEY, snapshot.RESOLVE_STATE),
     "profiles": State("profile_id", snapshot.PROFILE_STATE),
+    "newest_holder": State("customer_id", snapshot.FEED_STATE),
 }
 """The state of each stateful step of the profile flow, by step name."""
 

@@ -35,11 +35,14 @@ class Apply:
 @pickled_as_fields
 @dataclass(slots=True)
 class Ids:
-    """The profile's identifiers are now these (identity decided them)."""
+    """The profile's identifiers are now these (identity decided them). `since`: the place in
+    event order of the last erase of `customer_id` before (None: never erased), the stamp of the
+    profile's CRM feed records (`outputs.Output.stamp`)."""
 
     customer_id: str | None
     customer_key: str | None
     device_ids: tuple[str, ...]
+    since: tuple[int, int, str] | None = None
 
 
 @pickled_as_fields

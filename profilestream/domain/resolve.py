@@ -125,7 +125,8 @@ class Resolver:
         for profile_id in sorted(graph.take_changed()):
             person = graph.profiles.get(profile_id)
             if person is not None:
-                ids = Ids(person.customer_id, person.customer_key, tuple(sorted(person.device_ids)))
+                since = None if person.customer_id is None else self.erased.customers.get(person.customer_id)
+                ids = Ids(person.customer_id, person.customer_key, tuple(sorted(person.device_ids)), since)
                 self._send(profile_id, ids)
 
     def _apply(self, event: Event, late: bool) -> None:

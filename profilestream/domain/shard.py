@@ -54,6 +54,7 @@ class ProfileShard:
     dirty: bool = False
     emitted_at: int | None = None
     gone: bool = False  # merged away or erased: the shard can be forgotten
+    since: tuple[int, int, str] | None = None  # `Ids.since`: the stamp of its CRM feed records
 
     # --- input ------------------------------------------------------------------------------
 
@@ -111,7 +112,12 @@ class ProfileShard:
         record = profile.record(ctx.scorer.score(profile))
         out.append(Output(outputs.PROFILES, self.profile_id, record))
         if profile.customer_id is not None:
-            out.append(Output(outputs.CRM_FEED, profile.customer_id, crm_feed_of(record)))
+            out.append(Output(outputs.CRM_FEED, profile.customer_id, crm_feed_of(record), self._stamp()))
+
+    def _stamp(self) -> tuple[int, int, str]:
+        # getattr: a shard snapshotted before `since` existed (its class default is None too)
+        since = getattr(self, "since", None)
+        return outputs.FEED_FIRST if since is None else since
 
     # --- the commands -----------------------------------------------------------------------
 
@@ -126,6 +132,7 @@ class ProfileShard:
             self._event(command, ctx)
         elif isinstance(command, Ids):
             self._own().set_ids(command.customer_id, command.customer_key, command.device_ids)
+            self.since = command.since
             self.dirty = True
         elif isinstance(command, ReturnVisit):
             record = triggers.return_visit(
@@ -151,7 +158,7 @@ class ProfileShard:
         else:
             assert isinstance(command, Erase)
             self._end(ctx, out)
-            out.append(Output(outputs.CRM_FEED, command.customer_id, None))
+            out.append(Output(outputs.CRM_FEED, command.customer_id, None, self._stamp()))
 
     def _event(self, command: Apply, ctx: ShardContext) -> None:
         profile = self._own()

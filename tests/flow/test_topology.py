@@ -9,7 +9,7 @@ from profilestream.commands import describe
 from profilestream.config import load_config
 from profilestream.domain.roles import DEAD_LETTERS, INPUT_ROLES, OUTPUT_ROLES
 from profilestream.flows.profiles import build_flow
-from profilestream.flows.snapshot import PROFILE_STATE, RESOLVE_STATE
+from profilestream.flows.snapshot import FEED_STATE, PROFILE_STATE, RESOLVE_STATE
 
 
 def _config(tmp_path):
@@ -47,7 +47,7 @@ def test_describe_names_every_step_and_edge_of_the_flow_as_built(tmp_path):
     lines = text.splitlines()
     for name, kind in steps:
         assert any(line.strip().endswith(f"{name} ({kind})") or f" {name} ({kind}," in line for line in lines), name
-    assert len(edges) == 34
+    assert len(edges) == 43
     for source, target in edges:  # under the step it enters (`<-- source`) or the step it leaves (`--> target`)
         entering = [line for line in _block(text, target.rsplit(".", 1)[0]) if "<--" in line]
         leaving = [line for line in _block(text, source.rsplit(".", 1)[0]) if "-->" in line]
@@ -99,6 +99,7 @@ def test_the_stateful_steps_name_their_key_and_state(tmp_path):
     assert f'profiles: stateful_batch, key "profile_id", state: {PROFILE_STATE}' in text
     assert any(line.strip() == f'state: key "identity", {RESOLVE_STATE}' for line in _block(text, "resolve"))
     assert any(line.strip() == f'state: key "profile_id", {PROFILE_STATE}' for line in _block(text, "profiles"))
+    assert f'newest_holder: stateful_batch, key "customer_id", state: {FEED_STATE}' in text
 
 
 def test_the_transfer_loop_is_the_internal_topic_named_from_the_profiles_topic(tmp_path):
