@@ -52,6 +52,7 @@ back that panic (`_NativeStderr`); its JSON log lines go to the terminal as befo
 from __future__ import annotations
 
 import fcntl
+import functools
 import gc
 import hashlib
 import json
@@ -95,6 +96,7 @@ from profilestream.kafka.inflight import InFlight
 from profilestream.kafka.source import STOP
 from profilestream.kafka.transfers import ensure_topic as ensure_transfers_topic
 from profilestream.ops import metrics
+from profilestream.ops.lifetime import die_with_parent
 from profilestream.store import StoreError, check_writable, make_private, private_files
 
 RECOVERY_PARTITIONS = 1  # a single process or a local cluster; across machines, one a process
@@ -819,8 +821,12 @@ def _run_cluster(job: dict[str, Any], processes: int) -> int:
         inflight = Path(tmp) / "inflight"  # the counters the readers pace themselves by
         InFlight.create(inflight, processes)
         path.write_bytes(pickle.dumps({**job, "addresses": addresses, "inflight": str(inflight)}))
+        parent = os.getpid()
         children = [
-            subprocess.Popen([sys.executable, "-m", "profilestream.flows.runner", str(path), str(i)])
+            subprocess.Popen(  # killed by the kernel if this process dies: no cluster left running
+                [sys.executable, "-m", "profilestream.flows.runner", str(path), str(i)],
+                preexec_fn=functools.partial(die_with_parent, parent),
+            )
             for i in range(processes)
         ]
 
