@@ -11,8 +11,17 @@ STAMP := $(VENV)/.installed
 demo: $(STAMP)
 	$(VENV)/bin/profilestream demo
 
+# The suite in two sessions side by side: the Kafka tier (`-m kafka`, every broker test again on
+# Apache Kafka) beside everything else. One after the other they take over 25 minutes on two
+# cores; the Kafka tier mostly waits on its broker. Each session has its own brokers and its own
+# temporary directory; the Kafka tier's output follows the other's.
 test: lint kafka
-	$(VENV)/bin/pytest -q
+	@mkdir -p build; \
+	$(VENV)/bin/pytest -q -m kafka -p no:cacheprovider --basetemp=build/pytest-kafka > build/pytest-kafka.log 2>&1 & kafka=$$!; \
+	$(VENV)/bin/pytest -q -m "not kafka" --basetemp=build/pytest-rest; rest=$$?; \
+	wait $$kafka; tier=$$?; \
+	echo "--- the Kafka tier (pytest -m kafka), run beside the above:"; cat build/pytest-kafka.log; \
+	test $$rest -eq 0 -a $$tier -eq 0
 
 # Apache Kafka's jars for the Kafka tier of the tests (README "Apache Kafka"): fetched once with
 # Maven into ~/.cache/profilestream/kafka-<version>, at once when they are there; without java

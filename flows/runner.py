@@ -886,7 +886,11 @@ def _child(job_path: str, process_id: str) -> None:
         code = 130
     except (BrokerError, RunFailed) as exc:
         print(f"profilestream: {exc}", file=sys.stderr, flush=True)
-        code = getattr(exc, "code", 1)
+        # without the interpreter's finalisation: after a failure librdkafka's and Bytewax's
+        # native threads may still run, and tearing them down under it can abort the process
+        # ("FATAL: exception not rethrown") after its one line was said
+        sys.stdout.flush()
+        os._exit(getattr(exc, "code", 1))
     sys.exit(code)
 
 

@@ -20,36 +20,22 @@ Tansu 0.6.0 answers SIGTERM by draining client connections for about 5 s, but SI
 from __future__ import annotations
 
 import atexit
-import ctypes
 import functools
 import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from typing import IO, Self
 
 from confluent_kafka.admin import AdminClient
 
-_PR_SET_PDEATHSIG = 1
-_SIGKILL = int(signal.SIGKILL)
-_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+from profilestream.ops.lifetime import die_with_parent
 
 
 class BrokerStartError(RuntimeError):
     """The embedded broker did not come up; the message carries the end of its log."""
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Runs in the forked child before exec: only an already-resolved C call, no imports.
-    PDEATHSIG fires when the thread that forked the child exits: start brokers from a thread
-    that lives as long as they should (the main thread, normally)."""
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, _SIGKILL)
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -119,7 +105,7 @@ class BrokerProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+                preexec_fn=functools.partial(die_with_parent, os.getpid()),
                 process_group=0,
             )
             self._wait_ready()
