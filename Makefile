@@ -6,7 +6,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint kafka bench clean
+.PHONY: demo test lint kafka browser bench clean
 
 demo: $(STAMP)
 	$(VENV)/bin/profilestream demo
@@ -15,7 +15,7 @@ demo: $(STAMP)
 # Apache Kafka) beside everything else. One after the other they take over 25 minutes on two
 # cores; the Kafka tier mostly waits on its broker. Each session has its own brokers and its own
 # temporary directory; the Kafka tier's output follows the other's.
-test: lint kafka
+test: lint kafka browser
 	@mkdir -p build; \
 	$(VENV)/bin/pytest -q -m kafka -p no:cacheprovider --basetemp=build/pytest-kafka > build/pytest-kafka.log 2>&1 & kafka=$$!; \
 	$(VENV)/bin/pytest -q -m "not kafka" --basetemp=build/pytest-rest; rest=$$?; \
@@ -28,6 +28,15 @@ test: lint kafka
 # and mvn it says so and the Kafka tier skips.
 kafka: $(STAMP)
 	$(VENV)/bin/python -m profilestream.devtools.apache_kafka
+
+# Debian's chromium for the browser tests of `serve` (playwright drives it; no browser download):
+# installed with apt-get when it is missing and apt-get is here (with sudo when not root); without
+# it the two browser tests skip, saying why.
+browser:
+	@command -v chromium >/dev/null || ! command -v apt-get >/dev/null || { \
+	  sudo=$$(test "$$(id -u)" -eq 0 || ! command -v sudo >/dev/null || echo sudo); \
+	  $$sudo apt-get install -y --no-install-recommends chromium || \
+	  { $$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends chromium; }; }
 
 # The gates before the suite: lint, format and types. mypy does not follow setuptools'
 # package-dir, so it checks a copy laid out as installed (flows/ and schemas/ inside the package).
