@@ -182,8 +182,12 @@ def _fill_profiles(config: Any, count: int) -> None:
     _say(f"httpbench: {count} profiles produced in {time.monotonic() - started:.1f}s")
 
 
-class _Serve:
+class ServeProcess:
+    """`profilestream serve --config FILE` as a child process, its output in `log_path` (also the
+    tests' way to run serve: tests/support/serve.py)."""
+
     def __init__(self, config_path: Path, port: int, log_path: Path) -> None:
+        self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
         env = {k: v for k, v in os.environ.items() if not k.startswith("PROFILESTREAM_")}
@@ -195,19 +199,24 @@ class _Serve:
                 env=env,
             )
 
-    def wait_ready(self, limit: float) -> None:
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_ready(self, limit: float = 60) -> None:
+        """Until `/readyz` answers 200; `RuntimeError` with serve's output if it exits or is not
+        ready within `limit` seconds."""
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"serve exited with {self.proc.returncode}: {self.log_path.read_text()}")
+                raise RuntimeError(f"serve exited with {self.proc.returncode}\n{self.log()}")
             try:
                 with urllib.request.urlopen(self.url + "/readyz", timeout=2) as response:
                     if response.status == 200:
                         return
-            except OSError:
+            except OSError:  # not listening yet, or 503 (HTTPError is an OSError)
                 pass
-            time.sleep(0.5)
-        raise SystemExit(f"serve not ready within {limit:.0f}s: {self.log_path.read_text()}")
+            time.sleep(0.2)
+        raise RuntimeError(f"serve not ready within {limit:.0f}s\n{self.log()}")
 
     def cpu_seconds(self) -> float:
         """utime + stime of serve, all threads (/proc/<pid>/stat fields 14 and 15)."""
@@ -306,11 +315,14 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("httpbench: topics create failed")
         if "lookup" in chosen:
             _fill_profiles(config, args.profiles)
-        serve = _Serve(config_path, port, work / "serve.log")
+        serve = ServeProcess(config_path, port, work / "serve.log")
         ok_events = 0
         try:
             started = time.monotonic()
-            serve.wait_ready(limit=900)
+            try:
+                serve.wait_ready(limit=900)
+            except RuntimeError as exc:
+                raise SystemExit(str(exc)) from None
             _say(f"httpbench: serve ready (store caught up) in {time.monotonic() - started:.1f}s")
             for scenario in chosen:
                 if args.warmup:

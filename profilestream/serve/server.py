@@ -51,23 +51,13 @@ def build(config: Config) -> Any:
     from profilestream.serve.collector import Collector
     from profilestream.serve.follow import Follower
     from profilestream.serve.producer import EventProducer
-    from profilestream.store import ProfileStore, StoreError
+    from profilestream.store import exclusive
 
     rules = config.rules()
     wire = registry.wire_for(config)
     if wire is not None:  # before anything is opened: a registry that does not answer is exit 2
         wire.register((CLICKSTREAM,))
-    try:
-        store = ProfileStore(config.store.path)
-    except StoreError:
-        raise
-    except Exception as exc:  # rocksdict: a held lock
-        if "lock" not in str(exc).lower():
-            raise
-        raise StoreError(
-            f"store.path {config.store.path}: held by another process (a `serve-store` or another `serve`); "
-            "give this one its own store.path"
-        ) from None
+    store = exclusive(config)  # a store another process holds: a StoreError naming store.path
     producer = EventProducer(config)
     parts = Parts(
         collector=Collector(rules, config.serve.url_key_param),

@@ -139,13 +139,20 @@ def test_run_stops_at_start_naming_the_registry_that_does_not_answer(capsys, con
     assert "schema_registry.url" in err and "127.0.0.1:9" in err
 
 
-def test_profile_get_reads_the_framed_profiles_of_a_run_with_a_registry(capsys, config_path, tmp_path):
+def _framed_clicks(capsys, config_path, tmp_path):
+    """The topics created and `CLICKS` produced framed for a fresh mock registry: its URL and the
+    configuration that names it."""
     url = f"mock://{uuid.uuid4().hex}"
     framed_config = _with_registry(config_path, url)
     lines = tmp_path / "clicks.jsonl"
     lines.write_text("".join(json.dumps(c) + "\n" for c in CLICKS))
     assert _cli(capsys, "topics", "create", "--config", str(config_path))[0] == 0
     assert _cli(capsys, "produce", "--config", str(framed_config), "--topic", "clickstream", str(lines))[0] == 0
+    return url, framed_config
+
+
+def test_profile_get_reads_the_framed_profiles_of_a_run_with_a_registry(capsys, config_path, tmp_path):
+    _, framed_config = _framed_clicks(capsys, config_path, tmp_path)
     assert _cli(capsys, "run", "--config", str(framed_config), "--until-idle")[0] == 0
     code, out, err = _cli(capsys, "profile", "get", "--config", str(framed_config), "d-1")
     assert code == 0, err
@@ -153,12 +160,7 @@ def test_profile_get_reads_the_framed_profiles_of_a_run_with_a_registry(capsys, 
 
 
 def test_record_reads_framed_values_and_replay_frames_them_with_a_registry(capsys, config_path, tmp_path):
-    url = f"mock://{uuid.uuid4().hex}"
-    framed_config = _with_registry(config_path, url)
-    lines = tmp_path / "clicks.jsonl"
-    lines.write_text("".join(json.dumps(c) + "\n" for c in CLICKS))
-    assert _cli(capsys, "topics", "create", "--config", str(config_path))[0] == 0
-    assert _cli(capsys, "produce", "--config", str(framed_config), "--topic", "clickstream", str(lines))[0] == 0
+    url, framed_config = _framed_clicks(capsys, config_path, tmp_path)
     code, out, err = _cli(capsys, "record", "--config", str(framed_config), "--out", str(tmp_path / "rec"))
     assert code == 0, err
     assert "undecodable" not in out + err  # framed values were read, and recorded decoded

@@ -4,12 +4,7 @@ producer that keeps what it is handed (for the unit and generated API tests of s
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +13,7 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from profilestream.config import Config
+from profilestream.devtools.httpbench import ServeProcess as ServeProcess  # re-exported: the tests run serve with it
 from profilestream.serve.app import Parts, create_app
 from profilestream.serve.collector import Collector
 from profilestream.serve.follow import Follower
@@ -113,42 +109,3 @@ def eventually(get: Callable[[], Any], done: Callable[[Any], bool], limit: float
         if done(value) or time.monotonic() > deadline:
             return value
         time.sleep(0.3)
-
-
-class ServeProcess:
-    """`profilestream serve --config FILE` as a child process, its output in `log_path`."""
-
-    def __init__(self, config_path: Path, port: int, log_path: Path) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = log_path
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PROFILESTREAM_")}
-        with open(log_path, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "profilestream.cli", "serve", "--config", str(config_path)],
-                stdout=out,
-                stderr=out,
-                env=env,
-            )
-
-    def wait_ready(self, limit: float = 60) -> None:
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited with {self.proc.returncode}\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:  # not listening yet, or 503 (HTTPError is an OSError)
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"serve not ready within {limit:.0f}s\n{self.log()}")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(60)
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
