@@ -5,20 +5,24 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
+GENERATED := tests/unit/test_serve_generated.py
 
 .PHONY: demo test lint kafka browser bench clean
 
 demo: $(STAMP)
 	$(VENV)/bin/profilestream demo
 
-# The suite in two sessions side by side: the Kafka tier (`-m kafka`, every broker test again on
-# Apache Kafka) beside everything else. One after the other they take over 25 minutes on two
-# cores; the Kafka tier mostly waits on its broker. Each session has its own brokers and its own
-# temporary directory; the Kafka tier's output follows the other's.
+# The suite in two sessions side by side, each spread over two pytest-xdist workers (whole files
+# to a worker, `--dist loadfile`): the Kafka tier (`-m kafka`, every broker test again on Apache
+# Kafka) beside everything else. The tests mostly wait on brokers and child processes, so four
+# workers fill two cores (one session after the other, on one worker each, took over 25 minutes).
+# Each worker has its own brokers and temporary directory. The schemathesis file runs on its own
+# after the rest: its generated tests share one node id per operation, which xdist would run once.
 test: lint kafka browser
 	@mkdir -p build; \
-	$(VENV)/bin/pytest -q -m kafka -p no:cacheprovider --basetemp=build/pytest-kafka > build/pytest-kafka.log 2>&1 & kafka=$$!; \
-	$(VENV)/bin/pytest -q -m "not kafka" --basetemp=build/pytest-rest; rest=$$?; \
+	$(VENV)/bin/pytest -q -m kafka -n 2 --dist loadfile -p no:cacheprovider --basetemp=build/pytest-kafka > build/pytest-kafka.log 2>&1 & kafka=$$!; \
+	$(VENV)/bin/pytest -q -m "not kafka" -n 2 --dist loadfile --ignore=$(GENERATED) --basetemp=build/pytest-rest; rest=$$?; \
+	$(VENV)/bin/pytest -q -p no:cacheprovider $(GENERATED) || rest=1; \
 	wait $$kafka; tier=$$?; \
 	echo "--- the Kafka tier (pytest -m kafka), run beside the above:"; cat build/pytest-kafka.log; \
 	test $$rest -eq 0 -a $$tier -eq 0
