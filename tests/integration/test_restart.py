@@ -133,7 +133,7 @@ def test_after_sigkill_only_what_followed_the_last_snapshot_is_sent_again(broker
     ref_toml, reference = write_config(tmp_path / "reference.toml", broker.bootstrap, prefix, "ref", EXTRA)
     toml, config = write_config(tmp_path / "killed.toml", broker.bootstrap, prefix, "killed", EXTRA)
     late_toml, late = write_config(tmp_path / "late.toml", broker.bootstrap, prefix, "killed", no_snapshot)
-    assert runner.default_state_dir(late) == runner.default_state_dir(config)
+    assert _state_dir(late) == _state_dir(config)
     create_topics(reference)
     create_topics(config)
     shop = list(generate(ShopSpec(events=EVENTS, seed=41)))
