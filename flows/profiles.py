@@ -16,6 +16,7 @@ every input it cannot use and `encode` every output it cannot write.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
@@ -28,12 +29,14 @@ from profilestream.domain.outputs import CRM_FEED, Output, newer_feed
 from profilestream.domain.resolve import Resolver
 from profilestream.domain.roles import INPUT_ROLES, OUTPUT_ROLES
 from profilestream.domain.rules import Rules
+from profilestream.flows.changelog import Changelog
 from profilestream.flows.clock import now_ms
 from profilestream.flows.decode import decode
 from profilestream.flows.encode import encode, max_record_bytes
 from profilestream.flows.loop import LoopEnd, MemoryLoop
 from profilestream.flows.resolve_step import RESOLVE_KEY, ResolveLogic, resume_resolver
 from profilestream.flows.shard_step import shard_builder
+from profilestream.flows.snapshot import Refused
 from profilestream.kafka.inflight import InFlight
 from profilestream.kafka.sink import OutputSink
 from profilestream.kafka.source import InputSource
@@ -56,24 +59,33 @@ def profile_stream(
     received: Callable[[int], None] | None = None,
     loop: Loop | None = None,
     wire: Any = None,
+    changelog: Path | None = None,
 ) -> Stream[Output]:
     """Decoded, validated, ordered by event time, resolved and applied: a stream of `Output`s.
     `snapshots` False (a run without recovery) spares the pickling at every epoch; `emit_every`
     (ms, `run.emit_interval`) coalesces each changed profile's records over that much wall time;
     `sent` / `received` count the events decoded for, and taken in by, resolution
     (`kafka.inflight`); `loop` carries transfers between shards (default: in memory);
-    `wire`: the Schema Registry's framing of inputs, if one is configured."""
+    `wire`: the Schema Registry's framing of inputs, if one is configured; `changelog`: the file
+    of resolution's changelog in the recovery directory (`changelog.py`; None: resolution takes
+    no snapshot)."""
     loop = loop if loop is not None else MemoryLoop(bounded=bounded)
     decoded = decode("decode", raw, rules, sent, wire=wire)
     keyed = op.key_on("key_identity", decoded.events, lambda _: RESOLVE_KEY)
 
     def build_resolver(resume: bytes | None) -> ResolveLogic:
         partitions = loop.partitions  # asked when the step is built: a run's topic, measured then
+        # opened here, on the one worker that resolves, when Bytewax builds the step
+        log = Changelog(changelog) if changelog is not None and snapshots else None
         if resume is not None:
-            return resume_resolver(resume, bounded, now_ms(), partitions, received)
+            if log is None:
+                raise Refused("a snapshot of resolution to resume from, and no changelog to read it with")
+            return resume_resolver(resume, bounded, now_ms(), partitions, log, received)
+        if log is not None:
+            log.reset()  # a new run: rows a run killed before its first committed epoch left go
         resolver = Resolver(rules, always_on=not bounded)
         resolver.expect(sources, now_ms())
-        return ResolveLogic(resolver, bounded, partitions, snapshots=snapshots, received=received)
+        return ResolveLogic(resolver, bounded, partitions, changelog=log, received=received)
 
     resolved = op.flat_map_batch("unkey_resolved", op.stateful_batch("resolve", keyed, build_resolver), _values)
     routed = op.branch("route", resolved, lambda item: type(item) is tuple)
@@ -137,6 +149,7 @@ def build_flow(
     read: bool = True,
     inflight: InFlight | None = None,
     transfers: dict[int, int] | None = None,
+    changelog: Path | None = None,
 ) -> Dataflow:
     """The whole dataflow on Kafka. `partitions` maps each input role to its partition count;
     `spans` (the offsets each input partition starts and ends at) makes the run bounded;
@@ -144,7 +157,8 @@ def build_flow(
     this process reads no input partition (in a cluster, resolution's process: see
     `resolve_worker`); `inflight` (a cluster): a reading process pauses while resolution is too
     far behind; `transfers`: the end offset of each partition of the transfers topic when the run
-    started (where a new run starts reading it; None: measured when the partition is built).
+    started (where a new run starts reading it; None: measured when the partition is built);
+    `changelog`: resolution's changelog file in the recovery directory (`changelog.py`).
     Building connects to nothing: the sources and sinks connect when Bytewax builds their
     partitions, so `describe` builds this very flow without a broker."""
     bounded = spans is not None
@@ -172,6 +186,7 @@ def build_flow(
         received=inflight.taken if inflight is not None else None,
         loop=loop,
         wire=wire,
+        changelog=changelog,
     )
     names = {role: config.topics.name(role) for role in OUTPUT_ROLES}
     limit = max_record_bytes(config.kafka.client_config())

@@ -23,6 +23,7 @@ from bytewax.operators import StatefulBatchLogic
 from profilestream.domain.commands import MergeOut
 from profilestream.domain.resolve import Decisions, Resolver
 from profilestream.flows import snapshot
+from profilestream.flows.changelog import Changelog
 from profilestream.flows.clock import now_ms
 from profilestream.flows.loop import LoopEnd, loop_partition
 from profilestream.kafka.source import STOP, PartitionEnd
@@ -69,14 +70,16 @@ class ResolveLogic(StatefulBatchLogic[list[Any], Any, bytes]):
         bounded: bool,
         loop_partitions: int,
         finished: bool = False,
-        snapshots: bool = True,
+        changelog: Changelog | None = None,
         received: Callable[[int], None] | None = None,
         sent: list[int] | None = None,
     ):
         self.resolver = resolver
         self.bounded = bounded
         self.finished = finished
-        self.snapshots = snapshots
+        self.changelog = changelog  # None: a run without recovery (no snapshot to take)
+        if changelog is not None and resolver.touched is None:
+            resolver.track()
         self.received = received  # in a cluster: counts what reached resolution (`kafka.inflight`)
         self.loop_partitions = loop_partitions
         self.sent = sent if sent is not None else [0] * loop_partitions
@@ -138,11 +141,11 @@ class ResolveLogic(StatefulBatchLogic[list[Any], Any, bytes]):
         return None if self.bounded else datetime.now(UTC) + TICK
 
     def snapshot(self) -> bytes:
-        if not self.snapshots:  # Bytewax asks every epoch even without recovery: skip the pickling
+        if self.changelog is None:  # Bytewax asks every epoch even without recovery: skip the work
             return b""
         started = time.perf_counter()
-        data = snapshot.dump_resolver(self.resolver, self.finished, self.sent)
-        metrics.COUNTERS.snapshot(len(data), time.perf_counter() - started)
+        data, written = snapshot.dump_resolver(self.resolver, self.finished, self.sent, self.changelog)
+        metrics.COUNTERS.snapshot(written, time.perf_counter() - started)
         return data
 
 
@@ -151,11 +154,13 @@ def resume_resolver(
     bounded: bool,
     now: int,
     loop_partitions: int,
+    changelog: Changelog,
     received: Callable[[int], None] | None = None,
 ) -> ResolveLogic:
-    """The resolution step as of the snapshot Bytewax resumes from. A snapshot whose loop had
-    another number of partitions cannot go on (its counts are per partition): `snapshot.Refused`."""
-    resolver, finished, sent = snapshot.load_resolver(resume)
+    """The resolution step as of the snapshot Bytewax resumes from (its persons and devices from
+    `changelog`). A snapshot whose loop had another number of partitions cannot go on (its counts
+    are per partition): `snapshot.Refused`."""
+    resolver, finished, sent = snapshot.load_resolver(resume, changelog)
     if len(sent) != loop_partitions:
         raise snapshot.Refused(
             f"the recovery directory's run had {len(sent)} transfer partitions and the transfers "
@@ -189,4 +194,4 @@ def resume_resolver(
         profiles=len(resolver.graph.profiles),
         snapshot_bytes=len(resume),
     )
-    return ResolveLogic(resolver, bounded, loop_partitions, finished, received=received, sent=sent)
+    return ResolveLogic(resolver, bounded, loop_partitions, finished, changelog, received=received, sent=sent)

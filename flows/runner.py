@@ -78,6 +78,7 @@ from bytewax.run import cli_main
 
 from profilestream.codec import registry
 from profilestream.domain.roles import INPUT_ROLES
+from profilestream.flows import changelog
 from profilestream.flows.placement import engine_worker
 from profilestream.flows.profiles import build_flow
 from profilestream.flows.snapshot import Refused
@@ -586,6 +587,7 @@ def _execute(job: dict[str, Any], process_id: int | None, addresses: list[str] |
             read=process_id is None or process_id != engine_process,
             inflight=inflight,
             transfers=job.get("transfers"),
+            changelog=None if job["recovery_dir"] is None else Path(job["recovery_dir"]) / changelog.NAME,
         )
         progress = metrics.Progress(job["config"].run.progress_interval / 1000, **fields).start()
         with _GracefulStop(fields) as stop, native:

@@ -55,6 +55,19 @@ class Decisions:
 
 
 @dataclass
+class Touched:
+    """The persons (by profile id) and devices whose state may have changed since the shell last
+    took them: what an incremental snapshot writes (`flows/changelog.py`). Why persons come from
+    the commands: every change to a person goes with a command for it (its event's `Apply`, the
+    `Ids` of an identifier change, `MergeIn`/`MergeOut`, `Erase`), so the commands name them all
+    at the cost of one set update per batch; a person no longer in the graph was merged away or
+    erased. Devices are named where their visit changes."""
+
+    persons: set[str] = field(default_factory=set)
+    devices: set[str] = field(default_factory=set)
+
+
+@dataclass
 class Resolver:
     rules: Rules
     always_on: bool = False
@@ -71,7 +84,17 @@ class Resolver:
         self.devices: dict[str, DeviceVisit] = {}
         self.deadlines: list[tuple[int, str]] = []
         self.merges = 0  # merges so far: each one's `seq`, so transfers are told apart
+        self.touched: Touched | None = None  # kept only for a shell that snapshots (`track`)
         self._decided = Decisions()
+
+    def track(self) -> None:
+        """From now on, remember what changed (`take_touched`): a run with recovery asks."""
+        self.touched = Touched()
+
+    def take_touched(self) -> Touched:
+        """What changed since the last call (or `track`), and start again."""
+        touched, self.touched = self.touched or Touched(), Touched()
+        return touched
 
     # --- the shell's interface ------------------------------------------------------------------
 
@@ -101,6 +124,8 @@ class Resolver:
         self.dedup.expire(watermark)
         self.identity.expire(watermark)
         decided, self._decided = self._decided, Decisions()
+        if self.touched is not None:
+            self.touched.persons.update([profile_id for profile_id, _ in decided.commands])
         return decided
 
     def finish(self, now: int) -> Decisions:
@@ -174,6 +199,8 @@ class Resolver:
                 self.stats["blocked_device"] += 1
                 return
             visit = self.devices[device_id] = DeviceVisit()
+        if self.touched is not None:
+            self.touched.devices.add(device_id)
         ts = click.ts
         starts_visit = visit.click(ts, rules.session_gap)
 
@@ -268,8 +295,10 @@ class Resolver:
                 visits_back = 0
                 for device_id in into.device_ids:
                     visit = self.devices.get(device_id)
-                    if visit is not None and visit.renamed(source_id, into.profile_id):
-                        visits_back += 1
+                    if visit is not None:
+                        self._touch_device(device_id)
+                        if visit.renamed(source_id, into.profile_id):
+                            visits_back += 1
                 self._send(source_id, MergeOut(into.profile_id, seq))
                 self._send(into.profile_id, MergeIn(source_id, seq, visits_back))
                 if into.deadline is not None:
@@ -279,6 +308,7 @@ class Resolver:
                 assert isinstance(change, Moved)
                 devices = {change.device_id}  # its new person's activity did not change
                 visit = self.devices.get(change.device_id)
+                self._touch_device(change.device_id)
                 if visit is not None and visit.in_progress(ts, gap) and visit.count_in(into.profile_id):
                     self._send(into.profile_id, AddVisit(1))
             self._sync_ids()
@@ -287,6 +317,10 @@ class Resolver:
                     visit = self.devices.get(device_id)
                     if visit is not None and visit.in_progress(ts, gap):
                         self._check_return(device_id, visit, into, ts)
+
+    def _touch_device(self, device_id: str) -> None:
+        if self.touched is not None:
+            self.touched.devices.add(device_id)
 
     # --- triggers -------------------------------------------------------------------------------
 
@@ -297,6 +331,7 @@ class Resolver:
         if away is None:
             return
         visit.return_done = True
+        self._touch_device(device_id)
         self._send(person.profile_id, ReturnVisit(device_id, visit.start, away, ts))
 
     def _fire_due(self, limit: int) -> None:
@@ -312,4 +347,4 @@ class Resolver:
             self._send(profile_id, Deadline(deadline))
 
 
-__all__ = ["Decisions", "Resolver", "Routed"]
+__all__ = ["Decisions", "Resolver", "Routed", "Touched"]

@@ -173,6 +173,7 @@ def _latest_engine(recovery: Path):
     import sqlite3
 
     from profilestream.flows import snapshot
+    from profilestream.flows.changelog import NAME, Changelog
 
     [db] = recovery.glob("*.sqlite3")
     with sqlite3.connect(db) as conn:
@@ -182,7 +183,7 @@ def _latest_engine(recovery: Path):
         rows = conn.execute(
             "SELECT state_key, ser_change FROM snaps WHERE step_id LIKE '%.profiles' ORDER BY snap_epoch"
         ).fetchall()
-    resolver, _, _ = snapshot.load_resolver(pickle.loads(blob))
+    resolver, _, _ = snapshot.load_resolver(pickle.loads(blob), Changelog(recovery / NAME))
     latest = {key: None if ser is None else pickle.loads(ser) for key, ser in rows}
     resolver.shards = [snapshot.load_shard(data) for data in latest.values() if data]
     return resolver

@@ -175,6 +175,29 @@ def test_sigterm_stops_in_order_and_a_restart_goes_on_without_repeats(broker, tm
     assert got["profiles"] == expected["profiles"]
     key = lambda t: t["trigger_id"]  # noqa: E731
     assert sorted(got["triggers"], key=key) == sorted(expected["triggers"], key=key)  # no repeats
+    _assert_changelog_compacted(tmp_path / "recovery")
+
+
+def _assert_changelog_compacted(recovery: Path) -> None:
+    """Resolution's changelog saw what Bytewax committed (its compaction horizon follows the
+    commits) and kept one version of each person and device, but for versions written after it."""
+    import sqlite3
+    from contextlib import closing
+
+    from profilestream.flows.changelog import NAME, committed_seq
+
+    committed = committed_seq(recovery)
+    assert committed is not None and committed > 0
+    with closing(sqlite3.connect(recovery / NAME)) as db:
+        (horizon,) = db.execute("SELECT CAST(value AS INTEGER) FROM meta WHERE name = 'horizon'").fetchone()
+        (superseded,) = db.execute(
+            "SELECT count(*) FROM entries e WHERE EXISTS "
+            "(SELECT 1 FROM entries n WHERE n.kind = e.kind AND n.key = e.key AND n.seq > e.seq AND n.seq <= ?)",
+            (horizon,),
+        ).fetchone()
+        (rows,) = db.execute("SELECT count(*) FROM entries").fetchone()
+    assert 0 < horizon <= committed
+    assert rows > 0 and superseded == 0
 
 
 def test_a_recovery_dir_that_is_something_else_is_refused(tmp_path):
@@ -195,7 +218,7 @@ def test_a_recovery_dir_that_is_something_else_is_refused(tmp_path):
             runner.prepare_recovery(str(fresh))
 
 
-def test_a_resumed_resolution_is_not_held_by_the_downtime_and_foreign_snapshots_are_refused():
+def test_a_resumed_resolution_is_not_held_by_the_downtime_and_foreign_snapshots_are_refused(tmp_path):
     import pickle
 
     import pytest
@@ -204,18 +227,25 @@ def test_a_resumed_resolution_is_not_held_by_the_downtime_and_foreign_snapshots_
     from profilestream.domain.resolve import Resolver
     from profilestream.domain.rules import Rules
     from profilestream.flows import snapshot as snapshots
+    from profilestream.flows.changelog import Changelog
     from profilestream.flows.resolve_step import ResolveLogic, resume_resolver
 
+    log = Changelog(tmp_path / "changelog.db")
+    log.reset()
     resolver = Resolver(Rules(), always_on=True)
     resolver.expect(["clicks/0", "clicks/1"], now=1_000)
-    snapshot = ResolveLogic(resolver, bounded=False, loop_partitions=3).snapshot()
+    snapshot = ResolveLogic(resolver, bounded=False, loop_partitions=3, changelog=log).snapshot()
 
-    same = resume_resolver(snapshot, bounded=False, now=3_600_000, loop_partitions=3).resolver
+    same = resume_resolver(snapshot, bounded=False, now=3_600_000, loop_partitions=3, changelog=log).resolver
     # an hour down is not an hour of silence: the partitions count as heard from at the restart,
     # so the watermark does not jump to the clock before the backlog is read
     assert {clock.heard_at for clock in same.timeline.sources.values()} == {3_600_000}
     with pytest.raises(snapshots.Refused, match="transfer partitions"):  # counts are per loop partition
-        resume_resolver(snapshot, bounded=False, now=0, loop_partitions=4)
+        resume_resolver(snapshot, bounded=False, now=0, loop_partitions=4, changelog=log)
     earlier = pickle.dumps({"engine": Engine(Rules()), "finished": False})  # the one-step build's format
     with pytest.raises(snapshots.Refused, match="earlier build"):
-        resume_resolver(earlier, bounded=False, now=0, loop_partitions=3)
+        resume_resolver(earlier, bounded=False, now=0, loop_partitions=3, changelog=log)
+    other = Changelog(tmp_path / "other.db")
+    other.reset()
+    with pytest.raises(snapshots.Refused, match="not the one its snapshots were written with"):
+        resume_resolver(snapshot, bounded=False, now=0, loop_partitions=3, changelog=other)

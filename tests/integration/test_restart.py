@@ -22,7 +22,7 @@ import pytest
 
 from profilestream.codec import avro
 from profilestream.devtools.sample import ShopSpec, generate
-from profilestream.flows import runner
+from profilestream.flows import changelog, runner
 from profilestream.kafka.clients import create_topics, end_offsets, key_of, produce_records, read_topic
 from support.runkit import Run, clean_env, load_shop, outputs, write_config
 
@@ -92,7 +92,9 @@ def test_a_stopped_always_on_run_started_again_with_the_same_command_sends_nothi
     assert _stop(first)["applied"] < applied
 
     state = tmp_path / _state_dir(config)
-    assert sorted(p.name for p in state.iterdir()) == ["part-0.sqlite3", runner.LOCK_NAME]
+    # Bytewax's partition, the lock, resolution's changelog (and its SQLite write-ahead log, if open)
+    names = {p.name for p in state.iterdir()} - {changelog.NAME + "-wal", changelog.NAME + "-shm"}
+    assert names == {"part-0.sqlite3", runner.LOCK_NAME, changelog.NAME}
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     [start] = first.events("start")
     assert start["recovery_dir"] == str(_state_dir(config))

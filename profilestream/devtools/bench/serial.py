@@ -71,7 +71,7 @@ def _time_step(config: Config, batches: list[list[Any]]) -> tuple[float, float, 
 
     resolver = Resolver(config.rules(), always_on=False)
     resolver.expect(sources(), 0)
-    logic = ResolveLogic(resolver, bounded=True, loop_partitions=PARTITIONS, snapshots=False)
+    logic = ResolveLogic(resolver, bounded=True, loop_partitions=PARTITIONS)
     ends = [PartitionEnd(s) for s in sources()]
     gc.collect()
     wall, cpu = time.perf_counter(), time.process_time()
