@@ -31,14 +31,13 @@ from collections.abc import Callable, Iterable
 from contextlib import closing
 from pathlib import Path
 
-from profilestream.flows.snapshot import Refused, seq_of
+from profilestream.flows.snapshot import Refused, Row, seq_of
 
-__all__ = ["FAR", "NAME", "Changelog", "Row", "committed_seq"]
+__all__ = ["FAR", "NAME", "Changelog", "committed_seq"]
 
 NAME = "resolution-changelog.db"
 FAR = 360  # without a view of what the cluster committed: snapshots a superseded row is kept
 
-Row = tuple[int, str, bytes | None]  # kind (`snapshot.PERSON`, ...), key, pickled value (None: gone)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -20,17 +20,14 @@ has one reader and one writer.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from profilestream.domain.person import Person
 from profilestream.domain.resolve import Resolver
 from profilestream.domain.shard import ProfileShard
 from profilestream.domain.visits import DeviceVisit
-
-if TYPE_CHECKING:
-    from profilestream.flows.changelog import Changelog, Row
 
 __all__ = [
     "DEVICE",
@@ -39,7 +36,9 @@ __all__ = [
     "PERSON",
     "PROFILE_STATE",
     "RESOLVE_STATE",
+    "Changelog",
     "Refused",
+    "Row",
     "dump_resolver",
     "dump_shard",
     "load_resolver",
@@ -56,6 +55,19 @@ RESOLVE_STATE = (
 FEED_STATE = "the stamp of the newest profile that wrote the customer's CRM feed (an erased one's writes come late)"
 PROFILE_STATE = "ProfileShard (the profile: counters, cart, campaigns, CRM attributes; merges waiting for a transfer)"
 """What each snapshot holds, as `profilestream describe` names it."""
+
+Row = tuple[int, str, bytes | None]  # kind (`PERSON`, `DEVICE`), key, pickled value (None: gone)
+
+
+class Changelog(Protocol):
+    """What a snapshot of resolution needs of its changelog (`changelog.Changelog`)."""
+
+    @property
+    def id(self) -> str: ...
+
+    def write(self, rows: Iterable[Row]) -> tuple[int, int]: ...
+
+    def load(self, changelog_id: str, seq: int) -> dict[int, dict[str, bytes]]: ...
 
 
 class Refused(ValueError):

@@ -125,3 +125,32 @@ def test_snapshot_watch_sums_each_epoch_and_the_full_state(tmp_path):
     }
     assert seconds_per_epoch(metrics) == 0.5
     assert seconds_per_epoch({}) is None
+
+
+def test_snapshot_watch_counts_resolutions_changelog_in_the_epoch_its_snapshot_names(tmp_path):
+    import pickle
+    import sqlite3
+
+    from profilestream.devtools.bench.snapshots import CHANGELOG_STEP, SnapshotWatch
+    from profilestream.flows.changelog import NAME, Changelog
+
+    log = Changelog(tmp_path / NAME, committed=lambda: None)
+    changelog_id = log.reset()
+    log.write([(0, "p-1", b"x" * 40), (0, "p-2", b"x" * 40)])  # seq 0
+    log.write([(0, "p-1", b"x" * 10), (0, "p-2", None)])  # seq 1: p-1 changed, p-2 merged away
+    log.write([(1, "d-1", b"x" * 20)])  # seq 2: never named by a committed snapshot
+    db = sqlite3.connect(tmp_path / "part-0.sqlite3")
+    db.execute("create table snaps (step_id text, state_key text, snap_epoch integer, ser_change blob)")
+    blob = lambda seq: pickle.dumps(pickle.dumps({"format": 3, "changelog": changelog_id, "seq": seq}))  # noqa: E731
+    db.executemany(
+        "insert into snaps values (?, ?, ?, ?)",
+        [("flow.resolve", "identity", 5, blob(0)), ("flow.resolve", "identity", 6, blob(1))],
+    )
+    db.commit()
+    watch = SnapshotWatch(tmp_path)
+    watch.poll()
+    summary = watch.summary()
+    sizes = summary["bytes_per_epoch_by_step"][CHANGELOG_STEP]
+    assert sizes == [(3 + 40) * 2, (3 + 10) + 3]  # epochs 5 and 6: key and value bytes
+    # the full state: the newest version of each key that still has one (p-1's, d-1's)
+    assert summary["full_state_bytes"] == len(blob(1)) + 10 + 20  # and resolution's newest snapshot

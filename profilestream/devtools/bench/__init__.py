@@ -41,7 +41,8 @@ What it measures (BENCHMARKS.md has the latest figures and how to read them):
 6. **serial stage** (`serial`): resolution alone over the decoded workload, best of N: its cost
    per event and the ceiling 1 / cost that it sets for a cluster of any size.
 7. **snapshots** (`snapshots`): in the live run at 5,000 ev/s with recovery on, the bytes Bytewax
-   writes per epoch (read from its recovery partitions), by step, against a full-state snapshot.
+   writes per epoch (read from its recovery partitions) and resolution's changelog beside them,
+   by step, against a full-state snapshot.
 
 Timing lives here only; no test asserts a time. `--out FILE.json` keeps the figures.
 

@@ -8,16 +8,27 @@ and bytes written. The full-state figure is what one snapshot of everything woul
 latest row of every (step, key) at the end, summed. The seconds come from the run's own metrics
 (`profilestream_snapshot_pickle_seconds`, `profilestream_profile_snapshot_seconds`: time spent
 pickling, resolution's and the profiles'), scraped from its metrics port before it stops.
+
+Resolution's persons and devices are not in Bytewax's partitions but in its changelog
+(`flows/changelog.py`), versioned by the snapshot's `seq`: the poller reads that file too, maps
+each `seq` to its epoch through resolution's own snapshot row (which names its `seq`), and counts
+its rows as the step `resolve.changelog`; its full state is the newest version of every key.
 """
 
 from __future__ import annotations
 
+import pickle
 import re
 import sqlite3
 import threading
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from profilestream.flows import changelog
+from profilestream.flows.snapshot import seq_of
+
+CHANGELOG_STEP = "resolve.changelog"
 
 
 class SnapshotWatch(threading.Thread):
@@ -30,6 +41,8 @@ class SnapshotWatch(threading.Thread):
         self.stop = threading.Event()
         self.epochs: dict[tuple[str, int, str], tuple[int, int]] = {}  # (part, epoch, step) -> (rows, bytes)
         self.latest: dict[tuple[str, str], tuple[int, int]] = {}  # (step, key) -> (epoch, bytes)
+        self.seq_epoch: dict[int, int] = {}  # resolution's changelog version -> its epoch
+        self.changelog: dict[int, tuple[int, int]] = {}  # seq -> (rows, bytes), the most seen
 
     def run(self) -> None:
         while not self.stop.wait(self.every):
@@ -44,6 +57,14 @@ class SnapshotWatch(threading.Thread):
                     rows = db.execute(
                         "select step_id, state_key, snap_epoch, coalesce(length(ser_change), 0) from snaps"
                     ).fetchall()
+                    for epoch, ser in db.execute(
+                        "select snap_epoch, ser_change from snaps "
+                        "where step_id like '%.resolve' and ser_change is not null"
+                    ):
+                        try:
+                            self.seq_epoch[seq_of(pickle.loads(ser))] = epoch
+                        except (pickle.UnpicklingError, KeyError, TypeError, ValueError, EOFError):
+                            continue  # not a snapshot of this build's resolution
                 finally:
                     db.close()
             except sqlite3.Error:
@@ -59,6 +80,31 @@ class SnapshotWatch(threading.Thread):
             for (epoch, step), (n, size) in per_epoch.items():
                 old = self.epochs.get((part.name, epoch, step), (0, 0))
                 self.epochs[part.name, epoch, step] = (max(old[0], n), max(old[1], size))
+        for path in sorted(self.directory.glob(f"**/{changelog.NAME}")):
+            self._poll_changelog(path)
+
+    def _poll_changelog(self, path: Path) -> None:
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+            try:
+                written = db.execute(
+                    "select seq, count(*), sum(length(key) + coalesce(length(value), 0)) from entries group by seq"
+                ).fetchall()
+                newest = db.execute(
+                    "select kind, key, max(seq), coalesce(length(value), 0) from entries group by kind, key"
+                ).fetchall()
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return
+        for seq, n, size in written:
+            old = self.changelog.get(seq, (0, 0))
+            self.changelog[seq] = (max(old[0], n), max(old[1], size))
+        for key in [k for k in self.latest if k[0] == CHANGELOG_STEP]:
+            del self.latest[key]  # the newest versions are read whole each time
+        for kind, key, seq, size in newest:
+            if size:
+                self.latest[CHANGELOG_STEP, f"{kind}/{key}"] = (seq, size)
 
     def summary(self) -> dict[str, Any]:
         """Bytes per epoch (all partitions summed, and per step) and the full state's bytes."""
@@ -69,6 +115,16 @@ class SnapshotWatch(threading.Thread):
             counts[0] += n
             counts[1] += size
             steps = by_step.setdefault(step, {})
+            steps[epoch] = steps.get(epoch, 0) + size
+        for seq, (n, size) in self.changelog.items():
+            named = self.seq_epoch.get(seq)
+            if named is None:
+                continue  # a version no snapshot row named (yet): not committed
+            epoch = named
+            counts = by_epoch.setdefault(epoch, [0, 0])
+            counts[0] += n
+            counts[1] += size
+            steps = by_step.setdefault(CHANGELOG_STEP, {})
             steps[epoch] = steps.get(epoch, 0) + size
         epochs = sorted(by_epoch)
         full = sum(size for _epoch, size in self.latest.values())
