@@ -22,6 +22,7 @@ import re
 import sqlite3
 import threading
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -51,24 +52,19 @@ class SnapshotWatch(threading.Thread):
 
     def poll(self) -> None:
         for part in sorted(self.directory.glob("**/*.sqlite3")):
-            try:
-                db = sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1)
-                try:
-                    rows = db.execute(
-                        "select step_id, state_key, snap_epoch, coalesce(length(ser_change), 0) from snaps"
-                    ).fetchall()
-                    for epoch, ser in db.execute(
-                        "select snap_epoch, ser_change from snaps "
-                        "where step_id like '%.resolve' and ser_change is not null"
-                    ):
-                        try:
-                            self.seq_epoch[seq_of(pickle.loads(ser))] = epoch
-                        except (pickle.UnpicklingError, KeyError, TypeError, ValueError, EOFError):
-                            continue  # not a snapshot of this build's resolution
-                finally:
-                    db.close()
-            except sqlite3.Error:
+            found = _read(
+                part,
+                "select step_id, state_key, snap_epoch, coalesce(length(ser_change), 0) from snaps",
+                "select snap_epoch, ser_change from snaps where step_id like '%.resolve' and ser_change is not null",
+            )
+            if found is None:
                 continue  # being written, or not created yet: the next poll reads it
+            rows, resolution = found
+            for epoch, ser in resolution:
+                try:
+                    self.seq_epoch[seq_of(pickle.loads(ser))] = epoch
+                except (pickle.UnpicklingError, KeyError, TypeError, ValueError, EOFError):
+                    continue  # not a snapshot of this build's resolution
             per_epoch: dict[tuple[int, str], list[int]] = {}
             for step, key, epoch, size in rows:
                 counts = per_epoch.setdefault((epoch, step), [0, 0])
@@ -84,19 +80,14 @@ class SnapshotWatch(threading.Thread):
             self._poll_changelog(path)
 
     def _poll_changelog(self, path: Path) -> None:
-        try:
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
-            try:
-                written = db.execute(
-                    "select seq, count(*), sum(length(key) + coalesce(length(value), 0)) from entries group by seq"
-                ).fetchall()
-                newest = db.execute(
-                    "select kind, key, max(seq), coalesce(length(value), 0) from entries group by kind, key"
-                ).fetchall()
-            finally:
-                db.close()
-        except sqlite3.Error:
+        found = _read(
+            path,
+            "select seq, count(*), sum(length(key) + coalesce(length(value), 0)) from entries group by seq",
+            "select kind, key, max(seq), coalesce(length(value), 0) from entries group by kind, key",
+        )
+        if found is None:
             return
+        written, newest = found
         for seq, n, size in written:
             old = self.changelog.get(seq, (0, 0))
             self.changelog[seq] = (max(old[0], n), max(old[1], size))
@@ -144,6 +135,15 @@ class SnapshotWatch(threading.Thread):
             "full_state_bytes": full,
             "median_share_of_full": round(median / full, 4) if full else None,
         }
+
+
+def _read(path: Path, *queries: str) -> list[list[Any]] | None:
+    """The rows of each query, read-only; None while the file is busy or not there yet."""
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)) as db:
+            return [db.execute(query).fetchall() for query in queries]
+    except sqlite3.Error:
+        return None
 
 
 def scrape(port: int) -> dict[str, float]:
