@@ -23,7 +23,7 @@ the engine turns that into outputs and keeps visits in step.
 from __future__ import annotations
 
 import hashlib
-from collections import deque
+import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -249,24 +249,38 @@ class IdentityGraph:
 @dataclass
 class OrderBook:
     """Order numbers seen on each side, kept for `order_match_window` of event time, so that a
-    web purchase and a CRM change with the same `order_id` meet whichever comes first."""
+    web purchase and a CRM change with the same `order_id` meet whichever comes first. Expiry is a
+    heap by time (as `Dedup`'s): what is kept depends on times and the watermark only, so the two
+    books are the whole state and `changed` names what a snapshot must write."""
 
     window: int
     web: dict[str, tuple[str, int]] = field(default_factory=dict)  # order -> (device, ts)
     crm: dict[str, tuple[str, int]] = field(default_factory=dict)  # order -> (customer, ts)
-    _expiry: deque[tuple[int, str, str]] = field(default_factory=deque)
+    _expiry: list[tuple[int, str, str]] = field(default_factory=list)  # a heap of (ts, side, order)
+    # (side, order) written or dropped since the caller last took them (None: nobody asks)
+    changed: set[tuple[str, str]] | None = None
 
     def web_purchase(self, order_id: str, device_id: str, ts: int) -> str | None:
         """Record a web order; the matching CRM customer, if any."""
-        self.web[order_id] = (device_id, ts)
-        self._expiry.append((ts, "web", order_id))
+        self._put("web", order_id, device_id, ts)
         return self._match(self.crm.get(order_id), ts)
 
     def crm_order(self, order_id: str, customer_id: str, ts: int) -> str | None:
         """Record a CRM order; the matching web device, if any."""
-        self.crm[order_id] = (customer_id, ts)
-        self._expiry.append((ts, "crm", order_id))
+        self._put("crm", order_id, customer_id, ts)
         return self._match(self.web.get(order_id), ts)
+
+    def _put(self, side: str, order_id: str, holder: str, ts: int) -> None:
+        self._book(side)[order_id] = (holder, ts)
+        heapq.heappush(self._expiry, (ts, side, order_id))
+        self._changed(side, order_id)
+
+    def _book(self, side: str) -> dict[str, tuple[str, int]]:
+        return self.web if side == "web" else self.crm
+
+    def _changed(self, side: str, order_id: str) -> None:
+        if self.changed is not None:
+            self.changed.add((side, order_id))
 
     def _match(self, other: tuple[str, int] | None, ts: int) -> str | None:
         if other is None or abs(ts - other[1]) > self.window:
@@ -279,19 +293,28 @@ class OrderBook:
         back to the device that placed it)."""
         for order_id in [o for o, (c, _) in self.crm.items() if c == customer_id]:
             del self.crm[order_id]
+            self._changed("crm", order_id)
         for order_id in order_ids:
-            self.web.pop(order_id, None)
+            if self.web.pop(order_id, None) is not None:
+                self._changed("web", order_id)
 
     def expire(self, watermark: int) -> None:
         """Drop orders no future event within the window can match: memory follows the window."""
         horizon = watermark - self.window
         expiry = self._expiry
         while expiry and expiry[0][0] < horizon:
-            ts, side, order_id = expiry.popleft()
-            book = self.web if side == "web" else self.crm
+            ts, side, order_id = heapq.heappop(expiry)
+            book = self._book(side)
             entry = book.get(order_id)
             if entry is not None and entry[1] == ts:
                 del book[order_id]
+                self._changed(side, order_id)
+
+    def restore(self, web: dict[str, tuple[str, int]], crm: dict[str, tuple[str, int]]) -> None:
+        """The two books, as a snapshot kept them: the heap follows from them."""
+        self.web, self.crm = web, crm
+        self._expiry = [(ts, "web", o) for o, (_, ts) in web.items()] + [(ts, "crm", o) for o, (_, ts) in crm.items()]
+        heapq.heapify(self._expiry)
 
 
 # --- the decisions, event by event ------------------------------------------------------------

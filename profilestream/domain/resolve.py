@@ -56,15 +56,18 @@ class Decisions:
 
 @dataclass
 class Touched:
-    """The persons (by profile id) and devices whose state may have changed since the shell last
-    took them: what an incremental snapshot writes (`flows/changelog.py`). Why persons come from
-    the commands: every change to a person goes with a command for it (its event's `Apply`, the
-    `Ids` of an identifier change, `MergeIn`/`MergeOut`, `Erase`), so the commands name them all
-    at the cost of one set update per batch; a person no longer in the graph was merged away or
-    erased. Devices are named where their visit changes."""
+    """What may have changed since the shell last took it: the persons (by profile id), devices,
+    remembered event ids and order numbers that an incremental snapshot writes
+    (`flows/changelog.py`). Why persons come from the commands: every change to a person goes
+    with a command for it (its event's `Apply`, the `Ids` of an identifier change,
+    `MergeIn`/`MergeOut`, `Erase`), so the commands name them all at the cost of one set update
+    per batch; a person no longer in the graph was merged away or erased. Devices are named where
+    their visit changes; `Dedup` and `OrderBook` name their own."""
 
     persons: set[str] = field(default_factory=set)
     devices: set[str] = field(default_factory=set)
+    event_ids: set[str] = field(default_factory=set)
+    orders: set[tuple[str, str]] = field(default_factory=set)
 
 
 @dataclass
@@ -90,10 +93,15 @@ class Resolver:
     def track(self) -> None:
         """From now on, remember what changed (`take_touched`): a run with recovery asks."""
         self.touched = Touched()
+        self.dedup.changed = set()
+        self.orders.changed = set()
 
     def take_touched(self) -> Touched:
         """What changed since the last call (or `track`), and start again."""
-        touched, self.touched = self.touched or Touched(), Touched()
+        touched = self.touched or Touched()
+        touched.event_ids = self.dedup.changed or set()
+        touched.orders = self.orders.changed or set()
+        self.track()
         return touched
 
     # --- the shell's interface ------------------------------------------------------------------
