@@ -12,7 +12,11 @@ epoch), and those are undone (`load` drops every row after the resumed `seq`).
 Compaction: a row superseded by a version at or before the snapshot Bytewax has committed can
 never be read again (a resume starts from that snapshot or a later one), so it is deleted when the
 next snapshot is written, and so is a tombstone there. The committed snapshot is read from the
-recovery partitions beside this file (`committed_seq`: Bytewax's `commits` and `snaps` tables).
+recovery partitions beside this file (Bytewax's `commits` and `snaps` tables) by a small child
+process every few seconds (`CommitWatch`), never by the run's own process: Bytewax's SQLite holds
+POSIX locks on those files, and any other open and close of them in the same process (Python's
+own SQLite is another copy of the library) would release them (`man fcntl`), which corrupts the
+partitions or, with their shared memory, kills the process (SIGBUS, seen in the bench).
 Across machines a process holds only its own partition and cannot see what the cluster has
 committed: there, rows are kept until `FAR` snapshots have superseded them (an hour at the default
 interval of 10 s). The horizon is kept in the file, and a resume from before it is refused
@@ -24,16 +28,18 @@ rows are on disk before Bytewax is handed the key's snapshot that names them.
 
 from __future__ import annotations
 
-import pickle
 import sqlite3
+import subprocess
+import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
-from contextlib import closing
 from pathlib import Path
 
-from profilestream.flows.snapshot import Refused, Row, seq_of
+from profilestream.flows.snapshot import Refused, Row
 
-__all__ = ["FAR", "NAME", "Changelog", "committed_seq"]
+__all__ = ["FAR", "NAME", "Changelog", "CommitWatch", "committed_seq"]
 
 NAME = "resolution-changelog.db"
 FAR = 360  # without a view of what the cluster committed: snapshots a superseded row is kept
@@ -57,7 +63,7 @@ class Changelog:
         """`committed`: the seq of the snapshot Bytewax has committed (default: `committed_seq`
         of the file's directory)."""
         self.path = path
-        self.committed = committed if committed is not None else lambda: committed_seq(path.parent)
+        self.committed = committed if committed is not None else CommitWatch(path.parent).latest
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -172,29 +178,69 @@ class _Transaction:
         self._db.execute("COMMIT" if kind is None else "ROLLBACK")
 
 
+_READ_COMMITTED = r"""
+import pickle, sqlite3, sys
+from contextlib import closing
+from pathlib import Path
+parts = sorted(Path(sys.argv[1]).glob("part-*.sqlite3"))
+epochs, count, found = [], None, None
+for part in parts:
+    with closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1)) as db:
+        epochs.append(db.execute("SELECT MAX(commit_epoch) FROM commits").fetchone()[0])
+        count = db.execute("SELECT MAX(part_count) FROM parts").fetchone()[0]
+if parts and count == len(parts) and None not in epochs:
+    for part in parts:
+        with closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1)) as db:
+            row = db.execute(
+                "SELECT snap_epoch, ser_change FROM snaps WHERE step_id LIKE '%.resolve' "
+                "AND snap_epoch <= ? AND ser_change IS NOT NULL ORDER BY snap_epoch DESC LIMIT 1",
+                (min(epochs),),
+            ).fetchone()
+        if row is not None and (found is None or row[0] > found[0]):
+            found = row
+print("none" if found is None else pickle.loads(pickle.loads(found[1]))["seq"])
+"""
+"""The child's script: the `seq` of the resolution snapshot Bytewax has committed (`committed_seq`),
+with the standard library only (the snapshot's outer dictionary holds bytes, strings and ints)."""
+
+
 def committed_seq(directory: Path) -> int | None:
     """The `seq` of the resolution snapshot Bytewax has committed, read from the recovery
-    partitions in `directory`; None when they are not all there (a process of a cluster across
-    machines), hold no committed snapshot of resolution yet, or are busy being written."""
-    parts = sorted(directory.glob("part-*.sqlite3"))
+    partitions in `directory` by a child process; None when they are not all there (a process of
+    a cluster across machines), hold no committed snapshot of resolution yet, or cannot be read."""
     try:
-        epochs, count, found = [], None, None
-        for part in parts:
-            with closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=0.2)) as db:
-                epochs.append(db.execute("SELECT MAX(commit_epoch) FROM commits").fetchone()[0])
-                count = db.execute("SELECT MAX(part_count) FROM parts").fetchone()[0]
-        if not parts or count != len(parts) or None in epochs:
-            return None
-        committed = min(epochs)
-        for part in parts:
-            with closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=0.2)) as db:
-                row = db.execute(
-                    "SELECT snap_epoch, ser_change FROM snaps WHERE step_id LIKE '%.resolve' "
-                    "AND snap_epoch <= ? AND ser_change IS NOT NULL ORDER BY snap_epoch DESC LIMIT 1",
-                    (committed,),
-                ).fetchone()
-            if row is not None and (found is None or row[0] > found[0]):
-                found = row
-        return None if found is None else seq_of(pickle.loads(found[1]))
-    except (sqlite3.Error, pickle.UnpicklingError, KeyError, TypeError):
+        done = subprocess.run(
+            [sys.executable, "-S", "-c", _READ_COMMITTED, str(directory)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
         return None
+    answer = done.stdout.strip()
+    return int(answer) if done.returncode == 0 and answer.isdigit() else None
+
+
+class CommitWatch:
+    """`committed_seq` asked in the background every `every` seconds; `latest` answers at once
+    with the newest answer (an older committed snapshot is a safe horizon too: commits only move
+    forward)."""
+
+    def __init__(self, directory: Path, every: float = 5.0):
+        self.directory, self.every = directory, every
+        self._latest: int | None = None
+        self._thread: threading.Thread | None = None
+
+    def latest(self) -> int | None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._watch, name="changelog-commits", daemon=True)
+            self._thread.start()
+        return self._latest
+
+    def _watch(self) -> None:
+        while True:
+            found = committed_seq(self.directory)
+            if found is not None and (self._latest is None or found > self._latest):
+                self._latest = found
+            time.sleep(self.every)
