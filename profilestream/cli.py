@@ -9,8 +9,11 @@ no profile), 2 bad usage or configuration.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import faulthandler
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -209,6 +212,12 @@ def _coded() -> tuple[type, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # a process that seems hung: `kill -USR1 <pid>` prints every thread's stack on stderr (files,
+    # lines and functions only: no values, so no personal data)
+    real = sys.__stderr__
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # no real stderr (embedded): none
+        if real is not None:
+            faulthandler.register(signal.SIGUSR1, file=real, all_threads=True)
     from profilestream.kafka.clients import BrokerError
 
     try:

@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
@@ -213,7 +215,18 @@ def test_consume_without_until_idle_tails_until_ctrl_c(config, config_path, brok
         produce_records(config, "triggers", [("p-002", avro.from_json("triggers", sample("triggers", 2)))])
         assert json.loads(proc.stdout.readline())["trigger_id"] == "tr-002"
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 130  # a bound against a hang: a loaded machine answers the close late
+        try:
+            code = proc.wait(timeout=60)  # a bound against a hang: a loaded machine answers the close late
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # where it hangs: every thread's stack (cli.main), kept
+            time.sleep(2)
+            proc.kill()
+            stacks = proc.communicate()[1]
+            kept = Path("build") / "hangs" / f"consume-ctrl-c-{broker.kind}-{os.getpid()}.txt"
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            kept.write_text(stacks, encoding="utf-8")
+            raise AssertionError(f"consume did not stop within 60 s of SIGINT; its stacks are in {kept}") from None
+        assert code == 130
     finally:
         proc.kill()
         proc.wait()
