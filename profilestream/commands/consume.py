@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from typing import Any
 
@@ -18,6 +19,8 @@ def main(config: Config, args: argparse.Namespace) -> int:
     from profilestream.kafka.clients import read_topic, role_of
 
     role = role_of(config, args.topic)
+    if not args.until_idle:
+        stop_on_ctrl_c()
     wire = registry.wire_for(config)
     decode = avro.decode if wire is None else wire.decode
     unreadable = 0
@@ -38,4 +41,11 @@ def main(config: Config, args: argparse.Namespace) -> int:
     return 1 if unreadable else 0
 
 
-__all__ = ["main"]
+def stop_on_ctrl_c() -> None:
+    """Ctrl-C (SIGINT) stops the tail even when the process inherited SIGINT ignored, as a job a
+    shell starts in the background does (Python then leaves it ignored): seen as a `consume` that
+    went on reading 60 s after SIGINT, every thread's stack showing the read loop."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+__all__ = ["main", "stop_on_ctrl_c"]

@@ -189,8 +189,16 @@ def test_a_bad_config_value_exits_2_naming_the_key(capsys, tmp_path, monkeypatch
     assert code == 2 and "time.allowed_lateness" in err and "PROFILESTREAM_TIME_ALLOWED_LATENESS" in err
 
 
-def test_consume_without_until_idle_tails_until_ctrl_c(config, config_path, broker, request):
-    if broker.kind == "kafka":  # a known bug, seen twice in CI: on Kafka Ctrl-C can leave it hanging
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_consume_without_until_idle_tails_until_ctrl_c(config, config_path, broker, request, inherited):
+    """`ignored`: started with SIGINT ignored, as a shell's background job is (and as this test's
+    child was in some full-suite runs: the stacks of the hung `consume` showed its read loop going
+    on 60 s after SIGINT); Ctrl-C must stop it all the same."""
+    if broker.kind == "kafka":  # seen in CI until the fix for `ignored`: kept lenient one more stop
         request.applymarker(pytest.mark.xfail(reason="Ctrl-C may not stop consume on Kafka", strict=False))
     create_topics(config)
     produce_records(config, "triggers", [("p-001", avro.from_json("triggers", sample("triggers", 1)))])
@@ -209,6 +217,7 @@ def test_consume_without_until_idle_tails_until_ctrl_c(config, config_path, brok
         stderr=subprocess.PIPE,
         text=True,
         env={k: v for k, v in os.environ.items() if not k.startswith("PROFILESTREAM_")},
+        preexec_fn=_ignore_sigint if inherited == "ignored" else None,
     )
     try:
         assert json.loads(proc.stdout.readline())["trigger_id"] == "tr-001"
