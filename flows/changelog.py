@@ -12,11 +12,8 @@ epoch), and those are undone (`load` drops every row after the resumed `seq`).
 Compaction: a row superseded by a version at or before the snapshot Bytewax has committed can
 never be read again (a resume starts from that snapshot or a later one), so it is deleted when the
 next snapshot is written, and so is a tombstone there. The committed snapshot is read from the
-recovery partitions beside this file (Bytewax's `commits` and `snaps` tables) by a small child
-process every few seconds (`CommitWatch`), never by the run's own process: Bytewax's SQLite holds
-POSIX locks on those files, and any other open and close of them in the same process (Python's
-own SQLite is another copy of the library) would release them (`man fcntl`), which corrupts the
-partitions or, with their shared memory, kills the process (SIGBUS, seen in the bench).
+recovery partitions beside this file (`commits.py`) by a small child process every few seconds
+(`CommitWatch`), never by the run's own process (`commits.py` says why).
 Across machines a process holds only its own partition and cannot see what the cluster has
 committed: there, rows are kept until `FAR` snapshots have superseded them (an hour at the default
 interval of 10 s). The horizon is kept in the file, and a resume from before it is refused
@@ -52,7 +49,6 @@ CREATE TABLE IF NOT EXISTS entries (
     PRIMARY KEY (kind, key, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_by_seq ON entries (seq);
-CREATE TABLE IF NOT EXISTS snapshots (seq INTEGER PRIMARY KEY, rows INTEGER NOT NULL, bytes INTEGER NOT NULL);
 """
 
 
@@ -86,7 +82,7 @@ class Changelog:
         epoch leaves rows no snapshot names) is ever read; a new id tells the files apart."""
         new = uuid.uuid4().hex
         with self._transaction():
-            for table in ("entries", "snapshots", "meta"):
+            for table in ("entries", "meta"):
                 self._db.execute(f"DELETE FROM {table}")
             self._db.executemany("INSERT INTO meta VALUES (?, ?)", [("id", new), ("horizon", "-1")])
         self.next_seq = 0
@@ -105,7 +101,6 @@ class Changelog:
             self._db.executemany(
                 "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?)", [(k, key, seq, v) for k, key, v in rows]
             )
-            self._db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (seq, len(rows), size))
             if horizon >= 0:
                 self._compact(horizon)
         self.next_seq = seq + 1
@@ -124,7 +119,6 @@ class Changelog:
             (last, horizon),
         )
         db.execute("DELETE FROM entries WHERE seq > ? AND seq <= ? AND value IS NULL", (last, horizon))
-        db.execute("DELETE FROM snapshots WHERE seq < ?", (horizon,))
         db.execute("UPDATE meta SET value = ? WHERE name = 'horizon'", (str(horizon),))
 
     # --- reading --------------------------------------------------------------------------------
@@ -154,15 +148,11 @@ class Changelog:
                 table[key] = value
         with self._transaction():
             self._db.execute("DELETE FROM entries WHERE seq > ?", (seq,))
-            self._db.execute("DELETE FROM snapshots WHERE seq > ?", (seq,))
         self.next_seq = seq + 1
         return found
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
-
-    def close(self) -> None:
-        self._db.close()
 
 
 class _Transaction:
@@ -178,39 +168,11 @@ class _Transaction:
         self._db.execute("COMMIT" if kind is None else "ROLLBACK")
 
 
-_READ_COMMITTED = r"""
-import pickle, sqlite3, sys
-from contextlib import closing
-from pathlib import Path
-parts = sorted(Path(sys.argv[1]).glob("part-*.sqlite3"))
-epochs, count, found = [], None, None
-for part in parts:
-    with closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1)) as db:
-        epochs.append(db.execute("SELECT MAX(commit_epoch) FROM commits").fetchone()[0])
-        count = db.execute("SELECT MAX(part_count) FROM parts").fetchone()[0]
-if parts and count == len(parts) and None not in epochs:
-    for part in parts:
-        with closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1)) as db:
-            row = db.execute(
-                "SELECT snap_epoch, ser_change FROM snaps WHERE step_id LIKE '%.resolve' "
-                "AND snap_epoch <= ? AND ser_change IS NOT NULL ORDER BY snap_epoch DESC LIMIT 1",
-                (min(epochs),),
-            ).fetchone()
-        if row is not None and (found is None or row[0] > found[0]):
-            found = row
-print("none" if found is None else pickle.loads(pickle.loads(found[1]))["seq"])
-"""
-"""The child's script: the `seq` of the resolution snapshot Bytewax has committed (`committed_seq`),
-with the standard library only (the snapshot's outer dictionary holds bytes, strings and ints)."""
-
-
 def committed_seq(directory: Path) -> int | None:
-    """The `seq` of the resolution snapshot Bytewax has committed, read from the recovery
-    partitions in `directory` by a child process; None when they are not all there (a process of
-    a cluster across machines), hold no committed snapshot of resolution yet, or cannot be read."""
+    """`commits.resolution_seq` of `directory`, asked of a child process (`commits` says why)."""
     try:
         done = subprocess.run(
-            [sys.executable, "-S", "-c", _READ_COMMITTED, str(directory)],
+            [sys.executable, "-m", "profilestream.flows.commits", str(directory)],
             capture_output=True,
             text=True,
             timeout=30,

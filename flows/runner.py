@@ -79,6 +79,7 @@ from bytewax.run import cli_main
 from profilestream.codec import registry
 from profilestream.domain.roles import INPUT_ROLES
 from profilestream.flows import changelog
+from profilestream.flows.commits import committed_epoch
 from profilestream.flows.placement import engine_worker
 from profilestream.flows.profiles import build_flow
 from profilestream.flows.snapshot import Refused
@@ -220,7 +221,7 @@ def _open_recovery(path: Path, part: int, count: int) -> Path:
 def _log_recovery(path: Path) -> None:
     """`resume` when a snapshot is there to go on from, else `new`."""
     parts = sorted(path.glob("part-*.sqlite3"))
-    epoch = _committed_epoch(parts)
+    epoch = committed_epoch(parts)
     metrics.log(
         "recovery",
         dir=str(path),
@@ -302,19 +303,6 @@ def release_recovery(path: Path | None) -> None:
         fh = _LOCKS.pop(path.resolve(), None)
         if fh is not None:
             fh.close()
-
-
-def _committed_epoch(parts: list[Path]) -> int | None:
-    """The latest epoch whose snapshot is complete (for the log; None if unreadable)."""
-    try:
-        epochs = []
-        for part in parts:
-            with sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1) as db:
-                row = db.execute("SELECT MAX(commit_epoch) FROM commits").fetchone()
-                epochs.append(row[0])
-        return None if not epochs or None in epochs else min(epochs)
-    except sqlite3.Error:
-        return None
 
 
 def _recovery_config(path: str | None) -> RecoveryConfig | None:

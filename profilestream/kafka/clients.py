@@ -378,7 +378,6 @@ def read_topic(config, topic: str, until_idle: bool = True, timeout: float | Non
     if until_idle and not pending:
         return
     consumer = _consumer(config)
-    interrupted = False
     try:
         consumer.assign([TopicPartition(topic, p, low) for p, (low, _) in ends.items()])
         stall = (_timeout(config) if timeout is None else timeout) if until_idle else None
@@ -395,27 +394,8 @@ def read_topic(config, topic: str, until_idle: bool = True, timeout: float | Non
                 pending.discard(partition)
                 if until_idle and not pending:
                     return
-    except KeyboardInterrupt:
-        interrupted = True
-        raise
     finally:
-        if interrupted:
-            _close_within(consumer, CLOSE_ON_INTERRUPT)
-        else:
-            consumer.close()
-
-
-CLOSE_ON_INTERRUPT = 5.0  # s: how long Ctrl-C waits for a reader's consumer to close
-
-
-def _close_within(consumer: Consumer, seconds: float) -> None:
-    """Close, but give up after `seconds`: on Ctrl-C the user wants the prompt back. A reader
-    assigns partitions and commits nothing, so an unfinished close loses nothing; librdkafka's
-    close can wait on the group coordinator (every consumer has a `group.id`), which a loaded
-    broker may be slow to name (seen on Apache Kafka: "Coordinator load in progress")."""
-    closer = threading.Thread(target=consumer.close, name="close-reader", daemon=True)
-    closer.start()
-    closer.join(seconds)
+        consumer.close()
 
 
 # --- topics that change under a run ------------------------------------------------------------
